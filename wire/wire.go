@@ -1,0 +1,468 @@
+// Package wire defines the frames that claudemesh clients and brokers
+// exchange over a WebSocket: one JSON object per text message, tagged by its
+// "type" field.
+//
+// A connection starts with the broker's Challenge; the client answers with a
+// Hello signed by its session key over HelloTranscript; the broker answers
+// Welcome or an Error and closes. After that the client sends Send, Ack and
+// PeersRequest frames and the broker answers with Sent, DM, PeerList and
+// Error frames. PROTOCOL.md at the repository root is the prose version.
+//
+// wire is a leaf package: it imports no other claudemesh package.
+package wire
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+)
+
+// Version is the protocol version spoken by this package. A broker refuses a
+// Hello whose version it does not speak.
+const Version = 1
+
+// Size limits. MaxFrameSize bounds every frame in both directions; the
+// WebSocket read limit is set to it. MaxBoxSize bounds a DM's ciphertext so
+// that a DM frame always fits in a frame.
+const (
+	MaxFrameSize = 1 << 20
+	MaxBoxSize   = 256 << 10
+	MaxNameLen   = 128
+	MaxPathLen   = 4096
+	MaxAckIDs    = 512
+	NonceSize    = 24
+	KeySize      = 32
+	// ChallengeSize is the length of the broker's random hello challenge.
+	ChallengeSize = 32
+)
+
+// Frame types.
+const (
+	TypeChallenge = "challenge"
+	TypeHello     = "hello"
+	TypeWelcome   = "welcome"
+	TypeSend      = "send"
+	TypeSent      = "sent"
+	TypeDM        = "dm"
+	TypeAck       = "ack"
+	TypePeers     = "peers"
+	TypePeerList  = "peer_list"
+	TypeError     = "error"
+)
+
+// Frame is any frame. Type reports the value of its "type" field.
+type Frame interface {
+	Type() string
+	validate() error
+}
+
+// Key is an ed25519 public key, hex-encoded in JSON.
+type Key []byte
+
+// MarshalText encodes k as lowercase hex.
+func (k Key) MarshalText() ([]byte, error) {
+	return []byte(hex.EncodeToString(k)), nil
+}
+
+// UnmarshalText decodes a 64-character hex key.
+func (k *Key) UnmarshalText(b []byte) error {
+	if len(b) != 2*KeySize {
+		return fmt.Errorf("key must be %d hex characters, got %d", 2*KeySize, len(b))
+	}
+	v := make([]byte, KeySize)
+	if _, err := hex.Decode(v, b); err != nil {
+		return fmt.Errorf("key: %w", err)
+	}
+	*k = v
+	return nil
+}
+
+// String returns the hex form of k.
+func (k Key) String() string { return hex.EncodeToString(k) }
+
+// Challenge is the broker's first frame on every connection.
+type Challenge struct {
+	Version int    `json:"v"`
+	Nonce   []byte `json:"nonce"` // ChallengeSize random bytes, base64 in JSON
+}
+
+// Hello is the client's answer to Challenge. Sig is the ed25519 signature by
+// Key over HelloTranscript(challenge nonce, h).
+type Hello struct {
+	Version    int    `json:"v"`
+	Mesh       string `json:"mesh"`
+	SessionID  string `json:"session_id,omitempty"` // "" for an ephemeral identity
+	Key        Key    `json:"key"`
+	Name       string `json:"name"`
+	ProjectDir string `json:"project_dir,omitempty"`
+	Token      string `json:"token,omitempty"` // local broker credential
+	Sig        []byte `json:"sig"`
+}
+
+// Welcome accepts a Hello.
+type Welcome struct {
+	Version    int       `json:"v"`
+	KeyID      string    `json:"key_id"`
+	ServerTime time.Time `json:"server_time"`
+	// Replaced is true when this hello displaced a live connection that
+	// held the same session key.
+	Replaced bool `json:"replaced,omitempty"`
+}
+
+// Send asks the broker to store and route one sealed DM. ID is a UUID chosen
+// by the sender; resending the same ID is idempotent.
+type Send struct {
+	ID    string `json:"id"`
+	To    Key    `json:"to"`
+	Nonce []byte `json:"nonce"`
+	Box   []byte `json:"box"`
+}
+
+// Delivery states reported in Sent.
+const (
+	// StatusDelivered: the recipient is connected and the DM is being pushed
+	// to it (or it already acknowledged the DM).
+	StatusDelivered = "delivered"
+	// StatusQueued: the recipient is not connected; the DM waits durably.
+	StatusQueued = "queued"
+)
+
+// Sent acknowledges a Send after the DM is durably stored.
+type Sent struct {
+	ID     string `json:"id"`
+	Status string `json:"status"`
+}
+
+// DM delivers one sealed DM to its recipient. The recipient answers with an
+// Ack once it has kept or shown the DM; until then the broker keeps it and
+// delivers it again on the next connection.
+type DM struct {
+	ID          string    `json:"id"`
+	From        Key       `json:"from"`
+	FromName    string    `json:"from_name"`
+	FromSession string    `json:"from_session,omitempty"`
+	Nonce       []byte    `json:"nonce"`
+	Box         []byte    `json:"box"`
+	SentAt      time.Time `json:"sent_at"`
+}
+
+// Ack tells the broker that the listed DMs were received; it forgets them.
+type Ack struct {
+	IDs []string `json:"ids"`
+}
+
+// PeersRequest asks for the sessions of the caller's mesh.
+type PeersRequest struct {
+	Req uint64 `json:"req"`
+}
+
+// Peer is one session of a mesh, online or recently seen.
+type Peer struct {
+	Key            Key       `json:"key"`
+	KeyID          string    `json:"key_id"`
+	Name           string    `json:"name"`
+	SessionID      string    `json:"session_id,omitempty"`
+	ProjectDir     string    `json:"project_dir,omitempty"`
+	Online         bool      `json:"online"`
+	ConnectedSince time.Time `json:"connected_since,omitzero"`
+	LastSeen       time.Time `json:"last_seen"`
+}
+
+// PeerList answers PeersRequest.
+type PeerList struct {
+	Req   uint64 `json:"req"`
+	Peers []Peer `json:"peers"`
+}
+
+func (Challenge) Type() string    { return TypeChallenge }
+func (Hello) Type() string        { return TypeHello }
+func (Welcome) Type() string      { return TypeWelcome }
+func (Send) Type() string         { return TypeSend }
+func (Sent) Type() string         { return TypeSent }
+func (DM) Type() string           { return TypeDM }
+func (Ack) Type() string          { return TypeAck }
+func (PeersRequest) Type() string { return TypePeers }
+func (PeerList) Type() string     { return TypePeerList }
+func (*Error) Type() string       { return TypeError }
+
+// Encode returns the JSON form of f with its "type" field.
+func Encode(f Frame) ([]byte, error) {
+	body, err := json.Marshal(f)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s frame: %w", f.Type(), err)
+	}
+	// A struct always marshals to an object: splice the tag in front.
+	var b bytes.Buffer
+	b.Grow(len(body) + 32)
+	b.WriteString(`{"type":"`)
+	b.WriteString(f.Type())
+	b.WriteByte('"')
+	if len(body) > 2 {
+		b.WriteByte(',')
+	}
+	b.Write(body[1:])
+	if b.Len() > MaxFrameSize {
+		return nil, fmt.Errorf("encode %s frame: %d bytes exceeds the %d-byte frame limit", f.Type(), b.Len(), MaxFrameSize)
+	}
+	return b.Bytes(), nil
+}
+
+// ParseError is the one error type Decode returns. Code is the wire error
+// code a broker answers with.
+type ParseError struct {
+	Code string
+	Err  error
+}
+
+func (e *ParseError) Error() string { return "decode frame: " + e.Err.Error() }
+func (e *ParseError) Unwrap() error { return e.Err }
+
+// Decode parses and validates one frame. Unknown fields are ignored so that
+// newer peers can add optional fields; unknown types are an error.
+func Decode(data []byte) (Frame, error) {
+	if len(data) > MaxFrameSize {
+		return nil, &ParseError{CodeTooLarge, fmt.Errorf("%d bytes exceeds the %d-byte frame limit", len(data), MaxFrameSize)}
+	}
+	var env struct {
+		Type string `json:"type"`
+	}
+	if err := json.Unmarshal(data, &env); err != nil {
+		return nil, &ParseError{CodeBadFrame, fmt.Errorf("not a JSON object: %w", err)}
+	}
+	var f Frame
+	switch env.Type {
+	case TypeChallenge:
+		f = new(Challenge)
+	case TypeHello:
+		f = new(Hello)
+	case TypeWelcome:
+		f = new(Welcome)
+	case TypeSend:
+		f = new(Send)
+	case TypeSent:
+		f = new(Sent)
+	case TypeDM:
+		f = new(DM)
+	case TypeAck:
+		f = new(Ack)
+	case TypePeers:
+		f = new(PeersRequest)
+	case TypePeerList:
+		f = new(PeerList)
+	case TypeError:
+		f = new(Error)
+	case "":
+		return nil, &ParseError{CodeBadFrame, errors.New(`missing "type"`)}
+	default:
+		return nil, &ParseError{CodeBadFrame, fmt.Errorf("unknown frame type %q", truncate(env.Type, 32))}
+	}
+	if err := json.Unmarshal(data, f); err != nil {
+		return nil, &ParseError{CodeBadFrame, fmt.Errorf("%s frame: %w", env.Type, err)}
+	}
+	if err := f.validate(); err != nil {
+		code := CodeBadFrame
+		var pe *ParseError
+		if errors.As(err, &pe) {
+			return nil, pe
+		}
+		return nil, &ParseError{code, fmt.Errorf("%s frame: %w", env.Type, err)}
+	}
+	return deref(f), nil
+}
+
+// deref returns frames by value so callers switch on value types.
+func deref(f Frame) Frame {
+	switch v := f.(type) {
+	case *Challenge:
+		return *v
+	case *Hello:
+		return *v
+	case *Welcome:
+		return *v
+	case *Send:
+		return *v
+	case *Sent:
+		return *v
+	case *DM:
+		return *v
+	case *Ack:
+		return *v
+	case *PeersRequest:
+		return *v
+	case *PeerList:
+		return *v
+	}
+	return f // *Error stays a pointer: it is an error value
+}
+
+func (c Challenge) validate() error {
+	if len(c.Nonce) != ChallengeSize {
+		return fmt.Errorf("nonce must be %d bytes", ChallengeSize)
+	}
+	return nil
+}
+
+func (h Hello) validate() error {
+	if h.Version != Version {
+		return &ParseError{CodeUnsupportedVersion, fmt.Errorf("protocol version %d not supported (this side speaks %d)", h.Version, Version)}
+	}
+	if h.Mesh == "" {
+		return errors.New("mesh is required")
+	}
+	if len(h.Key) != KeySize {
+		return errors.New("key is required")
+	}
+	if h.SessionID != "" {
+		if err := validUUID(h.SessionID); err != nil {
+			return fmt.Errorf("session_id: %w", err)
+		}
+	}
+	if err := validText("name", h.Name, MaxNameLen); err != nil {
+		return err
+	}
+	if h.Name == "" {
+		return errors.New("name is required")
+	}
+	if err := validText("project_dir", h.ProjectDir, MaxPathLen); err != nil {
+		return err
+	}
+	if len(h.Sig) == 0 {
+		return &ParseError{CodeBadSignature, errors.New("hello frame: sig is required")}
+	}
+	return nil
+}
+
+func (w Welcome) validate() error { return nil }
+
+func (s Send) validate() error {
+	if err := validUUID(s.ID); err != nil {
+		return fmt.Errorf("id: %w", err)
+	}
+	if len(s.To) != KeySize {
+		return errors.New("to is required")
+	}
+	if len(s.Nonce) != NonceSize {
+		return fmt.Errorf("nonce must be %d bytes", NonceSize)
+	}
+	if len(s.Box) == 0 {
+		return errors.New("box is required")
+	}
+	if len(s.Box) > MaxBoxSize {
+		return &ParseError{CodeTooLarge, fmt.Errorf("send frame: box of %d bytes exceeds the %d-byte limit", len(s.Box), MaxBoxSize)}
+	}
+	return nil
+}
+
+func (s Sent) validate() error {
+	if s.ID == "" {
+		return errors.New("id is required")
+	}
+	return nil
+}
+
+func (d DM) validate() error {
+	if err := validUUID(d.ID); err != nil {
+		return fmt.Errorf("id: %w", err)
+	}
+	if len(d.From) != KeySize {
+		return errors.New("from is required")
+	}
+	if len(d.Nonce) != NonceSize {
+		return fmt.Errorf("nonce must be %d bytes", NonceSize)
+	}
+	if len(d.Box) == 0 || len(d.Box) > MaxBoxSize {
+		return errors.New("box size out of range")
+	}
+	return nil
+}
+
+func (a Ack) validate() error {
+	if len(a.IDs) == 0 {
+		return errors.New("ids is required")
+	}
+	if len(a.IDs) > MaxAckIDs {
+		return &ParseError{CodeTooLarge, fmt.Errorf("ack frame: %d ids exceeds the limit of %d", len(a.IDs), MaxAckIDs)}
+	}
+	for _, id := range a.IDs {
+		if err := validUUID(id); err != nil {
+			return fmt.Errorf("ids: %w", err)
+		}
+	}
+	return nil
+}
+
+func (PeersRequest) validate() error { return nil }
+
+func (l PeerList) validate() error {
+	for i, p := range l.Peers {
+		if len(p.Key) != KeySize {
+			return fmt.Errorf("peers[%d]: key is required", i)
+		}
+	}
+	return nil
+}
+
+func validUUID(s string) error {
+	if len(s) != 36 {
+		return fmt.Errorf("%q is not a UUID", truncate(s, 40))
+	}
+	if _, err := uuid.Parse(s); err != nil {
+		return fmt.Errorf("%q is not a UUID", s)
+	}
+	return nil
+}
+
+func validText(field, s string, max int) error {
+	if len(s) > max {
+		return fmt.Errorf("%s longer than %d bytes", field, max)
+	}
+	if !utf8.ValidString(s) {
+		return fmt.Errorf("%s is not valid UTF-8", field)
+	}
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f {
+			return fmt.Errorf("%s contains control characters", field)
+		}
+	}
+	return nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+// helloDomain separates hello signatures from every other use of a session
+// key.
+const helloDomain = "claudemesh/hello/v1"
+
+// HelloTranscript returns the bytes a session key signs to answer
+// challenge: the domain string, then every field of h that the broker acts
+// on, each length-prefixed so no two hellos share a transcript.
+func HelloTranscript(challenge []byte, h Hello) []byte {
+	var b bytes.Buffer
+	put := func(p []byte) {
+		var n [4]byte
+		binary.BigEndian.PutUint32(n[:], uint32(len(p)))
+		b.Write(n[:])
+		b.Write(p)
+	}
+	put([]byte(helloDomain))
+	put(challenge)
+	put([]byte{byte(h.Version)})
+	put([]byte(h.Mesh))
+	put([]byte(h.SessionID))
+	put(h.Key)
+	put([]byte(h.Name))
+	put([]byte(h.ProjectDir))
+	return b.Bytes()
+}
