@@ -1,0 +1,70 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"strconv"
+	"strings"
+)
+
+// migrations holds the schema changes, applied in the order of their
+// numbered file names (0001_init.sql, ...). A released file is never edited:
+// a change is a new file.
+//
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// migrate applies, in one transaction, the migrations the database has not
+// seen. It refuses a database whose schema is newer than this package knows.
+func migrate(ctx context.Context, db *sql.DB, log *slog.Logger) error {
+	entries, err := fs.ReadDir(migrations, "migrations")
+	if err != nil {
+		return fmt.Errorf("read migrations: %w", err)
+	}
+	// all[i] holds version i+1; fs.ReadDir sorts by name.
+	var all []string
+	for _, e := range entries {
+		prefix, _, _ := strings.Cut(e.Name(), "_")
+		if v, err := strconv.Atoi(prefix); err != nil || v != len(all)+1 {
+			return fmt.Errorf("migration %s: not numbered in sequence", e.Name())
+		}
+		all = append(all, e.Name())
+	}
+
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY) STRICT`); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	var current int
+	if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
+		return fmt.Errorf("migrate: read schema version: %w", err)
+	}
+	if current > len(all) {
+		return fmt.Errorf("database schema version %d is newer than this program supports (%d)", current, len(all))
+	}
+	for i := current; i < len(all); i++ {
+		body, err := migrations.ReadFile("migrations/" + all[i])
+		if err == nil {
+			_, err = tx.ExecContext(ctx, string(body))
+		}
+		if err == nil {
+			_, err = tx.ExecContext(ctx, `INSERT INTO schema_migrations (version) VALUES (?)`, i+1)
+		}
+		if err != nil {
+			return fmt.Errorf("migration %s: %w", all[i], err)
+		}
+		log.Info("store schema migrated", "version", i+1)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	return nil
+}

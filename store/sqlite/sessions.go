@@ -1,0 +1,80 @@
+package sqlite
+
+import (
+	"cmp"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/claudemesh/claudemesh/store"
+)
+
+// UpsertSession implements store.Store. A new row takes FirstSeen, or
+// LastSeen when FirstSeen is zero.
+func (s *Store) UpsertSession(ctx context.Context, sess store.Session) error {
+	if len(sess.PublicKey) == 0 {
+		return errors.New("upsert session: empty public key")
+	}
+	first := cmp.Or(sess.FirstSeen, sess.LastSeen)
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO sessions
+			(mesh, key, session_id, name, project_dir, first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (mesh, key) DO UPDATE SET session_id = excluded.session_id, name = excluded.name,
+				project_dir = excluded.project_dir, last_seen = excluded.last_seen`,
+			sess.Mesh, sess.PublicKey, sess.SessionID, sess.Name, sess.ProjectDir, nanos(first), nanos(sess.LastSeen))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("upsert session: %w", err)
+	}
+	return nil
+}
+
+const sessionColumns = `mesh, key, session_id, name, project_dir, first_seen, last_seen`
+
+func scanSession(row interface{ Scan(...any) error }) (store.Session, error) {
+	var (
+		sess        store.Session
+		first, last int64
+	)
+	err := row.Scan(&sess.Mesh, &sess.PublicKey, &sess.SessionID, &sess.Name, &sess.ProjectDir, &first, &last)
+	sess.FirstSeen, sess.LastSeen = fromNanos(first), fromNanos(last)
+	return sess, err
+}
+
+// Session implements store.Store.
+func (s *Store) Session(ctx context.Context, mesh string, key []byte) (store.Session, error) {
+	sess, err := scanSession(s.r.QueryRowContext(ctx, `SELECT `+sessionColumns+` FROM sessions WHERE mesh = ? AND key = ?`, mesh, key))
+	if errors.Is(err, sql.ErrNoRows) {
+		err = store.ErrNotFound
+	}
+	if err != nil {
+		return store.Session{}, s.readErr("session", err)
+	}
+	return sess, nil
+}
+
+// Sessions implements store.Store. Sessions seen at the same instant come in
+// key order.
+func (s *Store) Sessions(ctx context.Context, mesh string, since time.Time) ([]store.Session, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT `+sessionColumns+` FROM sessions
+		WHERE mesh = ? AND last_seen >= ? ORDER BY last_seen DESC, key`, mesh, nanos(since))
+	if err != nil {
+		return nil, s.readErr("sessions", err)
+	}
+	defer rows.Close()
+	var out []store.Session
+	for rows.Next() {
+		sess, err := scanSession(rows)
+		if err != nil {
+			return nil, s.readErr("sessions", err)
+		}
+		out = append(out, sess)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.readErr("sessions", err)
+	}
+	return out, nil
+}

@@ -1,0 +1,322 @@
+// Package sqlite is the embedded store.Store: one SQLite database file in WAL
+// mode, written through the pure-Go modernc.org/sqlite driver.
+//
+// # Durability
+//
+// Every write (Enqueue, Ack, Expire, UpsertSession) returns only after the
+// transaction that holds it has committed. What "committed" survives depends
+// on Config.Synchronous:
+//
+//   - FULL (the default) syncs the WAL on every commit: an acknowledged DM
+//     survives a crash of the process, of the operating system and a power
+//     loss.
+//   - NORMAL syncs only at checkpoints: an acknowledged DM survives a crash of
+//     the broker process, but the last commits before an operating-system
+//     crash or a power loss may be lost. Commits are several times cheaper.
+//
+// # Group commit
+//
+// A single writer goroutine owns the one write connection. Each write is
+// handed to it as an operation; the writer takes the first waiting operation
+// plus every other one already queued (up to Config.BatchMax), runs them in
+// one transaction, commits once and then answers each caller. Under load the
+// cost of a sync is thus shared by a whole batch. An operation's own outcome
+// (such as store.ErrConflict) does not affect the others in its batch; a
+// database failure fails every operation of the batch.
+//
+// A caller's context bounds how long it waits, not what happens: once an
+// operation was queued it may still commit after the caller gave up.
+//
+// Reads (Pending, Session, Sessions) use a separate pool of read-only
+// connections and do not wait for the writer. SQLite checkpoints the WAL into
+// the database file from the writer's commits once it holds 1000 pages.
+package sqlite
+
+import (
+	"cmp"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/claudemesh/claudemesh/store"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+// Config configures a Store. The zero value is valid and selects the
+// defaults.
+type Config struct {
+	// Logger receives operational messages; nil discards them.
+	Logger *slog.Logger
+	// Synchronous is "FULL" (default; durable across power loss) or
+	// "NORMAL" (durable across a crash of the process only). See the package
+	// documentation.
+	Synchronous string
+	// BatchMax is the largest number of writes committed in one
+	// transaction; 0 means 256.
+	BatchMax int
+}
+
+// Store is a store.Store backed by one SQLite database file.
+type Store struct {
+	log      *slog.Logger
+	w        *sql.DB // one connection, used by the writer goroutine only
+	r        *sql.DB // read-only pool
+	batchMax int
+
+	ops  chan op       // writes waiting for the writer
+	quit chan struct{} // closed by Close: no new writes
+	done chan struct{} // closed when the writer has returned
+
+	closeOnce sync.Once
+}
+
+var _ store.Store = (*Store)(nil)
+
+// op is one write. apply runs inside the batch transaction; it reports the
+// operation's own outcome through variables it captured and returns an error
+// only for a database failure, which fails the whole batch. done receives the
+// batch's outcome once it has committed or failed.
+type op struct {
+	apply func(ctx context.Context, tx *sql.Tx) error
+	done  chan error
+}
+
+// Open opens the database at path, creating it and its directory if needed,
+// and brings its schema up to date. Close the Store when done.
+func Open(ctx context.Context, path string, cfg Config) (*Store, error) {
+	s, err := open(ctx, path, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	return s, nil
+}
+
+func open(ctx context.Context, path string, cfg Config) (*Store, error) {
+	mode := strings.ToUpper(cmp.Or(cfg.Synchronous, "FULL"))
+	if mode != "FULL" && mode != "NORMAL" {
+		return nil, fmt.Errorf("synchronous %q: want FULL or NORMAL", cfg.Synchronous)
+	}
+	if cfg.BatchMax < 0 {
+		return nil, fmt.Errorf("negative batch size %d", cfg.BatchMax)
+	}
+	if path == "" {
+		return nil, errors.New("empty path")
+	}
+	path, err := filepath.Abs(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, err
+	}
+	// Create the file before SQLite does so that it is never readable by
+	// others, and tighten an existing one.
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	f.Close()
+	if err := os.Chmod(path, 0o600); err != nil {
+		return nil, err
+	}
+
+	s := &Store{
+		log:      cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler)),
+		batchMax: cmp.Or(cfg.BatchMax, 256),
+		quit:     make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+	s.ops = make(chan op, s.batchMax)
+
+	s.w, err = sql.Open("sqlite", dsn(path, url.Values{
+		"_pragma": {"busy_timeout(5000)", "journal_mode(WAL)", "synchronous(" + mode + ")", "foreign_keys(1)"},
+		"_txlock": {"immediate"},
+	}))
+	if err != nil {
+		return nil, err
+	}
+	s.w.SetMaxOpenConns(1)
+	if err := migrate(ctx, s.w, s.log); err != nil {
+		s.w.Close()
+		return nil, err
+	}
+	// SQLite gives the -wal and -shm files the mode of the database file;
+	// make sure of it for files left by an earlier version.
+	for _, suffix := range []string{"-wal", "-shm"} {
+		if err := os.Chmod(path+suffix, 0o600); err != nil && !errors.Is(err, os.ErrNotExist) {
+			s.w.Close()
+			return nil, err
+		}
+	}
+
+	s.r, err = sql.Open("sqlite", dsn(path, url.Values{
+		"_pragma": {"busy_timeout(5000)", "query_only(1)"},
+	}))
+	if err != nil {
+		s.w.Close()
+		return nil, err
+	}
+	s.r.SetMaxOpenConns(max(4, runtime.GOMAXPROCS(0)))
+
+	go s.writeLoop()
+	s.log.Info("store opened", "path", path, "synchronous", mode)
+	return s, nil
+}
+
+// dsn builds a driver data source name for the database file at the absolute
+// path.
+func dsn(path string, q url.Values) string {
+	u := url.URL{Scheme: "file", OmitHost: true, Path: filepath.ToSlash(path), RawQuery: q.Encode()}
+	return u.String()
+}
+
+// Close stops accepting writes, lets the writer commit those already queued,
+// waits for it and closes the database. Calls made after Close return an error
+// wrapping store.ErrClosed. Close is idempotent; only the first call reports
+// an error.
+func (s *Store) Close() error {
+	var err error
+	s.closeOnce.Do(func() {
+		close(s.quit)
+		<-s.done
+		if err = errors.Join(s.w.Close(), s.r.Close()); err != nil {
+			err = fmt.Errorf("close store: %w", err)
+		}
+	})
+	return err
+}
+
+func (s *Store) closed() bool {
+	select {
+	case <-s.quit:
+		return true
+	default:
+		return false
+	}
+}
+
+// readErr wraps the error of a read; a read that failed because the store was
+// closed under it reports store.ErrClosed.
+func (s *Store) readErr(what string, err error) error {
+	if s.closed() && !errors.Is(err, store.ErrNotFound) {
+		err = store.ErrClosed
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+// write hands apply to the writer and waits until its batch has committed.
+func (s *Store) write(ctx context.Context, apply func(ctx context.Context, tx *sql.Tx) error) error {
+	if s.closed() {
+		return store.ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	o := op{apply: apply, done: make(chan error, 1)}
+	select {
+	case s.ops <- o:
+	case <-s.quit:
+		return store.ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-o.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.done:
+		// The writer answers before it returns: no answer now means the
+		// operation slipped into the queue after the writer's last look.
+		select {
+		case err := <-o.done:
+			return err
+		default:
+			return store.ErrClosed
+		}
+	}
+}
+
+// writeLoop is the writer goroutine. It commits batches until Close, then
+// commits what is still queued and returns.
+func (s *Store) writeLoop() {
+	defer close(s.done)
+	batch := make([]op, 0, s.batchMax)
+	for {
+		batch = batch[:0]
+		select {
+		case o := <-s.ops:
+			batch = append(batch, o)
+		case <-s.quit:
+		}
+	drain:
+		for len(batch) < s.batchMax {
+			select {
+			case o := <-s.ops:
+				batch = append(batch, o)
+			default:
+				break drain
+			}
+		}
+		if len(batch) == 0 {
+			return // closed and nothing left
+		}
+		err := s.commit(batch)
+		for _, o := range batch {
+			o.done <- err
+		}
+		clear(batch)
+	}
+}
+
+// commit runs batch in one transaction.
+func (s *Store) commit(batch []op) error {
+	// The writer does not inherit any caller's context: a queued operation
+	// is either committed with its batch or failed with it.
+	ctx := context.Background()
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	for _, o := range batch {
+		if err := o.apply(ctx, tx); err != nil {
+			tx.Rollback()
+			return err
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// nanos encodes t as unix nanoseconds, clamped to the int64 range; the zero
+// time becomes math.MinInt64.
+func nanos(t time.Time) int64 {
+	switch {
+	case t.Before(time.Unix(0, math.MinInt64)):
+		return math.MinInt64
+	case t.After(time.Unix(0, math.MaxInt64)):
+		return math.MaxInt64
+	}
+	return t.UnixNano()
+}
+
+// fromNanos decodes what nanos encoded, in UTC.
+func fromNanos(n int64) time.Time {
+	if n == math.MinInt64 {
+		return time.Time{}
+	}
+	return time.Unix(0, n).UTC()
+}

@@ -1,0 +1,282 @@
+package sqlite
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"errors"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/claudemesh/claudemesh/store"
+	"github.com/claudemesh/claudemesh/store/storetest"
+)
+
+func openAt(t testing.TB, path string, cfg Config) *Store {
+	t.Helper()
+	s, err := Open(t.Context(), path, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	for _, mode := range []string{"FULL", "NORMAL"} {
+		t.Run(mode, func(t *testing.T) {
+			storetest.Run(t, func(t *testing.T) store.Store {
+				return openAt(t, filepath.Join(t.TempDir(), "broker.db"), Config{Synchronous: mode})
+			})
+		})
+	}
+}
+
+func newMessage(to []byte, now time.Time) store.Message {
+	m := store.Message{
+		ID: uuid.NewString(), Mesh: "team", From: make([]byte, 32), FromName: "alice", To: to,
+		Nonce: make([]byte, 24), Box: make([]byte, 256),
+		CreatedAt: now, ExpiresAt: now.Add(time.Hour),
+	}
+	rand.Read(m.From)
+	rand.Read(m.Nonce)
+	rand.Read(m.Box)
+	return m
+}
+
+func TestReopen(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "broker.db")
+	now := time.Now()
+	to := make([]byte, 32)
+	rand.Read(to)
+	kept, acked := newMessage(to, now), newMessage(to, now)
+
+	s, err := Open(ctx, path, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []store.Message{kept, acked} {
+		if _, err := s.Enqueue(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.Ack(ctx, "team", to, []string{acked.ID}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s = openAt(t, path, Config{})
+	got, err := s.Pending(ctx, "team", to, now, "", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].ID != kept.ID {
+		t.Fatalf("Pending after reopen = %v, want only %s", got, kept.ID)
+	}
+	if !got[0].CreatedAt.Equal(now) || got[0].CreatedAt.Location() != time.UTC {
+		t.Errorf("CreatedAt = %v, want %v in UTC", got[0].CreatedAt, now)
+	}
+	if res, err := s.Enqueue(ctx, acked); err != nil || res != store.AlreadyAcked {
+		t.Errorf("re-enqueue of an acked DM after reopen = %v, %v; want already-acked", res, err)
+	}
+}
+
+func TestFileMode(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "state", "claude mesh #1?%20")
+	path := filepath.Join(dir, "broker.db")
+	s := openAt(t, path, Config{})
+	if _, err := s.Enqueue(t.Context(), newMessage(make([]byte, 32), time.Now())); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]os.FileMode{dir: 0o700 | os.ModeDir, path: 0o600, path + "-wal": 0o600, path + "-shm": 0o600} {
+		fi, err := os.Stat(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode() != want {
+			t.Errorf("%s: mode %v, want %v", name, fi.Mode(), want)
+		}
+	}
+}
+
+func TestNewerSchema(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "broker.db")
+	s, err := Open(t.Context(), path, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`INSERT INTO schema_migrations (version) VALUES (1000)`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
+	if s, err := Open(t.Context(), path, Config{}); err == nil {
+		s.Close()
+		t.Fatal("Open of a database with a newer schema succeeded")
+	}
+}
+
+func TestConfig(t *testing.T) {
+	dir := t.TempDir()
+	for _, cfg := range []Config{{Synchronous: "OFF"}, {Synchronous: "fast"}, {BatchMax: -1}} {
+		if s, err := Open(t.Context(), filepath.Join(dir, "broker.db"), cfg); err == nil {
+			s.Close()
+			t.Errorf("Open with %+v succeeded", cfg)
+		}
+	}
+	openAt(t, filepath.Join(dir, "broker.db"), Config{Synchronous: "normal", BatchMax: 1})
+}
+
+func TestCanceledContext(t *testing.T) {
+	s := openAt(t, filepath.Join(t.TempDir(), "broker.db"), Config{})
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	m := newMessage(make([]byte, 32), time.Now())
+	if _, err := s.Enqueue(ctx, m); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Enqueue with a canceled context: err = %v, want context.Canceled", err)
+	}
+	if got, err := s.Pending(t.Context(), m.Mesh, m.To, m.CreatedAt, "", 10); err != nil || len(got) != 0 {
+		t.Errorf("Pending = %v, %v; want nothing stored", got, err)
+	}
+}
+
+// TestCloseDuringWrites closes the store under load: every write either
+// fails with ErrClosed or was made durable, and nothing panics or hangs.
+func TestCloseDuringWrites(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "broker.db")
+	s, err := Open(t.Context(), path, Config{Synchronous: "NORMAL"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	to := make([]byte, 32)
+	now := time.Now()
+	var (
+		mu      sync.Mutex
+		stored  []string
+		wg      sync.WaitGroup
+		started = make(chan struct{}, 16)
+	)
+	for range 16 {
+		wg.Go(func() {
+			var once sync.Once
+			signal := func() { started <- struct{}{} }
+			defer once.Do(signal)
+			for i := 0; ; i++ {
+				if i == 5 {
+					once.Do(signal)
+				}
+				m := newMessage(to, now)
+				if _, err := s.Enqueue(t.Context(), m); err != nil {
+					if !errors.Is(err, store.ErrClosed) {
+						t.Errorf("Enqueue: %v", err)
+					}
+					return
+				}
+				mu.Lock()
+				stored = append(stored, m.ID)
+				mu.Unlock()
+			}
+		})
+	}
+	for range 16 {
+		<-started
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+
+	s = openAt(t, path, Config{})
+	got := map[string]bool{}
+	after := ""
+	for {
+		page, err := s.Pending(t.Context(), "team", to, now, after, 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page) == 0 {
+			break
+		}
+		for _, m := range page {
+			got[m.ID] = true
+		}
+		after = page[len(page)-1].ID
+	}
+	for _, id := range stored {
+		if !got[id] {
+			t.Fatalf("acknowledged write %s lost", id)
+		}
+	}
+	if len(got) != len(stored) {
+		t.Errorf("%d messages stored, %d acknowledged", len(got), len(stored))
+	}
+}
+
+func TestNanos(t *testing.T) {
+	for _, tt := range []time.Time{
+		{},
+		time.Date(2030, 1, 2, 3, 4, 5, 6, time.UTC),
+		time.Unix(0, 1).UTC(),
+	} {
+		if got := fromNanos(nanos(tt)); !got.Equal(tt) {
+			t.Errorf("fromNanos(nanos(%v)) = %v", tt, got)
+		}
+	}
+	far := time.Date(3000, 1, 1, 0, 0, 0, 0, time.UTC)
+	if got := nanos(far); got <= nanos(time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC)) {
+		t.Errorf("nanos(%v) = %d, not clamped to the maximum", far, got)
+	}
+}
+
+func benchmarkEnqueue(b *testing.B, parallel bool) {
+	for _, mode := range []string{"FULL", "NORMAL"} {
+		b.Run(mode, func(b *testing.B) {
+			s := openAt(b, filepath.Join(b.TempDir(), "broker.db"), Config{Synchronous: mode})
+			to := make([]byte, 32)
+			now := time.Now()
+			enqueue := func() {
+				if _, err := s.Enqueue(b.Context(), newMessage(to, now)); err != nil {
+					b.Error(err)
+				}
+			}
+			b.ResetTimer()
+			if !parallel {
+				for b.Loop() {
+					enqueue()
+				}
+				return
+			}
+			b.SetParallelism(16) // 16 × GOMAXPROCS concurrent senders
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					enqueue()
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkEnqueue measures one sender: every write waits for its own commit.
+func BenchmarkEnqueue(b *testing.B) { benchmarkEnqueue(b, false) }
+
+// BenchmarkEnqueueParallel measures many senders, whose writes share commits.
+func BenchmarkEnqueueParallel(b *testing.B) { benchmarkEnqueue(b, true) }
