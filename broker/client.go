@@ -1,0 +1,697 @@
+package broker
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/claudemesh/claudemesh/identity"
+	"github.com/claudemesh/claudemesh/wire"
+)
+
+// Endpoint is where and how a client reaches its broker.
+type Endpoint struct {
+	URL   string // ws:// or wss:// URL of the broker's WebSocket endpoint
+	Token string // broker credential; "" when the broker needs none
+}
+
+// ClientConfig configures a Client. Key and Endpoint are required.
+type ClientConfig struct {
+	// Endpoint is called before every connection attempt, so a client
+	// follows a broker that restarted on another port or with a new
+	// credential.
+	Endpoint func() (Endpoint, error)
+	// Key is the session key the client says hello with.
+	Key *identity.Key
+	// Name and ProjectDir are presented to peers.
+	Name       string
+	ProjectDir string
+	// OnDM receives each DM pushed by the broker, in order, on the
+	// client's connection goroutine: it must not block for long. The
+	// broker delivers a DM again on the next connection until Ack is called
+	// for it, so OnDM must tolerate repeats.
+	OnDM func(wire.DM)
+	// Logger receives the client's logs; nil discards them.
+	Logger *slog.Logger
+	// MinBackoff and MaxBackoff bound the jittered delay between
+	// connection attempts. Defaults 250ms and 30s.
+	MinBackoff, MaxBackoff time.Duration
+	// DialTimeout bounds connecting and the hello. Default 10s.
+	DialTimeout time.Duration
+	// PongTimeout is how long the client waits without hearing from the
+	// broker (frames or pings) before it reconnects. Default 75s.
+	PongTimeout time.Duration
+}
+
+// Errors returned by Client methods.
+var (
+	// ErrClosed: the client was closed.
+	ErrClosed = errors.New("broker client closed")
+	// ErrNotConnected: the client has no connection to the broker now.
+	ErrNotConnected = errors.New("not connected to the broker")
+	// ErrUnconfirmed: the broker has not confirmed a DM yet. It stays in
+	// the client's outbox and is sent again (same id) on every reconnect
+	// until the broker confirms it.
+	ErrUnconfirmed = errors.New("DM not yet confirmed by the broker; it will be retried with the same id")
+)
+
+// State is a snapshot of a client's connection.
+type State struct {
+	Connected bool
+	URL       string
+	Since     time.Time // when the current connection or outage began
+	LastError error     // why the last connection ended or failed
+	Attempts  int       // failed attempts since the last good connection
+	// Replaced is true when another connection took this session key; the
+	// client then stops reconnecting until Reconnect is called.
+	Replaced bool
+	Outbox   int // DMs sent but not yet confirmed
+}
+
+// Client is a broker connection that keeps itself up. Its methods are safe
+// for concurrent use.
+type Client struct {
+	cfg ClientConfig
+	log *slog.Logger
+
+	mu        sync.Mutex
+	cur       *clientConn
+	state     State
+	up        chan struct{} // closed while connected; replaced on disconnect
+	outbox    map[string]*outgoing
+	order     []string // outbox ids in send order
+	peersReq  map[uint64]chan peersResult
+	nextReq   uint64
+	closed    bool
+	reconnect chan struct{} // capacity 1: wakes a client that stopped retrying
+
+	quit     chan struct{}
+	done     chan struct{}
+	quitOnce sync.Once
+}
+
+type outgoing struct {
+	id      string
+	frame   []byte
+	written bool          // handed to a connection at least once
+	done    chan struct{} // closed with status/err set
+	status  string
+	err     error
+}
+
+type peersResult struct {
+	peers []wire.Peer
+	err   error
+}
+
+// Dial starts a client that connects to the broker in the background and
+// stays connected until Close. It does not wait for the first connection;
+// see WaitConnected.
+func Dial(cfg ClientConfig) (*Client, error) {
+	if cfg.Key == nil || cfg.Endpoint == nil {
+		return nil, errors.New("dial broker: key and endpoint are required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.OnDM == nil {
+		cfg.OnDM = func(wire.DM) {}
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&cfg.MinBackoff, 250*time.Millisecond)
+	def(&cfg.MaxBackoff, 30*time.Second)
+	def(&cfg.DialTimeout, 10*time.Second)
+	def(&cfg.PongTimeout, 75*time.Second)
+	c := &Client{
+		cfg:       cfg,
+		log:       cfg.Logger,
+		up:        make(chan struct{}),
+		outbox:    make(map[string]*outgoing),
+		peersReq:  make(map[uint64]chan peersResult),
+		reconnect: make(chan struct{}, 1),
+		quit:      make(chan struct{}),
+		done:      make(chan struct{}),
+	}
+	c.state.Since = time.Now()
+	go c.run()
+	return c, nil
+}
+
+// Close disconnects and returns once the client's goroutines have exited.
+// Unconfirmed DMs are abandoned. It is idempotent.
+func (c *Client) Close() error {
+	c.quitOnce.Do(func() {
+		c.mu.Lock()
+		c.closed = true
+		for _, o := range c.outbox {
+			o.err = ErrClosed
+			close(o.done)
+		}
+		clear(c.outbox)
+		c.order = nil
+		c.mu.Unlock()
+		close(c.quit)
+	})
+	<-c.done
+	return nil
+}
+
+// State returns a snapshot of the connection state.
+func (c *Client) State() State {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := c.state
+	st.Outbox = len(c.outbox)
+	return st
+}
+
+// Reconnect makes a client that stopped retrying (another connection took
+// its session key) try again now.
+func (c *Client) Reconnect() {
+	select {
+	case c.reconnect <- struct{}{}:
+	default:
+	}
+}
+
+// WaitConnected waits until the client is connected or ctx ends.
+func (c *Client) WaitConnected(ctx context.Context) error {
+	for {
+		c.mu.Lock()
+		if c.closed {
+			c.mu.Unlock()
+			return ErrClosed
+		}
+		if c.cur != nil {
+			c.mu.Unlock()
+			return nil
+		}
+		up := c.up
+		c.mu.Unlock()
+		select {
+		case <-up:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-c.quit:
+			return ErrClosed
+		}
+	}
+}
+
+// Send hands one sealed DM to the broker and waits for the broker's
+// confirmation that it is stored: wire.StatusDelivered or
+// wire.StatusQueued. A broker refusal is returned as a *wire.Error.
+//
+// The DM survives reconnects: it is sent again with the same id until the
+// broker confirms it, so it is stored once. If ctx ends before the
+// confirmation, Send returns ErrUnconfirmed when the DM was already handed
+// to a connection (it stays in the outbox and keeps being retried), or
+// ErrNotConnected when it never was (it is withdrawn).
+func (c *Client) Send(ctx context.Context, id string, to ed25519.PublicKey, nonce [wire.NonceSize]byte, box []byte) (string, error) {
+	frame, err := wire.Encode(wire.Send{ID: id, To: wire.Key(to), Nonce: nonce[:], Box: box})
+	if err != nil {
+		return "", err
+	}
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return "", ErrClosed
+	}
+	o, ok := c.outbox[id]
+	if !ok {
+		o = &outgoing{id: id, frame: frame, done: make(chan struct{})}
+		c.outbox[id] = o
+		c.order = append(c.order, id)
+	}
+	cur := c.cur
+	if cur != nil {
+		o.written = true
+	}
+	c.mu.Unlock()
+	if cur != nil {
+		cur.write(frame)
+	}
+	select {
+	case <-o.done:
+		return o.status, o.err
+	case <-ctx.Done():
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		select {
+		case <-o.done:
+			return o.status, o.err
+		default:
+		}
+		if o.written {
+			return "", ErrUnconfirmed
+		}
+		c.dropOutgoing(id)
+		if c.state.LastError != nil {
+			return "", fmt.Errorf("%w: %v", ErrNotConnected, c.state.LastError)
+		}
+		return "", ErrNotConnected
+	}
+}
+
+// dropOutgoing removes id from the outbox. c.mu must be held.
+func (c *Client) dropOutgoing(id string) *outgoing {
+	o := c.outbox[id]
+	if o == nil {
+		return nil
+	}
+	delete(c.outbox, id)
+	for i, v := range c.order {
+		if v == id {
+			c.order = append(c.order[:i], c.order[i+1:]...)
+			break
+		}
+	}
+	return o
+}
+
+// complete resolves the outbox entry id, if it is still there.
+func (c *Client) complete(id, status string, err error) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	o := c.dropOutgoing(id)
+	if o == nil {
+		return false
+	}
+	o.status, o.err = status, err
+	close(o.done)
+	return true
+}
+
+// Peers returns the sessions of the client's mesh: online ones and those
+// seen within the broker's queue TTL.
+func (c *Client) Peers(ctx context.Context) ([]wire.Peer, error) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil, ErrClosed
+	}
+	cur := c.cur
+	if cur == nil {
+		err := c.notConnected()
+		c.mu.Unlock()
+		return nil, err
+	}
+	c.nextReq++
+	req := c.nextReq
+	ch := make(chan peersResult, 1)
+	c.peersReq[req] = ch
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		delete(c.peersReq, req)
+		c.mu.Unlock()
+	}()
+
+	frame, err := wire.Encode(wire.PeersRequest{Req: req})
+	if err != nil {
+		return nil, err
+	}
+	cur.write(frame)
+	select {
+	case r := <-ch:
+		return r.peers, r.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("list peers: %w", ctx.Err())
+	}
+}
+
+// notConnected explains the outage. c.mu must be held.
+func (c *Client) notConnected() error {
+	if c.state.LastError != nil {
+		return fmt.Errorf("%w: %v", ErrNotConnected, c.state.LastError)
+	}
+	return ErrNotConnected
+}
+
+// Ack tells the broker that DMs were received so it forgets them. Without a
+// connection it returns ErrNotConnected and the broker will deliver them
+// again later.
+func (c *Client) Ack(ids []string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	c.mu.Lock()
+	cur := c.cur
+	if cur == nil {
+		err := c.notConnected()
+		c.mu.Unlock()
+		return err
+	}
+	c.mu.Unlock()
+	for chunk := range chunks(ids, wire.MaxAckIDs) {
+		frame, err := wire.Encode(wire.Ack{IDs: chunk})
+		if err != nil {
+			return err
+		}
+		if !cur.write(frame) {
+			return ErrNotConnected
+		}
+	}
+	return nil
+}
+
+func chunks(s []string, n int) func(func([]string) bool) {
+	return func(yield func([]string) bool) {
+		for len(s) > 0 {
+			k := min(n, len(s))
+			if !yield(s[:k]) {
+				return
+			}
+			s = s[k:]
+		}
+	}
+}
+
+// run owns the connection: connect, serve, back off, repeat.
+func (c *Client) run() {
+	defer close(c.done)
+	// ctx ends when the client closes, aborting a dial in progress.
+	ctx, cancel := context.WithCancel(context.Background())
+	watcher := make(chan struct{})
+	go func() {
+		defer close(watcher)
+		select {
+		case <-c.quit:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	defer func() { cancel(); <-watcher }()
+	attempts := 0
+	for {
+		select {
+		case <-c.quit:
+			return
+		default:
+		}
+		ep, err := c.cfg.Endpoint()
+		var cc *clientConn
+		if err == nil {
+			cc, err = c.connect(ctx, ep)
+		}
+		if err != nil {
+			attempts++
+			c.setFailed(ep.URL, err, attempts)
+			c.log.Debug("broker connection failed", "url", ep.URL, "attempt", attempts, "err", err)
+		} else {
+			start := time.Now()
+			err = c.serve(cc)
+			if time.Since(start) > 10*time.Second {
+				attempts = 0
+			}
+			attempts++
+			c.log.Info("broker connection lost", "url", ep.URL, "err", err)
+		}
+		if we, ok := errors.AsType[*wire.Error](err); ok && we.Code == wire.CodeSessionReplaced {
+			c.log.Warn("this session is active in another process; not reconnecting until asked")
+			select {
+			case <-c.quit:
+				return
+			case <-c.reconnect:
+				attempts = 0
+				c.mu.Lock()
+				c.state.Replaced = false
+				c.mu.Unlock()
+				continue
+			}
+		}
+		select {
+		case <-c.quit:
+			return
+		case <-c.reconnect:
+		case <-time.After(c.backoff(attempts)):
+		}
+	}
+}
+
+func (c *Client) backoff(attempts int) time.Duration {
+	d := c.cfg.MinBackoff << min(attempts-1, 16)
+	if d <= 0 || d > c.cfg.MaxBackoff {
+		d = c.cfg.MaxBackoff
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+func (c *Client) setFailed(url string, err error, attempts int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.state.URL = url
+	c.state.LastError = err
+	c.state.Attempts = attempts
+	if we, ok := errors.AsType[*wire.Error](err); ok && we.Code == wire.CodeSessionReplaced {
+		c.state.Replaced = true
+	}
+}
+
+// connect dials ep and completes the hello.
+func (c *Client) connect(ctx context.Context, ep Endpoint) (*clientConn, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.DialTimeout)
+	defer cancel()
+	d := websocket.Dialer{HandshakeTimeout: c.cfg.DialTimeout}
+	ws, _, err := d.DialContext(ctx, ep.URL, nil)
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s: %w", ep.URL, err)
+	}
+	ws.SetReadLimit(wire.MaxFrameSize)
+	deadline, _ := ctx.Deadline()
+	ws.SetReadDeadline(deadline)
+	ws.SetWriteDeadline(deadline)
+	fail := func(err error) (*clientConn, error) {
+		ws.Close()
+		return nil, err
+	}
+	f, err := readFrame(ws)
+	if err != nil {
+		return fail(fmt.Errorf("read challenge from %s: %w", ep.URL, err))
+	}
+	ch, ok := f.(wire.Challenge)
+	if !ok {
+		return fail(fmt.Errorf("broker %s sent %s before its challenge", ep.URL, f.Type()))
+	}
+	k := c.cfg.Key
+	h := wire.Hello{
+		Version:    wire.Version,
+		Mesh:       k.Mesh,
+		SessionID:  k.SessionID,
+		Key:        wire.Key(k.Public),
+		Name:       c.cfg.Name,
+		ProjectDir: c.cfg.ProjectDir,
+		Token:      ep.Token,
+	}
+	h.Sig = ed25519.Sign(k.Private, wire.HelloTranscript(ch.Nonce, h))
+	b, err := wire.Encode(h)
+	if err != nil {
+		return fail(err)
+	}
+	if err := ws.WriteMessage(websocket.TextMessage, b); err != nil {
+		return fail(fmt.Errorf("send hello to %s: %w", ep.URL, err))
+	}
+	f, err = readFrame(ws)
+	if err != nil {
+		return fail(fmt.Errorf("read welcome from %s: %w", ep.URL, err))
+	}
+	w, ok := f.(wire.Welcome)
+	if !ok {
+		return fail(fmt.Errorf("broker %s sent %s instead of welcome", ep.URL, f.Type()))
+	}
+	ws.SetWriteDeadline(time.Time{})
+	cc := &clientConn{ws: ws, out: make(chan []byte, 64), dead: make(chan struct{}), writerDone: make(chan struct{})}
+	c.log.Info("connected to broker", "url", ep.URL, "key_id", w.KeyID, "replaced", w.Replaced)
+	return cc, nil
+}
+
+// readFrame reads one frame; an error frame is returned as the error.
+func readFrame(ws *websocket.Conn) (wire.Frame, error) {
+	typ, data, err := ws.ReadMessage()
+	if err != nil {
+		return nil, err
+	}
+	if typ != websocket.TextMessage {
+		return nil, errors.New("broker sent a binary message")
+	}
+	f, err := wire.Decode(data)
+	if err != nil {
+		return nil, err
+	}
+	if e, ok := f.(*wire.Error); ok {
+		return nil, e
+	}
+	return f, nil
+}
+
+// serve runs an established connection until it fails; it returns why.
+func (c *Client) serve(cc *clientConn) error {
+	go cc.writer()
+	defer func() {
+		cc.kill()
+		<-cc.writerDone
+	}()
+
+	c.mu.Lock()
+	c.cur = cc
+	c.state = State{Connected: true, URL: c.state.URL, Since: time.Now()}
+	close(c.up)
+	var resend [][]byte
+	for _, id := range c.order {
+		o := c.outbox[id]
+		o.written = true
+		resend = append(resend, o.frame)
+	}
+	c.mu.Unlock()
+	for _, b := range resend {
+		if !cc.write(b) {
+			break
+		}
+	}
+
+	refresh := func() { cc.ws.SetReadDeadline(time.Now().Add(c.cfg.PongTimeout)) }
+	refresh()
+	cc.ws.SetPingHandler(func(data string) error {
+		refresh()
+		err := cc.ws.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(5*time.Second))
+		if errors.Is(err, websocket.ErrCloseSent) {
+			return nil
+		}
+		return err
+	})
+	// An error frame that answers no request explains why the broker is
+	// about to close the connection (or is informational): keep it as the
+	// reason and read on until the connection actually ends.
+	var reason *wire.Error
+	var err error
+	for {
+		var f wire.Frame
+		f, err = readFrame(cc.ws)
+		if e, ok := errors.AsType[*wire.Error](err); ok {
+			refresh()
+			if !c.handleError(e) {
+				c.log.Info("broker error", "code", e.Code, "msg", e.Message)
+				reason = e
+			}
+			continue
+		}
+		if err != nil {
+			break
+		}
+		refresh()
+		c.handle(f)
+	}
+	if reason != nil {
+		err = reason
+	}
+
+	c.mu.Lock()
+	c.cur = nil
+	c.up = make(chan struct{})
+	c.state.Connected = false
+	c.state.Since = time.Now()
+	c.state.LastError = err
+	if we, ok := errors.AsType[*wire.Error](err); ok && we.Code == wire.CodeSessionReplaced {
+		c.state.Replaced = true
+	}
+	for req, ch := range c.peersReq {
+		ch <- peersResult{err: ErrNotConnected}
+		delete(c.peersReq, req)
+	}
+	c.mu.Unlock()
+	return err
+}
+
+// handle dispatches one frame from the broker. An error frame that ends the
+// connection arrives as readFrame's error, not here.
+func (c *Client) handle(f wire.Frame) {
+	switch f := f.(type) {
+	case wire.Sent:
+		c.complete(f.ID, f.Status, nil)
+	case wire.DM:
+		c.cfg.OnDM(f)
+	case wire.PeerList:
+		c.resolvePeers(f.Req, peersResult{peers: f.Peers})
+	default:
+		c.log.Debug("unexpected frame from broker", "type", f.Type())
+	}
+}
+
+func (c *Client) resolvePeers(req uint64, r peersResult) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ch, ok := c.peersReq[req]
+	if ok {
+		ch <- r
+		delete(c.peersReq, req)
+	}
+	return ok
+}
+
+// handleError routes an error frame that answers a request.
+func (c *Client) handleError(e *wire.Error) bool {
+	if e.Ref == "" {
+		return false
+	}
+	if c.complete(e.Ref, "", e) {
+		return true
+	}
+	if req, err := strconv.ParseUint(e.Ref, 10, 64); err == nil {
+		return c.resolvePeers(req, peersResult{err: e})
+	}
+	return false
+}
+
+func refOf(req uint64) string { return strconv.FormatUint(req, 10) }
+
+// clientConn is one established connection: the client's read loop runs
+// in Client.serve, the writer here.
+type clientConn struct {
+	ws         *websocket.Conn
+	out        chan []byte
+	dead       chan struct{}
+	deadOnce   sync.Once
+	writerDone chan struct{}
+}
+
+func (cc *clientConn) kill() { cc.deadOnce.Do(func() { close(cc.dead) }) }
+
+// write queues a frame; it reports false once the connection is dead.
+func (cc *clientConn) write(b []byte) bool {
+	select {
+	case cc.out <- b:
+		return true
+	case <-cc.dead:
+		return false
+	}
+}
+
+func (cc *clientConn) writer() {
+	defer close(cc.writerDone)
+	defer cc.ws.Close()
+	for {
+		select {
+		case b := <-cc.out:
+			cc.ws.SetWriteDeadline(time.Now().Add(10 * time.Second))
+			if err := cc.ws.WriteMessage(websocket.TextMessage, b); err != nil {
+				cc.kill()
+				return
+			}
+		case <-cc.dead:
+			cc.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
+			return
+		}
+	}
+}

@@ -1,0 +1,503 @@
+package broker
+
+import (
+	"cmp"
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/claudemesh/claudemesh/identity"
+	"github.com/claudemesh/claudemesh/store"
+	"github.com/claudemesh/claudemesh/wire"
+)
+
+// storeTimeout bounds one store call made on behalf of a client.
+const storeTimeout = 15 * time.Second
+
+// conn is one client connection. Its read loop runs in the http handler's
+// goroutine (serve); it owns a writer goroutine, the only one writing to the
+// socket, and after the hello a pump goroutine, the only one reading the
+// store's queue for this session. serve returns after both have exited.
+//
+// Nothing outside the connection ever blocks on it: other connections only
+// wake its pump (a non-blocking signal) or shut it down.
+type conn struct {
+	s   *Server
+	ws  *websocket.Conn
+	id  uint64
+	log *slog.Logger
+
+	out        chan []byte   // frames for the writer; bounded
+	quit       chan struct{} // closed by shutdown
+	quitOnce   sync.Once
+	final      *wire.Error // written before the close frame; set before quit is closed
+	writerDone chan struct{}
+	kick       chan struct{} // wakes the pump; capacity 1
+
+	// Set by the hello, read-only afterwards.
+	hello wire.Hello
+	pkey  presenceKey
+	keyID string
+	since time.Time
+
+	mu       sync.Mutex
+	inflight map[string]struct{} // DMs pushed on this connection and not yet acked
+}
+
+func newConn(s *Server, ws *websocket.Conn, id uint64) *conn {
+	return &conn{
+		s:          s,
+		ws:         ws,
+		id:         id,
+		log:        s.log.With("conn", id),
+		out:        make(chan []byte, s.cfg.SendQueue),
+		quit:       make(chan struct{}),
+		writerDone: make(chan struct{}),
+		kick:       make(chan struct{}, 1),
+		inflight:   make(map[string]struct{}),
+	}
+}
+
+// shutdown closes the connection, first sending e when it is not nil. It is
+// idempotent and never blocks.
+func (c *conn) shutdown(e *wire.Error) {
+	c.quitOnce.Do(func() {
+		c.final = e
+		close(c.quit)
+	})
+}
+
+// send queues a frame for the writer, waiting while the queue is full. It
+// reports false once the connection is shutting down. Only the connection's
+// own goroutines call it, so a full queue slows this client alone.
+func (c *conn) send(f wire.Frame) bool {
+	b, err := wire.Encode(f)
+	if err != nil {
+		c.log.Error("encode frame", "type", f.Type(), "err", err)
+		return false
+	}
+	select {
+	case c.out <- b:
+		return true
+	case <-c.quit:
+		return false
+	}
+}
+
+// wake tells the pump that the store may hold new DMs for this session.
+func (c *conn) wake() {
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (c *conn) writer() {
+	defer close(c.writerDone)
+	defer c.ws.Close()
+	cfg := &c.s.cfg
+	ping := time.NewTicker(cfg.PingInterval)
+	defer ping.Stop()
+	for {
+		select {
+		case b := <-c.out:
+			c.ws.SetWriteDeadline(time.Now().Add(cfg.WriteTimeout))
+			if err := c.ws.WriteMessage(websocket.TextMessage, b); err != nil {
+				c.log.Debug("write failed", "err", err)
+				c.shutdown(nil)
+				return
+			}
+		case <-ping.C:
+			if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(cfg.WriteTimeout)); err != nil {
+				c.log.Debug("ping failed", "err", err)
+				c.shutdown(nil)
+				return
+			}
+		case <-c.quit:
+			deadline := time.Now().Add(time.Second)
+			code, reason := websocket.CloseNormalClosure, ""
+			if c.final != nil {
+				if b, err := wire.Encode(c.final); err == nil {
+					c.ws.SetWriteDeadline(deadline)
+					c.ws.WriteMessage(websocket.TextMessage, b)
+				}
+				code, reason = closeCode(c.final.Code), c.final.Code
+			}
+			c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), deadline)
+			return
+		}
+	}
+}
+
+// closeCode maps the wire error that ends a connection to a WebSocket close
+// code; the close reason carries the wire code itself.
+func closeCode(code string) int {
+	switch code {
+	case wire.CodeSessionReplaced:
+		return CloseSessionReplaced
+	case wire.CodeShuttingDown:
+		return websocket.CloseGoingAway
+	case wire.CodeInternal:
+		return websocket.CloseInternalServerErr
+	}
+	return websocket.ClosePolicyViolation
+}
+
+// CloseSessionReplaced is the WebSocket close code of a connection displaced
+// by a newer connection of the same session key.
+const CloseSessionReplaced = 4001
+
+// serve runs the connection: handshake, then the read loop. It returns
+// when the connection is over and its goroutines have exited.
+func (c *conn) serve() {
+	go c.writer()
+	var pumpDone chan struct{}
+	defer func() {
+		c.shutdown(nil)
+		<-c.writerDone
+		if pumpDone != nil {
+			<-pumpDone
+		}
+	}()
+
+	c.ws.SetReadLimit(wire.MaxFrameSize)
+	if !c.handshake() {
+		return
+	}
+	defer c.leave()
+
+	pumpDone = make(chan struct{})
+	go func() {
+		defer close(pumpDone)
+		c.pump()
+	}()
+	c.wake()
+
+	refresh := func() { c.ws.SetReadDeadline(time.Now().Add(c.s.cfg.PongTimeout)) }
+	refresh()
+	c.ws.SetPongHandler(func(string) error { refresh(); return nil })
+	for {
+		typ, data, err := c.ws.ReadMessage()
+		if err != nil {
+			c.readFailed(err)
+			return
+		}
+		refresh()
+		if typ != websocket.TextMessage {
+			c.reply(wire.Errorf(wire.CodeBadFrame, "frames are JSON text messages"))
+			continue
+		}
+		f, err := wire.Decode(data)
+		if err != nil {
+			var pe *wire.ParseError
+			errors.As(err, &pe)
+			c.reply(&wire.Error{Code: pe.Code, Message: err.Error()})
+			continue
+		}
+		switch f := f.(type) {
+		case wire.Send:
+			c.handleSend(f)
+		case wire.Ack:
+			c.handleAck(f)
+		case wire.PeersRequest:
+			c.handlePeers(f)
+		case wire.Hello:
+			c.reply(wire.Errorf(wire.CodeBadFrame, "hello already accepted on this connection"))
+		default:
+			c.reply(wire.Errorf(wire.CodeBadFrame, "a client does not send %s frames", f.Type()))
+		}
+	}
+}
+
+func (c *conn) readFailed(err error) {
+	var ce *websocket.CloseError
+	switch {
+	case errors.As(err, &ce):
+		c.log.Debug("client closed", "code", ce.Code)
+	case errors.Is(err, websocket.ErrReadLimit):
+		c.shutdown(wire.Errorf(wire.CodeTooLarge, "frame exceeds the %d-byte limit", wire.MaxFrameSize))
+	default:
+		c.log.Debug("read failed", "err", err)
+	}
+}
+
+// reply queues an error frame that does not end the connection.
+func (c *conn) reply(e *wire.Error) {
+	c.log.Debug("rejected frame", "code", e.Code, "msg", e.Message)
+	c.send(e)
+}
+
+// handshake sends the challenge, reads and verifies the hello, and makes
+// this connection the live one of its session key. On failure it has
+// already shut the connection down with the reason.
+func (c *conn) handshake() bool {
+	cfg := &c.s.cfg
+	challenge := newChallenge()
+	if !c.send(wire.Challenge{Version: wire.Version, Nonce: challenge}) {
+		return false
+	}
+	c.ws.SetReadDeadline(time.Now().Add(cfg.HandshakeTimeout))
+	typ, data, err := c.ws.ReadMessage()
+	if err != nil {
+		var ne interface{ Timeout() bool }
+		if errors.As(err, &ne) && ne.Timeout() {
+			c.shutdown(wire.Errorf(wire.CodeHandshakeTimeout, "no hello within %v", cfg.HandshakeTimeout))
+		} else {
+			c.readFailed(err)
+		}
+		return false
+	}
+	if typ != websocket.TextMessage {
+		c.shutdown(wire.Errorf(wire.CodeBadFrame, "frames are JSON text messages"))
+		return false
+	}
+	f, err := wire.Decode(data)
+	if err != nil {
+		var pe *wire.ParseError
+		errors.As(err, &pe)
+		c.shutdown(&wire.Error{Code: pe.Code, Message: err.Error()})
+		return false
+	}
+	h, ok := f.(wire.Hello)
+	if !ok {
+		c.shutdown(wire.Errorf(wire.CodeHelloRequired, "the first frame must be a hello, got %s", f.Type()))
+		return false
+	}
+	if e := c.s.verifyHello(challenge, h); e != nil {
+		c.log.Info("hello refused", "code", e.Code, "mesh", h.Mesh, "key_id", identity.KeyID(ed25519.PublicKey(h.Key)))
+		c.shutdown(e)
+		return false
+	}
+
+	c.hello = h
+	c.pkey = keyOf(h.Mesh, h.Key)
+	c.keyID = identity.KeyID(ed25519.PublicKey(h.Key))
+	c.since = cfg.Now()
+	c.log = c.log.With("mesh", h.Mesh, "session", h.SessionID, "key_id", c.keyID)
+
+	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	defer cancel()
+	if err := c.s.cfg.Store.UpsertSession(ctx, c.session(c.since)); err != nil {
+		c.log.Error("record session", "err", err)
+		c.shutdown(wire.Errorf(wire.CodeInternal, "broker could not record the session; retry"))
+		return false
+	}
+	old := c.s.register(c)
+	if old != nil {
+		c.log.Info("session replaced", "old_conn", old.id)
+		old.shutdown(wire.Errorf(wire.CodeSessionReplaced, "this session key connected again from another connection"))
+	}
+	c.log.Info("session online", "name", h.Name)
+	return c.send(wire.Welcome{Version: wire.Version, KeyID: c.keyID, ServerTime: c.since, Replaced: old != nil})
+}
+
+func (c *conn) session(seen time.Time) store.Session {
+	return store.Session{
+		Mesh:       c.hello.Mesh,
+		PublicKey:  c.hello.Key,
+		SessionID:  c.hello.SessionID,
+		Name:       c.hello.Name,
+		ProjectDir: c.hello.ProjectDir,
+		FirstSeen:  seen,
+		LastSeen:   seen,
+	}
+}
+
+// leave ends the presence of a connection that said hello.
+func (c *conn) leave() {
+	c.s.unregister(c)
+	if c.s.live(c.hello.Mesh, c.hello.Key) != nil {
+		return // replaced: the new connection owns the session row
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	defer cancel()
+	if err := c.s.cfg.Store.UpsertSession(ctx, c.session(c.s.cfg.Now())); err != nil {
+		c.log.Warn("record last seen", "err", err)
+	}
+	c.log.Info("session offline")
+}
+
+// pump pushes the session's queued DMs to the client, oldest first, each
+// once per connection. It runs until the connection shuts down.
+func (c *conn) pump() {
+	var cursor string // last DM read from the store on this connection
+	for {
+		select {
+		case <-c.quit:
+			return
+		case <-c.kick:
+		}
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+			msgs, err := c.s.cfg.Store.Pending(ctx, c.hello.Mesh, c.hello.Key, c.s.cfg.Now(), cursor, pendingPage)
+			cancel()
+			if errors.Is(err, store.ErrNotFound) && cursor != "" {
+				cursor = "" // the cursor's DM expired: rescan, skipping what is in flight
+				continue
+			}
+			if err != nil {
+				c.log.Error("read queued DMs", "err", err)
+				c.shutdown(wire.Errorf(wire.CodeInternal, "broker could not read the queue; reconnect"))
+				return
+			}
+			for _, m := range msgs {
+				cursor = m.ID
+				if !c.markInflight(m.ID) {
+					continue
+				}
+				if !c.send(dmFrame(m)) {
+					return
+				}
+			}
+			if len(msgs) < pendingPage {
+				break
+			}
+		}
+	}
+}
+
+func (c *conn) markInflight(id string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.inflight[id]; ok {
+		return false
+	}
+	c.inflight[id] = struct{}{}
+	return true
+}
+
+func dmFrame(m store.Message) wire.DM {
+	return wire.DM{
+		ID:          m.ID,
+		From:        m.From,
+		FromName:    m.FromName,
+		FromSession: m.FromSession,
+		Nonce:       m.Nonce,
+		Box:         m.Box,
+		SentAt:      m.CreatedAt,
+	}
+}
+
+func (c *conn) handleSend(f wire.Send) {
+	s := c.s
+	mesh := c.hello.Mesh
+	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	defer cancel()
+	fail := func(code, format string, args ...any) {
+		e := wire.Errorf(code, format, args...)
+		e.Ref = f.ID
+		c.reply(e)
+	}
+	if _, err := identity.X25519PublicKey(ed25519.PublicKey(f.To)); err != nil {
+		fail(wire.CodeUnknownPeer, "recipient key %s is not a valid session key", identity.KeyID(ed25519.PublicKey(f.To)))
+		return
+	}
+	if s.live(mesh, f.To) == nil {
+		if _, err := s.cfg.Store.Session(ctx, mesh, f.To); errors.Is(err, store.ErrNotFound) {
+			fail(wire.CodeUnknownPeer, "no session with key %s in mesh %s", identity.KeyID(ed25519.PublicKey(f.To)), mesh)
+			return
+		} else if err != nil {
+			c.log.Error("look up recipient", "msg_id", f.ID, "err", err)
+			fail(wire.CodeInternal, "broker could not look up the recipient; retry with the same id")
+			return
+		}
+	}
+	now := s.cfg.Now()
+	res, err := s.cfg.Store.Enqueue(ctx, store.Message{
+		ID:          f.ID,
+		Mesh:        mesh,
+		From:        c.hello.Key,
+		FromName:    c.hello.Name,
+		FromSession: c.hello.SessionID,
+		To:          f.To,
+		Nonce:       f.Nonce,
+		Box:         f.Box,
+		CreatedAt:   now,
+		ExpiresAt:   now.Add(s.cfg.QueueTTL),
+	})
+	switch {
+	case errors.Is(err, store.ErrConflict):
+		fail(wire.CodeDuplicateID, "DM id %s is already used by another DM; use a new id", f.ID)
+		return
+	case err != nil:
+		c.log.Error("store DM", "msg_id", f.ID, "err", err)
+		fail(wire.CodeInternal, "broker could not store the DM; retry with the same id")
+		return
+	}
+	status := wire.StatusQueued
+	if res == store.AlreadyAcked {
+		status = wire.StatusDelivered
+	} else if rc := s.live(mesh, f.To); rc != nil {
+		rc.wake()
+		status = wire.StatusDelivered
+	}
+	c.log.Debug("DM stored", "msg_id", f.ID, "to", identity.KeyID(ed25519.PublicKey(f.To)), "result", res, "status", status)
+	c.send(wire.Sent{ID: f.ID, Status: status})
+}
+
+func (c *conn) handleAck(f wire.Ack) {
+	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	defer cancel()
+	if _, err := c.s.cfg.Store.Ack(ctx, c.hello.Mesh, c.hello.Key, f.IDs); err != nil {
+		c.log.Error("ack DMs", "err", err)
+		c.reply(wire.Errorf(wire.CodeInternal, "broker could not record the ack; the DMs will be delivered again"))
+		return
+	}
+	c.mu.Lock()
+	for _, id := range f.IDs {
+		delete(c.inflight, id)
+	}
+	c.mu.Unlock()
+}
+
+func (c *conn) handlePeers(f wire.PeersRequest) {
+	s := c.s
+	mesh := c.hello.Mesh
+	now := s.cfg.Now()
+	byKey := make(map[presenceKey]wire.Peer)
+	for _, oc := range s.online(mesh) {
+		h := oc.hello
+		byKey[oc.pkey] = wire.Peer{
+			Key: h.Key, KeyID: oc.keyID, Name: h.Name, SessionID: h.SessionID, ProjectDir: h.ProjectDir,
+			Online: true, ConnectedSince: oc.since, LastSeen: now,
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	defer cancel()
+	seen, err := s.cfg.Store.Sessions(ctx, mesh, now.Add(-s.cfg.QueueTTL))
+	if err != nil {
+		c.log.Error("list sessions", "err", err)
+		c.reply(&wire.Error{Code: wire.CodeInternal, Message: "broker could not list sessions; retry", Ref: refOf(f.Req)})
+		return
+	}
+	for _, ss := range seen {
+		k := keyOf(mesh, ss.PublicKey)
+		if _, ok := byKey[k]; ok {
+			continue
+		}
+		byKey[k] = wire.Peer{
+			Key: ss.PublicKey, KeyID: identity.KeyID(ss.PublicKey), Name: ss.Name, SessionID: ss.SessionID,
+			ProjectDir: ss.ProjectDir, LastSeen: ss.LastSeen,
+		}
+	}
+	peers := make([]wire.Peer, 0, len(byKey))
+	for _, p := range byKey {
+		peers = append(peers, p)
+	}
+	slices.SortFunc(peers, func(a, b wire.Peer) int {
+		if a.Online != b.Online {
+			if a.Online {
+				return -1
+			}
+			return 1
+		}
+		return cmp.Or(cmp.Compare(a.Name, b.Name), cmp.Compare(a.KeyID, b.KeyID))
+	})
+	c.send(wire.PeerList{Req: f.Req, Peers: peers})
+}

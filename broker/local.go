@@ -1,0 +1,164 @@
+package broker
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Defaults of a broker on the local machine.
+const (
+	// DefaultListen is the address `claudemesh broker` listens on.
+	DefaultListen = "127.0.0.1:7733"
+	// Path is the HTTP path of the WebSocket endpoint.
+	Path = "/v1/ws"
+	// LocalFile is the file under CLAUDEMESH_HOME in which a local broker
+	// publishes its URL and credential to local clients. It is 0600: only
+	// the user who runs the broker can read the credential.
+	LocalFile = "broker.json"
+	// credentialFile holds a broker's credential in its data directory, so
+	// the credential outlives restarts and connected clients keep working.
+	credentialFile = "credential"
+)
+
+// DefaultURL is the WebSocket URL of a broker on DefaultListen.
+const DefaultURL = "ws://" + DefaultListen + Path
+
+// LocalInfo is what a local broker publishes in LocalFile.
+type LocalInfo struct {
+	URL       string    `json:"url"`
+	Token     string    `json:"token"`
+	PID       int       `json:"pid"`
+	StartedAt time.Time `json:"started_at"`
+}
+
+// WriteLocalInfo publishes info under home, replacing any earlier file
+// atomically.
+func WriteLocalInfo(home string, info LocalInfo) error {
+	if err := os.MkdirAll(home, 0o700); err != nil {
+		return fmt.Errorf("write %s: %w", LocalFile, err)
+	}
+	b, err := json.MarshalIndent(info, "", "  ")
+	if err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(home, ".broker-*.json")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", LocalFile, err)
+	}
+	defer os.Remove(f.Name())
+	if err := f.Chmod(0o600); err == nil {
+		_, err = f.Write(append(b, '\n'))
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), filepath.Join(home, LocalFile))
+	}
+	if err != nil {
+		return fmt.Errorf("write %s: %w", LocalFile, err)
+	}
+	return nil
+}
+
+// ReadLocalInfo reads what the local broker published under home.
+func ReadLocalInfo(home string) (LocalInfo, error) {
+	var info LocalInfo
+	path := filepath.Join(home, LocalFile)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return info, fmt.Errorf("read local broker info: %w", err)
+	}
+	if err := json.Unmarshal(b, &info); err != nil {
+		return info, fmt.Errorf("read local broker info %s: %w", path, err)
+	}
+	return info, nil
+}
+
+// LoadOrCreateToken returns the broker credential kept in dataDir,
+// creating a random one on first use.
+func LoadOrCreateToken(dataDir string) (string, error) {
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return "", fmt.Errorf("broker credential: %w", err)
+	}
+	path := filepath.Join(dataDir, credentialFile)
+	for range 2 {
+		b, err := os.ReadFile(path)
+		if err == nil {
+			tok := strings.TrimSpace(string(b))
+			if len(tok) < 32 {
+				return "", fmt.Errorf("broker credential %s is too short; delete it to make a new one", path)
+			}
+			return tok, nil
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return "", fmt.Errorf("broker credential: %w", err)
+		}
+		raw := make([]byte, 32)
+		rand.Read(raw)
+		tok := hex.EncodeToString(raw)
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if errors.Is(err, fs.ErrExist) {
+			continue // another broker created it first: read theirs
+		}
+		if err != nil {
+			return "", fmt.Errorf("broker credential: %w", err)
+		}
+		_, err = f.WriteString(tok + "\n")
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return "", fmt.Errorf("broker credential: %w", err)
+		}
+		return tok, nil
+	}
+	return "", fmt.Errorf("broker credential %s: created and removed concurrently", path)
+}
+
+// LocalEndpoint resolves the broker a local client talks to. override is
+// an explicit URL (CLAUDEMESH_BROKER); "" means the broker published under
+// home, or DefaultURL. The local credential is only ever sent to the URL
+// the local broker published or to a loopback address, never to a remote
+// broker.
+func LocalEndpoint(home, override string) func() (Endpoint, error) {
+	return func() (Endpoint, error) {
+		info, infoErr := ReadLocalInfo(home)
+		if override == "" {
+			if infoErr != nil || info.URL == "" {
+				// No broker has run here yet; try the default so the client
+				// connects once one starts.
+				return Endpoint{URL: DefaultURL, Token: info.Token}, nil
+			}
+			return Endpoint{URL: info.URL, Token: info.Token}, nil
+		}
+		ep := Endpoint{URL: override}
+		if infoErr == nil && (override == info.URL || isLoopbackURL(override)) {
+			ep.Token = info.Token
+		}
+		return ep, nil
+	}
+}
+
+func isLoopbackURL(raw string) bool {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return false
+	}
+	host := u.Hostname()
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

@@ -1,0 +1,191 @@
+// Command claudemesh is the claudemesh binary: the broker, the MCP server
+// that Claude Code starts for each session, and tools around them.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/claudemesh/claudemesh/broker"
+	"github.com/claudemesh/claudemesh/mcp"
+	"github.com/claudemesh/claudemesh/store/sqlite"
+)
+
+const usage = `usage: claudemesh <command> [flags]
+
+commands:
+  broker    run a broker (embedded SQLite store; loopback by default)
+  mcp       run the MCP stdio server for one Claude Code session
+  version   print the version
+
+Run 'claudemesh <command> -h' for a command's flags.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "claudemesh:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return errors.New("no command given")
+	}
+	switch args[0] {
+	case "broker":
+		return runBroker(ctx, args[1:], stderr)
+	case "mcp":
+		return runMCP(ctx, args[1:], stdin, stdout, stderr)
+	case "version", "--version":
+		fmt.Fprintln(stdout, "claudemesh", mcp.Version)
+		return nil
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprint(stderr, usage)
+	return fmt.Errorf("unknown command %q", args[0])
+}
+
+func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+	var l slog.Level
+	if level != "" {
+		if err := l.UnmarshalText([]byte(level)); err != nil {
+			return nil, fmt.Errorf("log level %q: %w", level, err)
+		}
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+}
+
+func runBroker(ctx context.Context, args []string, stderr io.Writer) error {
+	home, err := mcp.HomeFromEnv(os.Getenv)
+	if err != nil {
+		return err
+	}
+	fs := flag.NewFlagSet("broker", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	listen := fs.String("listen", broker.DefaultListen, "address to listen on (host:port; port 0 picks a free one)")
+	data := fs.String("data", filepath.Join(home, "broker"), "directory of the broker's database and credential")
+	ttl := fs.Duration("ttl", 7*24*time.Hour, "how long an undelivered DM is kept")
+	syncMode := fs.String("sync", "full", "SQLite durability: full (survives power loss) or normal (survives process crashes; faster)")
+	logLevel := fs.String("log-level", os.Getenv("CLAUDEMESH_LOG_LEVEL"), "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("broker: unexpected argument %q", fs.Arg(0))
+	}
+	log, err := newLogger(stderr, *logLevel)
+	if err != nil {
+		return err
+	}
+
+	token, err := broker.LoadOrCreateToken(*data)
+	if err != nil {
+		return err
+	}
+	st, err := sqlite.Open(ctx, filepath.Join(*data, "claudemesh.db"), sqlite.Config{
+		Logger:      log,
+		Synchronous: strings.ToUpper(*syncMode),
+	})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	srv, err := broker.NewServer(broker.Config{Store: st, Token: token, Logger: log, QueueTTL: *ttl})
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return fmt.Errorf("broker: %w", err)
+	}
+	url := "ws://" + dialable(ln.Addr()) + broker.Path
+	if err := broker.WriteLocalInfo(home, broker.LocalInfo{URL: url, Token: token, PID: os.Getpid(), StartedAt: time.Now().UTC()}); err != nil {
+		ln.Close()
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.Handle(broker.Path, srv)
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	log.Info("broker listening", "url", url, "data", *data)
+
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err = <-errc:
+	case <-ctx.Done():
+	}
+	log.Info("broker stopping")
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	hs.Shutdown(sctx) // stops accepting; does not wait for WebSockets
+	srv.Close()       // closes the WebSockets and waits for their goroutines
+	if err == nil {
+		err = <-errc
+	}
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+// dialable turns a listen address into one a local client can dial: an
+// unspecified host becomes loopback.
+func dialable(a net.Addr) string {
+	host, port, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+func runMCP(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("mcp", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	logLevel := fs.String("log-level", os.Getenv("CLAUDEMESH_LOG_LEVEL"), "debug, info, warn or error (logs go to stderr)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	log, err := newLogger(stderr, *logLevel)
+	if err != nil {
+		return err
+	}
+	cfg, err := mcp.ConfigFromEnv(os.Getenv)
+	if err != nil {
+		return fmt.Errorf("mcp: %w", err)
+	}
+	cfg.Logger = log
+	s, err := mcp.New(cfg)
+	if err != nil {
+		return fmt.Errorf("mcp: %w", err)
+	}
+	defer s.Close()
+	log.Info("claudemesh MCP server started", "name", cfg.Name, "mesh", cfg.Mesh, "key_id", s.Key().ID(), "session", cfg.SessionID)
+	return s.Serve(ctx, stdin, stdout)
+}

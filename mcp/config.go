@@ -1,0 +1,124 @@
+package mcp
+
+import (
+	"fmt"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strings"
+	"unicode"
+
+	"github.com/claudemesh/claudemesh/identity"
+	"github.com/claudemesh/claudemesh/wire"
+)
+
+// Environment variables read by ConfigFromEnv.
+const (
+	EnvHome        = "CLAUDEMESH_HOME"
+	EnvBroker      = "CLAUDEMESH_BROKER"
+	EnvMesh        = "CLAUDEMESH_MESH"
+	EnvName        = "CLAUDEMESH_NAME"
+	EnvSessionID   = "CLAUDEMESH_SESSION_ID"
+	EnvClaudeID    = "CLAUDE_CODE_SESSION_ID"
+	EnvProjectDir  = "CLAUDE_PROJECT_DIR"
+	DefaultMesh    = "default"
+	defaultHomeDir = ".claudemesh"
+)
+
+// ConfigFromEnv builds a Config from environment variables (getenv is
+// os.Getenv outside tests). It validates what it reads; Logger is left nil.
+func ConfigFromEnv(getenv func(string) string) (Config, error) {
+	home, err := HomeFromEnv(getenv)
+	if err != nil {
+		return Config{}, err
+	}
+	cfg := Config{
+		Home:       home,
+		BrokerURL:  getenv(EnvBroker),
+		Mesh:       getenv(EnvMesh),
+		Name:       strings.TrimSpace(getenv(EnvName)),
+		ProjectDir: getenv(EnvProjectDir),
+	}
+	if cfg.Mesh == "" {
+		cfg.Mesh = DefaultMesh
+	}
+	if err := identity.ValidateMesh(cfg.Mesh); err != nil {
+		return Config{}, fmt.Errorf("%s: %w", EnvMesh, err)
+	}
+	if cfg.ProjectDir == "" {
+		cfg.ProjectDir, _ = os.Getwd()
+	}
+	for _, name := range []string{EnvSessionID, EnvClaudeID} {
+		raw := getenv(name)
+		if raw == "" {
+			continue
+		}
+		id, err := identity.ParseSessionID(raw)
+		if err != nil {
+			return Config{}, fmt.Errorf("%s: %w", name, err)
+		}
+		cfg.SessionID, cfg.SessionSource = id, name
+		break
+	}
+	if cfg.Name == "" {
+		cfg.Name = DefaultName(getenv, cfg.ProjectDir)
+	}
+	if err := validName(cfg.Name); err != nil {
+		return Config{}, fmt.Errorf("%s: %w", EnvName, err)
+	}
+	return cfg, nil
+}
+
+// HomeFromEnv returns CLAUDEMESH_HOME, or ~/.claudemesh.
+func HomeFromEnv(getenv func(string) string) (string, error) {
+	if h := getenv(EnvHome); h != "" {
+		return filepath.Abs(h)
+	}
+	dir, err := os.UserHomeDir()
+	if err != nil {
+		return "", fmt.Errorf("find home directory (set %s): %w", EnvHome, err)
+	}
+	return filepath.Join(dir, defaultHomeDir), nil
+}
+
+// DefaultName derives a display name from the user, the host and the
+// project directory, e.g. "alice@laptop/claudemesh".
+func DefaultName(getenv func(string) string, projectDir string) string {
+	who := getenv("USER")
+	if who == "" {
+		if u, err := user.Current(); err == nil {
+			who = u.Username
+		}
+	}
+	host, _ := os.Hostname()
+	host, _, _ = strings.Cut(host, ".")
+	name := clean(who) + "@" + clean(host)
+	if base := clean(filepath.Base(projectDir)); base != "" && base != "." && base != "/" {
+		name += "/" + base
+	}
+	if len(name) > wire.MaxNameLen {
+		name = name[:wire.MaxNameLen]
+	}
+	return name
+}
+
+func clean(s string) string {
+	return strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) || unicode.IsSpace(r) {
+			return -1
+		}
+		return r
+	}, s)
+}
+
+func validName(name string) error {
+	if name == "" || len(name) > wire.MaxNameLen {
+		return fmt.Errorf("display name must be 1 to %d bytes", wire.MaxNameLen)
+	}
+	for _, r := range name {
+		if unicode.IsControl(r) {
+			return fmt.Errorf("display name %q contains control characters", name)
+		}
+	}
+	return nil
+}

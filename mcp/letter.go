@@ -1,0 +1,73 @@
+package mcp
+
+import (
+	"crypto/ed25519"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/claudemesh/claudemesh/identity"
+	"github.com/claudemesh/claudemesh/wire"
+)
+
+// MaxText is the largest DM text, in bytes, that send_dm accepts.
+const MaxText = 64 << 10
+
+// letter is the plaintext inside a DM's box. Sealing the id and time with
+// the text means the broker cannot replay a DM under a new id.
+type letter struct {
+	Version int       `json:"v"`
+	ID      string    `json:"id"`
+	Text    string    `json:"text"`
+	SentAt  time.Time `json:"sent_at"`
+}
+
+func seal(id, text string, sentAt time.Time, to ed25519.PublicKey, from *identity.Key) ([wire.NonceSize]byte, []byte, error) {
+	b, err := json.Marshal(letter{Version: 1, ID: id, Text: text, SentAt: sentAt.UTC()})
+	if err != nil {
+		return [wire.NonceSize]byte{}, nil, err
+	}
+	return identity.Seal(b, to, from.Private)
+}
+
+// Message is a received DM as the inbox keeps it.
+type Message struct {
+	ID          string `json:"id"`
+	From        string `json:"from" jsonschema:"sender's display name"`
+	FromKeyID   string `json:"from_key_id" jsonschema:"sender's key id: use it as send_dm's to when the name is ambiguous"`
+	FromSession string `json:"from_session,omitempty"`
+	SentAt      string `json:"sent_at" jsonschema:"RFC 3339 time the sender wrote it"`
+	Text        string `json:"text"`
+	Error       string `json:"error,omitempty" jsonschema:"set when the DM could not be decrypted or verified; text is empty then"`
+}
+
+// open decrypts dm with the session key. A DM that does not open is kept
+// with Error set, so the user learns of it instead of it vanishing.
+func open(dm wire.DM, key *identity.Key) Message {
+	m := Message{
+		ID:          dm.ID,
+		From:        dm.FromName,
+		FromKeyID:   identity.KeyID(ed25519.PublicKey(dm.From)),
+		FromSession: dm.FromSession,
+		SentAt:      dm.SentAt.UTC().Format(time.RFC3339),
+	}
+	var nonce [wire.NonceSize]byte
+	copy(nonce[:], dm.Nonce)
+	plain, err := identity.Open(dm.Box, nonce, ed25519.PublicKey(dm.From), key.Private)
+	if err != nil {
+		m.Error = fmt.Sprintf("could not decrypt: %v", err)
+		return m
+	}
+	var l letter
+	if err := json.Unmarshal(plain, &l); err != nil || l.Version != 1 {
+		m.Error = "decrypted content is not a claudemesh DM"
+		return m
+	}
+	if l.ID != dm.ID {
+		m.Error = fmt.Sprintf("sealed id %s does not match delivered id: possible replay", l.ID)
+		return m
+	}
+	m.Text = l.Text
+	m.SentAt = l.SentAt.UTC().Format(time.RFC3339)
+	return m
+}
