@@ -80,16 +80,25 @@ type Session struct {
 
 // Store is the broker's persistence. All methods are safe for concurrent use.
 // A method that returns without error has made its change durable according
-// to the implementation's documented durability mode.
+// to the implementation's documented durability mode. Times are compared as
+// instants and kept to at least microsecond precision.
 type Store interface {
-	// Enqueue stores m durably. Re-enqueueing an ID with the same sender,
-	// recipient, nonce and box is idempotent and reports AlreadyQueued or
-	// AlreadyAcked; the same ID with different contents is ErrConflict.
+	// Enqueue stores m durably. Re-enqueueing an ID with the same mesh,
+	// sender, recipient, nonce and box is idempotent and reports
+	// AlreadyQueued or AlreadyAcked (an acked DM keeps only its id, mesh,
+	// sender and recipient, so only those are compared); the same ID with
+	// different contents is ErrConflict. If ctx ends after the write was
+	// handed to the store, it may still commit: callers retry with the same
+	// ID, which is idempotent.
 	Enqueue(ctx context.Context, m Message) (EnqueueResult, error)
 
-	// Pending returns up to limit unacknowledged, unexpired (ExpiresAt >
-	// now) messages for recipient `to` in mesh, oldest first, starting after
-	// the message with ID `after` ("" = from the start).
+	// Pending returns up to limit (>= 1) unacknowledged, unexpired
+	// (ExpiresAt > now) messages for recipient `to` in mesh, in commit
+	// order, starting after the message with ID `after` ("" = from the
+	// start). A message committed later always comes after one committed
+	// earlier, so a reader that remembers the last ID it saw misses nothing.
+	// `after` may name an acked message; an ID that does not exist (any
+	// more) or belongs to another recipient is an error wrapping ErrNotFound.
 	Pending(ctx context.Context, mesh string, to []byte, now time.Time, after string, limit int) ([]Message, error)
 
 	// Ack marks messages addressed to `to` in mesh as received and forgets
@@ -103,7 +112,8 @@ type Store interface {
 	Expire(ctx context.Context, now, sessionsBefore time.Time) (int, error)
 
 	// UpsertSession records that s was seen: it creates the row or updates
-	// SessionID, Name, ProjectDir and LastSeen (FirstSeen is kept).
+	// SessionID, Name, ProjectDir and LastSeen (FirstSeen is kept; a zero
+	// FirstSeen on insert takes LastSeen).
 	UpsertSession(ctx context.Context, s Session) error
 
 	// Session returns the session with that key in mesh, or ErrNotFound.
