@@ -512,7 +512,7 @@ func (c *Client) connect(ctx context.Context, ep Endpoint) (*clientConn, error) 
 		return fail(fmt.Errorf("broker %s sent %s instead of welcome", ep.URL, f.Type()))
 	}
 	ws.SetWriteDeadline(time.Time{})
-	cc := &clientConn{ws: ws, out: make(chan []byte, 64), dead: make(chan struct{}), writerDone: make(chan struct{})}
+	cc := &clientConn{url: ep.URL, ws: ws, out: make(chan []byte, 64), dead: make(chan struct{}), writerDone: make(chan struct{})}
 	c.log.Info("connected to broker", "url", ep.URL, "key_id", w.KeyID, "replaced", w.Replaced)
 	return cc, nil
 }
@@ -538,7 +538,7 @@ func readFrame(ws *websocket.Conn) (wire.Frame, error) {
 
 // serve runs an established connection until it fails; it returns why.
 func (c *Client) serve(cc *clientConn) error {
-	go cc.writer()
+	go cc.writer(c.quit)
 	defer func() {
 		cc.kill()
 		<-cc.writerDone
@@ -546,7 +546,7 @@ func (c *Client) serve(cc *clientConn) error {
 
 	c.mu.Lock()
 	c.cur = cc
-	c.state = State{Connected: true, URL: c.state.URL, Since: time.Now()}
+	c.state = State{Connected: true, URL: cc.url, Since: time.Now()}
 	close(c.up)
 	var resend [][]byte
 	for _, id := range c.order {
@@ -659,6 +659,7 @@ func refOf(req uint64) string { return strconv.FormatUint(req, 10) }
 // clientConn is one established connection: the client's read loop runs
 // in Client.serve, the writer here.
 type clientConn struct {
+	url        string
 	ws         *websocket.Conn
 	out        chan []byte
 	dead       chan struct{}
@@ -678,7 +679,10 @@ func (cc *clientConn) write(b []byte) bool {
 	}
 }
 
-func (cc *clientConn) writer() {
+// writer sends the queued frames. It ends the connection when the
+// connection dies or the client closes (quit): closing the socket is what
+// ends the read loop in Client.serve.
+func (cc *clientConn) writer(quit <-chan struct{}) {
 	defer close(cc.writerDone)
 	defer cc.ws.Close()
 	for {
@@ -689,6 +693,10 @@ func (cc *clientConn) writer() {
 				cc.kill()
 				return
 			}
+		case <-quit:
+			cc.kill()
+			cc.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
+			return
 		case <-cc.dead:
 			cc.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
 			return
