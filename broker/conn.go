@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"errors"
+	"io"
 	"log/slog"
 	"slices"
 	"sync"
@@ -166,7 +167,6 @@ func (c *conn) serve() {
 		}
 	}()
 
-	c.ws.SetReadLimit(wire.MaxFrameSize)
 	if !c.handshake() {
 		return
 	}
@@ -183,7 +183,7 @@ func (c *conn) serve() {
 	refresh()
 	c.ws.SetPongHandler(func(string) error { refresh(); return nil })
 	for {
-		typ, data, err := c.ws.ReadMessage()
+		typ, data, err := readMessage(c.ws)
 		if err != nil {
 			c.readFailed(err)
 			return
@@ -215,6 +215,26 @@ func (c *conn) serve() {
 	}
 }
 
+// readMessage reads one message of at most wire.MaxFrameSize bytes and
+// reports websocket.ErrReadLimit for a longer one. It enforces the limit
+// itself instead of through SetReadLimit because on a message over that
+// limit gorilla/websocket writes a close frame of its own, after which the
+// too_large error frame could no longer be sent.
+func readMessage(ws *websocket.Conn) (int, []byte, error) {
+	typ, r, err := ws.NextReader()
+	if err != nil {
+		return 0, nil, err
+	}
+	data, err := io.ReadAll(io.LimitReader(r, wire.MaxFrameSize+1))
+	if err != nil {
+		return 0, nil, err
+	}
+	if len(data) > wire.MaxFrameSize {
+		return 0, nil, websocket.ErrReadLimit
+	}
+	return typ, data, nil
+}
+
 func (c *conn) readFailed(err error) {
 	var ce *websocket.CloseError
 	switch {
@@ -243,7 +263,7 @@ func (c *conn) handshake() bool {
 		return false
 	}
 	c.ws.SetReadDeadline(time.Now().Add(cfg.HandshakeTimeout))
-	typ, data, err := c.ws.ReadMessage()
+	typ, data, err := readMessage(c.ws)
 	if err != nil {
 		var ne interface{ Timeout() bool }
 		if errors.As(err, &ne) && ne.Timeout() {
