@@ -107,16 +107,23 @@ func LoadOrCreateToken(dataDir string) (string, error) {
 		raw := make([]byte, 32)
 		rand.Read(raw)
 		tok := hex.EncodeToString(raw)
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-		if errors.Is(err, fs.ErrExist) {
-			continue // another broker created it first: read theirs
-		}
+		// Write it under a temporary name (0600) and link it into place:
+		// the credential appears complete or not at all, so a broker
+		// starting at the same time never reads a half-written one.
+		f, err := os.CreateTemp(dataDir, ".credential-*")
 		if err != nil {
 			return "", fmt.Errorf("broker credential: %w", err)
 		}
 		_, err = f.WriteString(tok + "\n")
 		if cerr := f.Close(); err == nil {
 			err = cerr
+		}
+		if err == nil {
+			err = os.Link(f.Name(), path)
+		}
+		os.Remove(f.Name())
+		if errors.Is(err, fs.ErrExist) {
+			continue // another broker created it first: read theirs
 		}
 		if err != nil {
 			return "", fmt.Errorf("broker credential: %w", err)
