@@ -1,10 +1,14 @@
 package mcp
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
+
+	"golang.org/x/crypto/nacl/box"
 
 	"github.com/claudemesh/claudemesh/identity"
 	"github.com/claudemesh/claudemesh/wire"
@@ -22,12 +26,26 @@ type letter struct {
 	SentAt  time.Time `json:"sent_at"`
 }
 
+// errTooLarge: a DM's box would exceed what the broker accepts.
+var errTooLarge = errors.New("message too large once encrypted")
+
+// seal encrypts a letter from the sender's key to the recipient's. The
+// letter is encoded without HTML escaping, so that text full of <, > and &
+// does not grow sixfold; text that still does not fit in wire.MaxBoxSize
+// (control characters are escaped as \u00XX) fails with errTooLarge, since
+// the broker would refuse it.
 func seal(id, text string, sentAt time.Time, to ed25519.PublicKey, from *identity.Key) ([wire.NonceSize]byte, []byte, error) {
-	b, err := json.Marshal(letter{Version: 1, ID: id, Text: text, SentAt: sentAt.UTC()})
-	if err != nil {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(letter{Version: 1, ID: id, Text: text, SentAt: sentAt.UTC()}); err != nil {
 		return [wire.NonceSize]byte{}, nil, err
 	}
-	return identity.Seal(b, to, from.Private)
+	plain := bytes.TrimSuffix(b.Bytes(), []byte("\n"))
+	if n := len(plain) + box.Overhead; n > wire.MaxBoxSize {
+		return [wire.NonceSize]byte{}, nil, fmt.Errorf("%w: %d bytes, the limit is %d", errTooLarge, n, wire.MaxBoxSize)
+	}
+	return identity.Seal(plain, to, from.Private)
 }
 
 // Message is a received DM as the inbox keeps it.

@@ -56,8 +56,10 @@ type Server struct {
 	log    *slog.Logger
 	key    *identity.Key
 	client *broker.Client
-	inbox  *inbox
-	mcp    *server.MCPServer
+	// endpoint is how the client finds the broker.
+	endpoint func() (broker.Endpoint, error)
+	inbox    *inbox
+	mcp      *server.MCPServer
 
 	closeOnce sync.Once
 }
@@ -85,12 +87,12 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("session key: %w", err)
 	}
 	s.log = s.log.With("session", s.key.SessionID, "mesh", cfg.Mesh, "key_id", s.key.ID())
-	endpoint := cfg.Endpoint
-	if endpoint == nil {
-		endpoint = broker.LocalEndpoint(cfg.Home, cfg.BrokerURL)
+	s.endpoint = cfg.Endpoint
+	if s.endpoint == nil {
+		s.endpoint = broker.LocalEndpoint(cfg.Home, cfg.BrokerURL)
 	}
 	s.client, err = broker.Dial(broker.ClientConfig{
-		Endpoint:   endpoint,
+		Endpoint:   s.endpoint,
 		Key:        s.key,
 		Name:       cfg.Name,
 		ProjectDir: cfg.ProjectDir,

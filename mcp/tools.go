@@ -134,9 +134,14 @@ func (s *Server) brokerDown() *mcpgo.CallToolResult {
 	return mcpgo.NewToolResultError(fmt.Sprintf("cannot reach the claudemesh broker at %s (%s). Start it with `claudemesh broker` (or check %s); this server reconnects automatically, so retry once it runs.", s.brokerURL(st), why, EnvBroker))
 }
 
+// brokerURL is the broker the client talks to: the one of its last
+// attempt, else the one its endpoint names now.
 func (s *Server) brokerURL(st broker.State) string {
 	if st.URL != "" {
 		return st.URL
+	}
+	if ep, err := s.endpoint(); err == nil && ep.URL != "" {
+		return ep.URL
 	}
 	if s.cfg.BrokerURL != "" {
 		return s.cfg.BrokerURL
@@ -144,8 +149,12 @@ func (s *Server) brokerURL(st broker.State) string {
 	return broker.DefaultURL
 }
 
-// connected waits briefly for the broker connection.
+// connected waits briefly for the broker connection. A replaced session
+// does not reconnect by itself, so there is nothing to wait for.
 func (s *Server) connected(ctx context.Context) bool {
+	if s.client.State().Replaced {
+		return false
+	}
 	ctx, cancel := context.WithTimeout(ctx, connectWait)
 	defer cancel()
 	return s.client.WaitConnected(ctx) == nil
@@ -175,12 +184,16 @@ func (s *Server) sendDM(ctx context.Context, req mcpgo.CallToolRequest) (*mcpgo.
 	if err != nil {
 		return s.toolError("list peers", err), nil
 	}
-	p, err := resolve(to, peers)
+	// Never this session itself: another session may share its name.
+	p, err := resolve(to, s.others(peers))
 	if err != nil {
 		return mcpgo.NewToolResultError(err.Error()), nil
 	}
 	id := uuid.NewString()
 	nonce, box, err := seal(id, text, time.Now(), ed25519.PublicKey(p.Key), s.key)
+	if errors.Is(err, errTooLarge) {
+		return mcpgo.NewToolResultError(fmt.Sprintf("`message` cannot be sent: %v. Control characters count 6 bytes each once encoded; split it into several DMs.", err)), nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("seal DM: %w", err)
 	}
@@ -226,7 +239,7 @@ func resolve(to string, peers []wire.Peer) (wire.Peer, error) {
 	lower := strings.ToLower(to)
 	var matches []wire.Peer
 	for _, p := range peers {
-		if strings.EqualFold(p.Name, to) || p.SessionID == lower ||
+		if strings.EqualFold(p.Name, to) || (p.SessionID != "" && p.SessionID == lower) ||
 			(len(lower) >= 4 && strings.HasPrefix(p.Key.String(), lower)) {
 			matches = append(matches, p)
 		}
