@@ -1,0 +1,177 @@
+package broker_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/claudemesh/claudemesh/broker"
+	"github.com/claudemesh/claudemesh/identity"
+	"github.com/claudemesh/claudemesh/wire"
+)
+
+// benchTimeout bounds one benchmark run, however many DMs it sends.
+const benchTimeout = 10 * time.Minute
+
+// benchBroker starts a broker on a SQLite store with the given
+// synchronous mode.
+func benchBroker(b *testing.B, synchronous string) *testBroker {
+	b.Helper()
+	st := openStore(b, filepath.Join(b.TempDir(), "broker.db"), synchronous)
+	return serveStore(b, st, broker.Config{Logger: slog.New(slog.DiscardHandler)})
+}
+
+// benchClient connects a client that hands every DM's id to onDM.
+func benchClient(b *testing.B, tb *testBroker, key *identity.Key, onDM func(id string)) *broker.Client {
+	b.Helper()
+	c, err := broker.Dial(broker.ClientConfig{
+		Endpoint:   tb.endpoint(),
+		Key:        key,
+		Name:       "bench",
+		OnDM:       func(dm wire.DM) { onDM(dm.ID) },
+		MinBackoff: 10 * time.Millisecond,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { c.Close() })
+	if err := c.WaitConnected(waitCtx(b)); err != nil {
+		b.Fatal(err)
+	}
+	return c
+}
+
+// waitDrained waits until the broker holds no unacked DM for key.
+func waitDrained(b *testing.B, tb *testBroker, key *identity.Key) {
+	b.Helper()
+	eventually(b, "every DM is acked", func() bool {
+		return len(pending(b, tb.st, key, time.Now())) == 0
+	})
+}
+
+// BenchmarkDMPath measures one DM's whole path, one at a time: the sender's
+// Send returns once the broker stored it, the broker pushes it, the
+// recipient acks it. The box is sealed once, outside the loop; every DM has
+// its own id. The acks of the last DMs are waited for before the timer
+// stops.
+func BenchmarkDMPath(b *testing.B) {
+	for _, mode := range []string{"FULL", "NORMAL"} {
+		b.Run(mode, func(b *testing.B) {
+			tb := benchBroker(b, mode)
+			aliceKey, bobKey := newKey(b, testMesh), newKey(b, testMesh)
+			got := make(chan string, 1)
+			alice := benchClient(b, tb, aliceKey, func(string) {})
+			bob := benchClient(b, tb, bobKey, func(id string) { got <- id })
+			nonce, box := seal(b, "benchmark payload of a typical short DM", aliceKey, bobKey)
+			ids := make([]string, b.N)
+			for i := range ids {
+				ids[i] = uuid.NewString()
+			}
+			ctx, cancel := context.WithTimeout(b.Context(), benchTimeout)
+			defer cancel()
+
+			b.ReportAllocs()
+			b.ResetTimer()
+			for _, id := range ids {
+				if _, err := alice.Send(ctx, id, bobKey.Public, nonce, box); err != nil {
+					b.Fatal(err)
+				}
+				select {
+				case dm := <-got:
+					if dm != id {
+						b.Fatalf("received %s, want %s", dm, id)
+					}
+				case <-ctx.Done():
+					b.Fatalf("DM %s not received: %v", id, ctx.Err())
+				}
+				if err := bob.Ack([]string{id}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			waitDrained(b, tb, bobKey)
+			b.StopTimer()
+		})
+	}
+}
+
+// BenchmarkDMPathParallel has 8 senders, each with one DM in flight at a
+// time, write to one recipient that acks in batches: the store commits
+// concurrent DMs together. The box is sealed once, outside the loop.
+func BenchmarkDMPathParallel(b *testing.B) {
+	const senders = 8
+	for _, mode := range []string{"FULL", "NORMAL"} {
+		b.Run(fmt.Sprintf("%s/senders=%d", mode, senders), func(b *testing.B) {
+			tb := benchBroker(b, mode)
+			bobKey := newKey(b, testMesh)
+			got := make(chan string, b.N)
+			bob := benchClient(b, tb, bobKey, func(id string) { got <- id })
+			type sender struct {
+				c     *broker.Client
+				nonce [wire.NonceSize]byte
+				box   []byte
+			}
+			var ss []sender
+			for range senders {
+				k := newKey(b, testMesh)
+				nonce, box := seal(b, "benchmark payload of a typical short DM", k, bobKey)
+				ss = append(ss, sender{benchClient(b, tb, k, func(string) {}), nonce, box})
+			}
+			ctx, cancel := context.WithTimeout(b.Context(), benchTimeout)
+			defer cancel()
+
+			b.ReportAllocs()
+			b.ResetTimer()
+			var (
+				next atomic.Int64
+				wg   sync.WaitGroup
+				errs = make(chan error, senders)
+			)
+			for _, s := range ss {
+				wg.Go(func() {
+					for next.Add(1) <= int64(b.N) {
+						if _, err := s.c.Send(ctx, uuid.NewString(), bobKey.Public, s.nonce, s.box); err != nil {
+							errs <- err
+							return
+						}
+					}
+				})
+			}
+			// Ack what has arrived, in batches, until every DM has.
+			for received := 0; received < b.N; {
+				batch := []string{}
+				select {
+				case id := <-got:
+					batch = append(batch, id)
+				case err := <-errs:
+					b.Fatal(err)
+				case <-ctx.Done():
+					b.Fatalf("%d of %d DMs received: %v", received, b.N, ctx.Err())
+				}
+			more:
+				for len(batch) < wire.MaxAckIDs {
+					select {
+					case id := <-got:
+						batch = append(batch, id)
+					default:
+						break more
+					}
+				}
+				received += len(batch)
+				if err := bob.Ack(batch); err != nil {
+					b.Fatal(err)
+				}
+			}
+			wg.Wait()
+			waitDrained(b, tb, bobKey)
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "DMs/s")
+		})
+	}
+}

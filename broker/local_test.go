@@ -1,0 +1,181 @@
+package broker_test
+
+import (
+	"encoding/hex"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/claudemesh/claudemesh/broker"
+)
+
+func mode(t *testing.T, path string) fs.FileMode {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Mode().Perm()
+}
+
+func TestLoadOrCreateToken(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(t.TempDir(), "data", "broker") // does not exist yet
+	tok, err := broker.LoadOrCreateToken(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := hex.DecodeString(tok); err != nil || len(b) != 32 {
+		t.Errorf("token %q, want 64 hex characters", tok)
+	}
+	if m := mode(t, dir); m != 0o700 {
+		t.Errorf("data directory mode %v, want 0700", m)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil || len(entries) != 1 {
+		t.Fatalf("data directory holds %v (%v), want one credential file", entries, err)
+	}
+	if m := mode(t, filepath.Join(dir, entries[0].Name())); m != 0o600 {
+		t.Errorf("credential file mode %v, want 0600", m)
+	}
+	again, err := broker.LoadOrCreateToken(dir)
+	if err != nil || again != tok {
+		t.Errorf("second load: %q, %v; want the same token %q", again, err, tok)
+	}
+	if other, err := broker.LoadOrCreateToken(t.TempDir()); err != nil || other == tok {
+		t.Errorf("another data directory: %q, %v; want a new token", other, err)
+	}
+
+	// Brokers starting together agree on one token.
+	dir = t.TempDir()
+	toks := make([]string, 8)
+	var wg sync.WaitGroup
+	for i := range toks {
+		wg.Go(func() {
+			var err error
+			if toks[i], err = broker.LoadOrCreateToken(dir); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	for _, tok := range toks {
+		if tok != toks[0] {
+			t.Fatalf("concurrent loads returned different tokens: %q", toks)
+		}
+	}
+
+	// A truncated credential is refused, not used.
+	dir = t.TempDir()
+	if _, err := broker.LoadOrCreateToken(dir); err != nil {
+		t.Fatal(err)
+	}
+	entries, _ = os.ReadDir(dir)
+	if err := os.WriteFile(filepath.Join(dir, entries[0].Name()), []byte("short\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if tok, err := broker.LoadOrCreateToken(dir); err == nil {
+		t.Errorf("short credential accepted as %q", tok)
+	}
+}
+
+func TestLocalInfo(t *testing.T) {
+	t.Parallel()
+	home := filepath.Join(t.TempDir(), "home") // does not exist yet
+	if _, err := broker.ReadLocalInfo(home); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("read before any broker published: %v, want %v", err, fs.ErrNotExist)
+	}
+	want := broker.LocalInfo{
+		URL:       "ws://127.0.0.1:40000/v1/ws",
+		Token:     "secret-token",
+		PID:       4242,
+		StartedAt: time.Date(2031, 1, 2, 3, 4, 5, 6, time.UTC),
+	}
+	for _, info := range []broker.LocalInfo{{URL: "ws://127.0.0.1:1/v1/ws", Token: "old"}, want} {
+		if err := broker.WriteLocalInfo(home, info); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := broker.ReadLocalInfo(home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.URL != want.URL || got.Token != want.Token || got.PID != want.PID || !got.StartedAt.Equal(want.StartedAt) {
+		t.Errorf("read %+v, want %+v", got, want)
+	}
+	if m := mode(t, filepath.Join(home, broker.LocalFile)); m != 0o600 {
+		t.Errorf("%s mode %v, want 0600", broker.LocalFile, m)
+	}
+	if m := mode(t, home); m != 0o700 {
+		t.Errorf("home mode %v, want 0700", m)
+	}
+	// The replacement leaves no temporary file behind.
+	entries, err := os.ReadDir(home)
+	if err != nil || len(entries) != 1 {
+		t.Errorf("home holds %v (%v), want only %s", entries, err, broker.LocalFile)
+	}
+
+	if err := os.WriteFile(filepath.Join(home, broker.LocalFile), []byte("{not json"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := broker.ReadLocalInfo(home); err == nil {
+		t.Error("read a corrupt file without error")
+	}
+}
+
+func TestLocalEndpoint(t *testing.T) {
+	t.Parallel()
+	const published = "ws://127.0.0.1:40000/v1/ws"
+	home := t.TempDir()
+	if err := broker.WriteLocalInfo(home, broker.LocalInfo{URL: published, Token: "local-secret"}); err != nil {
+		t.Fatal(err)
+	}
+	empty := t.TempDir()
+
+	tests := []struct {
+		name     string
+		home     string
+		override string
+		want     broker.Endpoint
+	}{
+		{"published", home, "", broker.Endpoint{URL: published, Token: "local-secret"}},
+		{"nothing published", empty, "", broker.Endpoint{URL: broker.DefaultURL}},
+		{"override is the published URL", home, published, broker.Endpoint{URL: published, Token: "local-secret"}},
+		{"loopback override", home, "ws://127.0.0.1:7000/v1/ws", broker.Endpoint{URL: "ws://127.0.0.1:7000/v1/ws", Token: "local-secret"}},
+		{"other loopback address", home, "ws://127.9.9.9:7000/v1/ws", broker.Endpoint{URL: "ws://127.9.9.9:7000/v1/ws", Token: "local-secret"}},
+		{"IPv6 loopback override", home, "ws://[::1]:7000/v1/ws", broker.Endpoint{URL: "ws://[::1]:7000/v1/ws", Token: "local-secret"}},
+		{"localhost override", home, "ws://localhost:7000/v1/ws", broker.Endpoint{URL: "ws://localhost:7000/v1/ws", Token: "local-secret"}},
+		{"remote override", home, "ws://example.invalid/v1/ws", broker.Endpoint{URL: "ws://example.invalid/v1/ws"}},
+		{"remote override with a loopback-looking name", home, "ws://127.0.0.1.example.invalid/v1/ws", broker.Endpoint{URL: "ws://127.0.0.1.example.invalid/v1/ws"}},
+		{"remote override named after localhost", home, "wss://localhost.example.invalid/v1/ws", broker.Endpoint{URL: "wss://localhost.example.invalid/v1/ws"}},
+		{"remote override with loopback credentials in the URL", home, "ws://127.0.0.1@example.invalid/v1/ws", broker.Endpoint{URL: "ws://127.0.0.1@example.invalid/v1/ws"}},
+		{"any-address override", home, "ws://0.0.0.0:7733/v1/ws", broker.Endpoint{URL: "ws://0.0.0.0:7733/v1/ws"}},
+		{"loopback override, nothing published", empty, "ws://127.0.0.1:7000/v1/ws", broker.Endpoint{URL: "ws://127.0.0.1:7000/v1/ws"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := broker.LocalEndpoint(tt.home, tt.override)()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != tt.want {
+				t.Errorf("endpoint %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+
+	// The endpoint is resolved on every call: a broker that restarts on
+	// another port is followed.
+	ep := broker.LocalEndpoint(home, "")
+	const moved = "ws://127.0.0.1:40001/v1/ws"
+	if err := broker.WriteLocalInfo(home, broker.LocalInfo{URL: moved, Token: "new-secret"}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := ep(); err != nil || got != (broker.Endpoint{URL: moved, Token: "new-secret"}) {
+		t.Errorf("after the broker moved: %+v, %v", got, err)
+	}
+}
