@@ -1,0 +1,1279 @@
+package main
+
+// End-to-end tests of the built binary: real `claudemesh broker` processes
+// on loopback ports with their SQLite store in a temporary directory, and
+// real `claudemesh mcp` processes spoken to over stdio by mark3labs' MCP
+// client, the way Claude Code speaks to them.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/mark3labs/mcp-go/client"
+	"github.com/mark3labs/mcp-go/client/transport"
+	mcpgo "github.com/mark3labs/mcp-go/mcp"
+)
+
+// Deadlines. They are generous because the machine may be loaded; a
+// healthy run stays far below them.
+const (
+	waitLong    = 20 * time.Second // a condition that needs a broker round trip or a reconnect
+	exitWait    = 5 * time.Second  // a process to exit after stdin EOF or SIGTERM
+	callTimeout = 40 * time.Second // one tool call (send_dm may wait 25 s for the broker)
+)
+
+// The binary is built once per test run, without cgo: the release binary
+// must stay a static, cgo-free build.
+var built struct {
+	once sync.Once
+	dir  string
+	path string
+	err  error
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if built.dir != "" {
+		os.RemoveAll(built.dir)
+	}
+	os.Exit(code)
+}
+
+// binary returns the path of the claudemesh binary built from this package.
+func binary(t *testing.T) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("end-to-end: builds the binary and runs brokers and MCP servers")
+	}
+	built.once.Do(func() {
+		built.dir, built.err = os.MkdirTemp("", "claudemesh-e2e-")
+		if built.err != nil {
+			return
+		}
+		path := filepath.Join(built.dir, "claudemesh")
+		cmd := exec.Command("go", "build", "-o", path, ".")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			built.err = fmt.Errorf("go build with CGO_ENABLED=0: %v\n%s", err, out)
+			return
+		}
+		built.path = path
+	})
+	if built.err != nil {
+		t.Fatal(built.err)
+	}
+	return built.path
+}
+
+// syncBuffer collects a process's output; it is safe for concurrent use.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// waitFor polls cond until it reports true, failing the test when it
+// returns an error or the deadline passes.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, error)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		ok, err := cond()
+		if err != nil {
+			t.Fatalf("waiting for %s: %v", what, err)
+		}
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("waiting for %s: still false after %v", what, timeout)
+		}
+		select {
+		case <-t.Context().Done():
+			t.Fatalf("waiting for %s: %v", what, t.Context().Err())
+		case <-tick.C:
+		}
+	}
+}
+
+// proc is a started child process whose exit is observed by one goroutine.
+type proc struct {
+	what string
+	cmd  *exec.Cmd
+	log  *syncBuffer // stderr (and stdout for a broker)
+	done chan struct{}
+}
+
+func startProc(t *testing.T, what string, cmd *exec.Cmd, log *syncBuffer) *proc {
+	t.Helper()
+	cmd.WaitDelay = exitWait
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", what, err)
+	}
+	p := &proc{what: what, cmd: cmd, log: log, done: make(chan struct{})}
+	go func() {
+		cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		p.kill()
+		if t.Failed() {
+			t.Logf("%s output:\n%s", what, log)
+		}
+	})
+	return p
+}
+
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// kill ends the process if it still runs and waits for it.
+func (p *proc) kill() {
+	if !p.exited() {
+		p.cmd.Process.Kill()
+	}
+	<-p.done
+}
+
+// waitExit waits for the process to exit on its own and checks that it
+// exited with status 0.
+func (p *proc) waitExit(t *testing.T, after string) {
+	t.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(exitWait):
+		t.Errorf("%s still runs %v after %s", p.what, exitWait, after)
+		p.kill()
+		return
+	}
+	if st := p.cmd.ProcessState; !st.Success() {
+		t.Errorf("%s ended with %v after %s", p.what, st, after)
+	}
+}
+
+// env returns a child's whole environment: nothing is inherited from the
+// test's own (which may run inside a Claude Code session), so a stray
+// CLAUDE_CODE_SESSION_ID or CLAUDEMESH_BROKER cannot leak in. HOME points to
+// an empty directory so that nothing lands in the real one.
+func env(t *testing.T, home string, extra ...string) []string {
+	t.Helper()
+	return append([]string{
+		"CLAUDEMESH_HOME=" + home,
+		"HOME=" + t.TempDir(),
+		"PATH=/usr/bin:/bin",
+	}, extra...)
+}
+
+// brokerProc is a running `claudemesh broker`.
+type brokerProc struct {
+	*proc
+	home, data string
+	url        string
+}
+
+// startBroker runs a broker on a free loopback port and waits until it has
+// published its URL in home/broker.json.
+func startBroker(t *testing.T, home, data string) *brokerProc {
+	t.Helper()
+	log := new(syncBuffer)
+	cmd := exec.Command(binary(t), "broker", "--listen", "127.0.0.1:0", "--data", data, "--log-level", "debug")
+	cmd.Env = env(t, home)
+	cmd.Dir = t.TempDir()
+	cmd.Stdout, cmd.Stderr = log, log
+	b := &brokerProc{proc: startProc(t, "broker", cmd, log), home: home, data: data}
+	waitFor(t, waitLong, "the broker to publish its URL", func() (bool, error) {
+		if b.exited() {
+			return false, fmt.Errorf("broker exited: %v", b.cmd.ProcessState)
+		}
+		info, err := readBrokerInfo(home)
+		if err != nil || info.PID != b.cmd.Process.Pid || info.URL == "" {
+			return false, nil // not written yet, or still the previous broker's
+		}
+		b.url = info.URL
+		return true, nil
+	})
+	return b
+}
+
+type brokerInfo struct {
+	URL   string `json:"url"`
+	Token string `json:"token"`
+	PID   int    `json:"pid"`
+}
+
+func readBrokerInfo(home string) (brokerInfo, error) {
+	var info brokerInfo
+	b, err := os.ReadFile(filepath.Join(home, "broker.json"))
+	if err == nil {
+		err = json.Unmarshal(b, &info)
+	}
+	return info, err
+}
+
+// stop ends the broker with SIGTERM, as a service manager does.
+func (b *brokerProc) stop(t *testing.T) {
+	t.Helper()
+	b.cmd.Process.Signal(syscall.SIGTERM)
+	b.waitExit(t, "SIGTERM")
+}
+
+// session is a running `claudemesh mcp` with an initialized MCP client.
+type session struct {
+	*proc
+	name  string
+	c     *client.Client
+	stdin *os.File
+}
+
+// sessionConfig is the environment Claude Code would give the MCP server.
+type sessionConfig struct {
+	home      string
+	sessionID string // CLAUDEMESH_SESSION_ID; "" for none
+	name      string
+	mesh      string   // "" for the default mesh
+	env       []string // more variables
+}
+
+// startSession runs `claudemesh mcp` and completes the MCP handshake.
+func startSession(t *testing.T, cfg sessionConfig) *session {
+	t.Helper()
+	vars := []string{"CLAUDEMESH_NAME=" + cfg.name, "CLAUDE_PROJECT_DIR=/projects/" + cfg.name, "CLAUDEMESH_LOG_LEVEL=debug"}
+	if cfg.sessionID != "" {
+		vars = append(vars, "CLAUDEMESH_SESSION_ID="+cfg.sessionID)
+	}
+	if cfg.mesh != "" {
+		vars = append(vars, "CLAUDEMESH_MESH="+cfg.mesh)
+	}
+	inR, inW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := new(syncBuffer)
+	cmd := exec.Command(binary(t), "mcp")
+	cmd.Env = env(t, cfg.home, append(vars, cfg.env...)...)
+	cmd.Dir = t.TempDir()
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = inR, outW, log
+	s := &session{name: cfg.name, stdin: inW}
+	s.proc = startProc(t, "mcp "+cfg.name, cmd, log)
+	inR.Close()
+	outW.Close()
+	s.c = client.NewClient(transport.NewIO(outR, inW, nil))
+	t.Cleanup(func() {
+		s.c.Close() // closes stdin
+		select {
+		case <-s.done:
+		case <-time.After(exitWait):
+		}
+		s.kill()
+		outR.Close()
+	})
+
+	if err := s.c.Start(t.Context()); err != nil {
+		t.Fatalf("%s: start MCP client: %v", s.name, err)
+	}
+	var req mcpgo.InitializeRequest
+	req.Params.ProtocolVersion = mcpgo.ProtocolVersion20251125 // what Claude Code sends
+	req.Params.ClientInfo = mcpgo.Implementation{Name: "claudemesh-e2e", Version: "1"}
+	ctx, cancel := context.WithTimeout(t.Context(), waitLong)
+	defer cancel()
+	res, err := s.c.Initialize(ctx, req)
+	if err != nil {
+		t.Fatalf("%s: initialize: %v", s.name, err)
+	}
+	if res.ServerInfo.Name != "claudemesh" {
+		t.Fatalf("%s: server name %q, want claudemesh", s.name, res.ServerInfo.Name)
+	}
+	return s
+}
+
+// stop closes the session's stdin, as Claude Code does on exit, and checks
+// that the server exits promptly and cleanly.
+func (s *session) stop(t *testing.T) {
+	t.Helper()
+	s.stdin.Close()
+	s.waitExit(t, "stdin EOF")
+}
+
+// toolResult is a tool call's result as the model sees it.
+type toolResult struct {
+	structured json.RawMessage
+	text       string
+	isError    bool
+}
+
+func (s *session) tryCall(ctx context.Context, tool string, args map[string]any) (toolResult, error) {
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	var req mcpgo.CallToolRequest
+	req.Params.Name = tool
+	req.Params.Arguments = args
+	res, err := s.c.CallTool(ctx, req)
+	if err != nil {
+		return toolResult{}, fmt.Errorf("%s: %s: %w", s.name, tool, err)
+	}
+	out := toolResult{structured: res.RawStructuredContent, isError: res.IsError}
+	for _, c := range res.Content {
+		if tc, ok := mcpgo.AsTextContent(c); ok {
+			out.text += tc.Text
+		}
+	}
+	if !out.isError && len(out.structured) == 0 {
+		return out, fmt.Errorf("%s: %s: result has no structured content (text %q)", s.name, tool, out.text)
+	}
+	return out, nil
+}
+
+// call calls tool and decodes its structured result into T (left zero for
+// an error result).
+func call[T any](t *testing.T, s *session, tool string, args map[string]any) (T, string, bool) {
+	t.Helper()
+	var v T
+	res, err := s.tryCall(t.Context(), tool, args)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.isError {
+		if err := json.Unmarshal(res.structured, &v); err != nil {
+			t.Fatalf("%s: %s: decode %s: %v", s.name, tool, res.structured, err)
+		}
+	}
+	return v, res.text, res.isError
+}
+
+// mustCall is call for a result that must not be an error.
+func mustCall[T any](t *testing.T, s *session, tool string, args map[string]any) T {
+	t.Helper()
+	v, text, isError := call[T](t, s, tool, args)
+	if isError {
+		t.Fatalf("%s: %s(%v) failed: %s", s.name, tool, args, text)
+	}
+	return v
+}
+
+// The tools' structured results, written out here rather than imported so
+// that a renamed JSON field breaks the test as it would break a client.
+type (
+	whoamiResult struct {
+		Name          string `json:"name"`
+		Mesh          string `json:"mesh"`
+		KeyID         string `json:"key_id"`
+		PublicKey     string `json:"public_key"`
+		SessionID     string `json:"session_id"`
+		SessionSource string `json:"session_source"`
+		IdentityMode  string `json:"identity_mode"`
+		Broker        string `json:"broker"`
+		Connection    string `json:"connection"`
+		LastError     string `json:"last_error"`
+		Unread        int    `json:"unread"`
+	}
+	peerInfo struct {
+		Name       string `json:"name"`
+		KeyID      string `json:"key_id"`
+		SessionID  string `json:"session_id"`
+		ProjectDir string `json:"project_dir"`
+		State      string `json:"state"`
+	}
+	peersResult struct {
+		Mesh  string     `json:"mesh"`
+		Peers []peerInfo `json:"peers"`
+	}
+	sendResult struct {
+		ID      string `json:"id"`
+		To      string `json:"to"`
+		ToKeyID string `json:"to_key_id"`
+		Status  string `json:"status"`
+	}
+	message struct {
+		ID          string `json:"id"`
+		From        string `json:"from"`
+		FromKeyID   string `json:"from_key_id"`
+		FromSession string `json:"from_session"`
+		SentAt      string `json:"sent_at"`
+		Text        string `json:"text"`
+		Error       string `json:"error"`
+	}
+	inboxResult struct {
+		Messages  []message `json:"messages"`
+		Remaining int       `json:"remaining"`
+	}
+)
+
+func (s *session) whoami(t *testing.T) whoamiResult {
+	t.Helper()
+	return mustCall[whoamiResult](t, s, "whoami", nil)
+}
+
+// waitConnected waits until the session is connected to its broker.
+func (s *session) waitConnected(t *testing.T) whoamiResult {
+	t.Helper()
+	var w whoamiResult
+	waitFor(t, waitLong, s.name+" to connect to the broker", func() (bool, error) {
+		w = s.whoami(t)
+		return w.Connection == "connected", nil
+	})
+	return w
+}
+
+func (s *session) peers(t *testing.T) peersResult {
+	t.Helper()
+	return mustCall[peersResult](t, s, "list_peers", nil)
+}
+
+// waitPeer waits until list_peers shows the session with keyID in state.
+func (s *session) waitPeer(t *testing.T, keyID, state string) peerInfo {
+	t.Helper()
+	var found peerInfo
+	waitFor(t, waitLong, fmt.Sprintf("%s to see %s %s", s.name, keyID, state), func() (bool, error) {
+		peers, _, isError := call[peersResult](t, s, "list_peers", nil)
+		if isError {
+			return false, nil // not connected (yet, or again after a broker restart)
+		}
+		for _, p := range peers.Peers {
+			if p.KeyID == keyID && p.State == state {
+				found = p
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	return found
+}
+
+func (s *session) send(t *testing.T, to, text string) sendResult {
+	t.Helper()
+	return mustCall[sendResult](t, s, "send_dm", map[string]any{"to": to, "message": text})
+}
+
+func (s *session) inbox(t *testing.T) inboxResult {
+	t.Helper()
+	return mustCall[inboxResult](t, s, "inbox", nil)
+}
+
+// waitInbox calls inbox until it has returned n DMs in all and returns
+// them. A DM the broker accepted may reach the recipient's server a moment
+// after send_dm returned.
+func (s *session) waitInbox(t *testing.T, n int) []message {
+	t.Helper()
+	var got []message
+	waitFor(t, waitLong, fmt.Sprintf("%d DMs in %s's inbox", n, s.name), func() (bool, error) {
+		got = append(got, s.inbox(t).Messages...)
+		return len(got) >= n, nil
+	})
+	return got
+}
+
+// assertInboxEmpty checks that an inbox call returns nothing.
+func (s *session) assertInboxEmpty(t *testing.T) {
+	t.Helper()
+	res := s.inbox(t)
+	if len(res.Messages) != 0 || res.Remaining != 0 {
+		t.Errorf("%s: inbox returned %d DMs (remaining %d), want none: %+v", s.name, len(res.Messages), res.Remaining, res.Messages)
+	}
+}
+
+// mesh is a broker with its home and data directories.
+type mesh struct {
+	home, data string
+	broker     *brokerProc
+}
+
+func newMesh(t *testing.T) *mesh {
+	t.Helper()
+	root := t.TempDir()
+	m := &mesh{home: filepath.Join(root, "home"), data: filepath.Join(root, "data")}
+	m.broker = startBroker(t, m.home, m.data)
+	return m
+}
+
+func (m *mesh) join(t *testing.T, name, sessionID string) *session {
+	t.Helper()
+	return startSession(t, sessionConfig{home: m.home, sessionID: sessionID, name: name})
+}
+
+func TestDMBetweenOnlineSessions(t *testing.T) {
+	t.Parallel()
+	m := newMesh(t)
+	aliceID, bobID := uuid.NewString(), uuid.NewString()
+	alice, bob := m.join(t, "alice", aliceID), m.join(t, "bob", bobID)
+	a, b := alice.waitConnected(t), bob.waitConnected(t)
+	if a.Broker != m.broker.url {
+		t.Errorf("alice's whoami broker = %q, want the published %q", a.Broker, m.broker.url)
+	}
+	if a.KeyID == b.KeyID {
+		t.Fatalf("alice and bob share key id %s", a.KeyID)
+	}
+
+	peers := alice.peers(t)
+	if peers.Mesh != "default" {
+		t.Errorf("list_peers mesh = %q, want default", peers.Mesh)
+	}
+	want := peerInfo{Name: "bob", KeyID: b.KeyID, SessionID: bobID, ProjectDir: "/projects/bob", State: "online"}
+	if len(peers.Peers) != 1 || peers.Peers[0] != want {
+		t.Errorf("alice's list_peers = %+v, want only %+v (and never alice herself)", peers.Peers, want)
+	}
+
+	sent := alice.send(t, "bob", "hello bob")
+	if sent.Status != "delivered" || sent.To != "bob" || sent.ToKeyID != b.KeyID || sent.ID == "" {
+		t.Errorf("send_dm to bob = %+v, want delivered to bob (%s) with an id", sent, b.KeyID)
+	}
+	got := bob.waitInbox(t, 1)
+	if len(got) != 1 {
+		t.Fatalf("bob's inbox returned %d DMs, want 1: %+v", len(got), got)
+	}
+	msg := got[0]
+	if msg.ID != sent.ID || msg.Text != "hello bob" || msg.From != "alice" || msg.FromKeyID != a.KeyID ||
+		msg.FromSession != aliceID || msg.Error != "" {
+		t.Errorf("bob received %+v, want id %s text %q from alice (%s, session %s)", msg, sent.ID, "hello bob", a.KeyID, aliceID)
+	}
+	if at, err := time.Parse(time.RFC3339, msg.SentAt); err != nil || time.Since(at) > time.Minute || time.Until(at) > time.Minute {
+		t.Errorf("sent_at = %q (%v), want an RFC 3339 time close to now", msg.SentAt, err)
+	}
+	bob.assertInboxEmpty(t)   // returned once, never twice
+	alice.assertInboxEmpty(t) // a DM does not come back to its sender
+
+	// Text the model writes goes through byte for byte: non-ASCII,
+	// newlines, quotes, characters JSON escapes, and a large body. This one
+	// is addressed by key id prefix.
+	big := strings.Repeat("0123456789abcdef", 10<<10/16)
+	texts := []string{
+		"héllo wörld — 你好, 👋🏽 \"quoted\" 'single' `back` \\ backslash\nline two\r\n\ttabbed <tag> & ampersand \u2028 \x00\x07 end",
+		big,
+		"third, to check order",
+	}
+	for i, text := range texts {
+		res := alice.send(t, b.KeyID[:8], text)
+		if res.Status != "delivered" || res.ToKeyID != b.KeyID {
+			t.Errorf("send_dm %d by key prefix = %+v, want delivered to %s", i, res, b.KeyID)
+		}
+	}
+	got = bob.waitInbox(t, len(texts))
+	if len(got) != len(texts) {
+		t.Fatalf("bob's inbox returned %d DMs, want %d", len(got), len(texts))
+	}
+	for i, msg := range got {
+		if msg.Text != texts[i] {
+			t.Errorf("DM %d arrived as %d bytes %q, want %d bytes %q", i, len(msg.Text), abbrev(msg.Text), len(texts[i]), abbrev(texts[i]))
+		}
+	}
+	bob.assertInboxEmpty(t)
+}
+
+func abbrev(s string) string {
+	if len(s) > 200 {
+		return s[:200] + "…"
+	}
+	return s
+}
+
+func TestDMQueuedForAwaySessionAndStableIdentity(t *testing.T) {
+	t.Parallel()
+	m := newMesh(t)
+	alice := m.join(t, "alice", uuid.NewString())
+	bobID := uuid.NewString()
+	bob := m.join(t, "bob", bobID)
+	alice.waitConnected(t)
+	before := bob.waitConnected(t)
+	alice.waitPeer(t, before.KeyID, "online")
+	bob.stop(t)
+	alice.waitPeer(t, before.KeyID, "away")
+
+	sent := alice.send(t, "bob", "while you were away")
+	if sent.Status != "queued" || sent.ToKeyID != before.KeyID {
+		t.Fatalf("send_dm to away bob = %+v, want queued for %s", sent, before.KeyID)
+	}
+
+	bob = m.join(t, "bob", bobID)
+	after := bob.whoami(t)
+	if after.KeyID != before.KeyID || after.PublicKey != before.PublicKey || after.IdentityMode != "stable" ||
+		after.SessionID != bobID || after.SessionSource != "CLAUDEMESH_SESSION_ID" {
+		t.Errorf("bob's identity after restart = %+v, want key %s (stable) of session %s from CLAUDEMESH_SESSION_ID", after, before.KeyID, bobID)
+	}
+	got := bob.waitInbox(t, 1)
+	if len(got) != 1 || got[0].ID != sent.ID || got[0].Text != "while you were away" || got[0].From != "alice" {
+		t.Fatalf("bob's inbox after restart = %+v, want the queued DM %s", got, sent.ID)
+	}
+	bob.assertInboxEmpty(t)
+
+	// The returning session is one peer, not a ghost beside its old self.
+	alice.waitPeer(t, before.KeyID, "online")
+	var bobs []peerInfo
+	for _, p := range alice.peers(t).Peers {
+		if p.Name == "bob" {
+			bobs = append(bobs, p)
+		}
+	}
+	if len(bobs) != 1 {
+		t.Errorf("alice sees %d peers named bob, want 1: %+v", len(bobs), bobs)
+	}
+}
+
+func TestDMSurvivesBrokerRestart(t *testing.T) {
+	t.Parallel()
+	m := newMesh(t)
+	alice := m.join(t, "alice", uuid.NewString())
+	bobID, carolID := uuid.NewString(), uuid.NewString()
+	bob, carol := m.join(t, "bob", bobID), m.join(t, "carol", carolID)
+	alice.waitConnected(t)
+	bobKey, carolKey := bob.waitConnected(t).KeyID, carol.waitConnected(t).KeyID
+	alice.waitPeer(t, bobKey, "online")
+	alice.waitPeer(t, carolKey, "online")
+	bob.stop(t)
+	alice.waitPeer(t, bobKey, "away")
+
+	// bob's DM waits in the broker; carol's reached her server but she has
+	// not read it, so the broker has no ack for it.
+	toBob := alice.send(t, "bob", "queued before the restart")
+	if toBob.Status != "queued" {
+		t.Fatalf("send_dm to bob = %+v, want queued", toBob)
+	}
+	toCarol := alice.send(t, "carol", "delivered before the restart")
+	if toCarol.Status != "delivered" {
+		t.Fatalf("send_dm to carol = %+v, want delivered", toCarol)
+	}
+	waitFor(t, waitLong, "carol's server to hold the DM", func() (bool, error) {
+		return carol.whoami(t).Unread == 1, nil
+	})
+
+	// The broker restarts on the same data directory and a new port; the
+	// servers find it again through broker.json.
+	m.broker.stop(t)
+	waitFor(t, waitLong, "alice to fail to reconnect while the broker is down", func() (bool, error) {
+		return strings.Contains(alice.whoami(t).LastError, "refused"), nil
+	})
+	m.broker = startBroker(t, m.home, m.data)
+
+	// carol reconnects by herself. The broker delivers her unacked DM again
+	// and her server keeps it once: a newer DM arrives after it (the broker
+	// pushes oldest first) and the two come out once each.
+	alice.waitPeer(t, carolKey, "online")
+	if w := alice.whoami(t); w.Broker != m.broker.url || w.Connection != "connected" {
+		t.Errorf("alice's whoami after the broker restart: broker %s (%s), want %s", w.Broker, w.Connection, m.broker.url)
+	}
+	after := alice.send(t, "carol", "sent after the restart")
+	got := carol.waitInbox(t, 2)
+	if len(got) != 2 || got[0].ID != toCarol.ID || got[1].ID != after.ID || got[0].Text != "delivered before the restart" {
+		t.Errorf("carol's inbox after the broker restart = %+v, want DMs %s and %s once each", got, toCarol.ID, after.ID)
+	}
+	carol.assertInboxEmpty(t)
+
+	bob = m.join(t, "bob", bobID)
+	got = bob.waitInbox(t, 1)
+	if len(got) != 1 || got[0].ID != toBob.ID || got[0].Text != "queued before the restart" {
+		t.Fatalf("bob's inbox after the broker restart = %+v, want DM %s", got, toBob.ID)
+	}
+	bob.assertInboxEmpty(t)
+
+	// Going away is handled after every frame a session sent before it, so
+	// the acks are stored once alice sees both away.
+	bob.stop(t)
+	carol.stop(t)
+	alice.waitPeer(t, bobKey, "away")
+	alice.waitPeer(t, carolKey, "away")
+
+	// Later sessions of bob and carol must not get those DMs again. Once a
+	// newer DM has arrived, an unacked older one would have arrived before
+	// it.
+	for _, who := range []struct {
+		name, id string
+	}{{"bob", bobID}, {"carol", carolID}} {
+		s := m.join(t, who.name, who.id)
+		newer := alice.send(t, who.name, "newer")
+		got := s.waitInbox(t, 1)
+		if len(got) != 1 || got[0].ID != newer.ID {
+			t.Errorf("%s's next session received %+v, want only the newer DM %s", who.name, got, newer.ID)
+		}
+		s.assertInboxEmpty(t)
+	}
+}
+
+func TestBrokerStoresNoPlaintext(t *testing.T) {
+	t.Parallel()
+	m := newMesh(t)
+	alice := m.join(t, "alice", uuid.NewString())
+	bobID := uuid.NewString()
+	bob := m.join(t, "bob", bobID)
+	alice.waitConnected(t)
+	bobKey := bob.waitConnected(t).KeyID
+	alice.waitPeer(t, bobKey, "online")
+
+	marker := "plaintext-marker-" + uuid.NewString()
+	online := alice.send(t, "bob", marker+" delivered live")
+	if got := bob.waitInbox(t, 1); got[0].Text != marker+" delivered live" {
+		t.Fatalf("bob received %+v", got)
+	}
+	bob.stop(t)
+	alice.waitPeer(t, bobKey, "away")
+	queued := alice.send(t, "bob", marker+" queued")
+	if queued.Status != "queued" {
+		t.Fatalf("send_dm = %+v, want queued", queued)
+	}
+
+	check := func(when string) {
+		t.Helper()
+		var all []byte
+		for _, name := range []string{"claudemesh.db", "claudemesh.db-wal", "claudemesh.db-shm"} {
+			b, err := os.ReadFile(filepath.Join(m.data, name))
+			if err != nil && !errors.Is(err, os.ErrNotExist) {
+				t.Fatal(err)
+			}
+			if bytes.Contains(b, []byte(marker)) {
+				t.Errorf("%s: %s holds a DM's plaintext", when, name)
+			}
+			all = append(all, b...)
+		}
+		// The files read are the ones the DMs are in.
+		for _, id := range []string{online.ID, queued.ID} {
+			if !bytes.Contains(all, []byte(id)) {
+				t.Errorf("%s: the database files do not hold DM %s; the test reads the wrong files", when, id)
+			}
+		}
+	}
+	check("broker running")
+	m.broker.stop(t)
+	check("broker stopped")
+	for _, p := range []*proc{m.broker.proc, alice.proc, bob.proc} {
+		if strings.Contains(p.log.String(), marker) {
+			t.Errorf("the %s logged a DM's plaintext", p.what)
+		}
+	}
+
+	keyFile := filepath.Join(m.home, "sessions", "default", bobID+".json")
+	for path, want := range map[string]os.FileMode{
+		keyFile:                              0o600,
+		filepath.Dir(keyFile):                0o700,
+		filepath.Join(m.home, "broker.json"): 0o600,
+		m.data:                               0o700,
+		filepath.Join(m.data, "credential"):  0o600,
+	} {
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Error(err)
+			continue
+		}
+		if got := fi.Mode().Perm(); got != want {
+			t.Errorf("%s has mode %o, want %o", path, got, want)
+		}
+	}
+}
+
+func TestSendDMErrors(t *testing.T) {
+	t.Parallel()
+	m := newMesh(t)
+	alice := m.join(t, "alice", uuid.NewString())
+	bob := m.join(t, "bob", uuid.NewString())
+	alice.waitConnected(t)
+	bobKey := bob.waitConnected(t).KeyID
+	alice.waitPeer(t, bobKey, "online")
+
+	t.Run("unknown name", func(t *testing.T) {
+		_, text, isError := call[sendResult](t, alice, "send_dm", map[string]any{"to": "carol", "message": "hi"})
+		if !isError || !strings.Contains(text, "carol") || !strings.Contains(text, "bob") || !strings.Contains(text, bobKey) {
+			t.Errorf("send_dm to carol: isError=%v %q, want an error naming carol and the online bob (%s)", isError, text, bobKey)
+		}
+		if strings.Contains(text, "alice") {
+			t.Errorf("send_dm to carol: %q offers alice her own session as a recipient", text)
+		}
+	})
+	for _, msg := range []string{"", "  \n\t "} {
+		_, text, isError := call[sendResult](t, alice, "send_dm", map[string]any{"to": "bob", "message": msg})
+		if !isError || !strings.Contains(text, "message") {
+			t.Errorf("send_dm of %q: isError=%v %q, want an error about the message", msg, isError, text)
+		}
+	}
+	_, text, isError := call[sendResult](t, alice, "send_dm", map[string]any{"to": "", "message": "hi"})
+	if !isError || !strings.Contains(text, "`to`") {
+		t.Errorf("send_dm without a recipient: isError=%v %q", isError, text)
+	}
+	_, text, isError = call[sendResult](t, alice, "send_dm", map[string]any{"to": "bob", "message": strings.Repeat("x", 64<<10+1)})
+	if !isError || !strings.Contains(text, "limit") {
+		t.Errorf("send_dm of 64 KiB + 1: isError=%v %q, want an error about the limit", isError, text)
+	}
+
+	// The largest message send_dm accepts is delivered whatever it holds:
+	// characters JSON escapes must not push it over the broker's box limit.
+	maxText := strings.Repeat("<&>", 64<<10/3)
+	if res := alice.send(t, "bob", maxText); res.Status != "delivered" {
+		t.Errorf("send_dm of %d bytes of <&> = %+v, want delivered", len(maxText), res)
+	}
+	if got := bob.waitInbox(t, 1); got[0].Text != maxText {
+		t.Errorf("the %d-byte DM arrived as %d bytes", len(maxText), len(got[0].Text))
+	}
+	// Control characters grow sixfold in JSON; a message that cannot fit
+	// is refused at once, not left pending and retried for ever.
+	_, text, isError = call[sendResult](t, alice, "send_dm", map[string]any{"to": "bob", "message": strings.Repeat("\x01", 60<<10)})
+	if !isError || !strings.Contains(text, "large") {
+		t.Errorf("send_dm of 60 KiB of control characters: isError=%v %q, want an error that it is too large", isError, text)
+	}
+	bob.assertInboxEmpty(t)
+
+	// Two online sessions named bob: the name is ambiguous, a key id is not.
+	bob2 := m.join(t, "bob", uuid.NewString())
+	bob2Key := alice.waitPeer(t, bob2.waitConnected(t).KeyID, "online").KeyID
+	_, text, isError = call[sendResult](t, alice, "send_dm", map[string]any{"to": "BOB", "message": "which one?"})
+	if !isError || !strings.Contains(text, bobKey) || !strings.Contains(text, bob2Key) || !strings.Contains(text, "key id") {
+		t.Errorf("send_dm to an ambiguous name: isError=%v %q, want an error listing %s and %s and asking for a key id", isError, text, bobKey, bob2Key)
+	}
+	if res := alice.send(t, bob2Key, "to the second bob"); res.ToKeyID != bob2Key || res.Status != "delivered" {
+		t.Errorf("send_dm by key id = %+v, want delivered to %s", res, bob2Key)
+	}
+	if got := bob2.waitInbox(t, 1); got[0].Text != "to the second bob" {
+		t.Errorf("the second bob received %+v", got)
+	}
+	bob.assertInboxEmpty(t)
+
+	// A session never resolves to itself: bob2 writing to "bob" means the
+	// other bob, even though its own name matches too.
+	if res := bob2.send(t, "bob", "from one bob to the other"); res.ToKeyID != bobKey {
+		t.Errorf("bob2's send_dm to bob = %+v, want the other bob %s", res, bobKey)
+	}
+	if got := bob.waitInbox(t, 1); got[0].Text != "from one bob to the other" {
+		t.Errorf("bob received %+v", got)
+	}
+	bob2.assertInboxEmpty(t)
+}
+
+// deadURL returns a loopback WebSocket URL on which nothing listens.
+func deadURL(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return "ws://" + addr + "/v1/ws"
+}
+
+func TestWithoutBroker(t *testing.T) {
+	t.Parallel()
+	home := t.TempDir()
+	url := deadURL(t)
+	alice := startSession(t, sessionConfig{home: home, sessionID: uuid.NewString(), name: "alice",
+		env: []string{"CLAUDEMESH_BROKER=" + url}})
+
+	w := alice.whoami(t)
+	if w.Connection != "connecting" || w.Broker != url || w.Name != "alice" || w.KeyID == "" || w.IdentityMode != "stable" {
+		t.Errorf("whoami without a broker = %+v, want alice connecting to %s", w, url)
+	}
+	// Both calls wait a little for the broker before giving up: run them
+	// side by side.
+	var wg sync.WaitGroup
+	results := make([]toolResult, 2)
+	errs := make([]error, 2)
+	for i, c := range []struct {
+		tool string
+		args map[string]any
+	}{{"send_dm", map[string]any{"to": "bob", "message": "hi"}}, {"list_peers", nil}} {
+		wg.Go(func() { results[i], errs[i] = alice.tryCall(t.Context(), c.tool, c.args) })
+	}
+	wg.Wait()
+	for i, tool := range []string{"send_dm", "list_peers"} {
+		if errs[i] != nil {
+			t.Fatal(errs[i])
+		}
+		if r := results[i]; !r.isError || !strings.Contains(r.text, "claudemesh broker") || !strings.Contains(r.text, url) {
+			t.Errorf("%s without a broker: isError=%v %q, want an error telling to start `claudemesh broker` at %s", tool, r.isError, r.text, url)
+		}
+	}
+	res, text, isError := call[inboxResult](t, alice, "inbox", nil)
+	if isError || len(res.Messages) != 0 || !strings.Contains(text, "Not connected") {
+		t.Errorf("inbox without a broker: isError=%v %+v %q, want an empty inbox that says it is not connected", isError, res, text)
+	}
+	if w := alice.whoami(t); w.Connection != "connecting" || w.LastError == "" {
+		t.Errorf("whoami after failed attempts = %+v, want connecting with the last error", w)
+	}
+	alice.stop(t)
+}
+
+func TestEphemeralIdentity(t *testing.T) {
+	t.Parallel()
+	m := newMesh(t)
+	eve := startSession(t, sessionConfig{home: m.home, name: "eve"})
+	w := eve.waitConnected(t)
+	if w.IdentityMode != "ephemeral" || w.SessionID != "" || w.SessionSource != "" || w.KeyID == "" {
+		t.Errorf("whoami without a session id = %+v, want an ephemeral identity", w)
+	}
+	if log := eve.log.String(); !strings.Contains(log, "ephemeral identity") {
+		t.Errorf("stderr does not warn about the ephemeral identity:\n%s", log)
+	}
+	// An ephemeral key is never stored.
+	if _, err := os.Stat(filepath.Join(m.home, "sessions")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("an ephemeral session touched the keystore: %v", err)
+	}
+	// It is still a working peer.
+	bob := m.join(t, "bob", uuid.NewString())
+	bob.waitConnected(t)
+	if p := bob.waitPeer(t, w.KeyID, "online"); p.Name != "eve" || p.SessionID != "" {
+		t.Errorf("bob sees eve as %+v", p)
+	}
+	// "@" names nobody, not the one session without a session id.
+	if _, text, isError := call[sendResult](t, bob, "send_dm", map[string]any{"to": "@", "message": "to whom?"}); !isError {
+		t.Errorf("send_dm to \"@\" succeeded: %s", text)
+	}
+	bob.send(t, "eve", "hi eve")
+	if got := eve.waitInbox(t, 1); got[0].Text != "hi eve" {
+		t.Errorf("eve received %+v", got)
+	}
+	eve.stop(t)
+}
+
+func TestMeshesAreSeparate(t *testing.T) {
+	t.Parallel()
+	m := newMesh(t)
+	sharedID := uuid.NewString()
+	alice := m.join(t, "alice", sharedID)
+	bob := startSession(t, sessionConfig{home: m.home, sessionID: uuid.NewString(), name: "bob", mesh: "other"})
+	// The same session id in another mesh is another identity.
+	alice2 := startSession(t, sessionConfig{home: m.home, sessionID: sharedID, name: "alice2", mesh: "other"})
+	a, a2 := alice.waitConnected(t), alice2.waitConnected(t)
+	if a.KeyID == a2.KeyID || a2.Mesh != "other" {
+		t.Errorf("one session id in meshes default and other: keys %s and %s (mesh %q), want two keys", a.KeyID, a2.KeyID, a2.Mesh)
+	}
+	bob.waitConnected(t)
+	bob.waitPeer(t, a2.KeyID, "online")
+
+	if peers := alice.peers(t); len(peers.Peers) != 0 {
+		t.Errorf("alice in mesh default sees %+v, want nobody", peers.Peers)
+	}
+	if _, text, isError := call[sendResult](t, alice, "send_dm", map[string]any{"to": "bob", "message": "across meshes"}); !isError {
+		t.Errorf("send_dm across meshes succeeded: %s", text)
+	}
+	bob.assertInboxEmpty(t)
+}
+
+func TestSameSessionTwice(t *testing.T) {
+	t.Parallel()
+	m := newMesh(t)
+	alice := m.join(t, "alice", uuid.NewString())
+	alice.waitConnected(t)
+	bobID := uuid.NewString()
+	first := m.join(t, "bob", bobID)
+	key := first.waitConnected(t).KeyID
+	// Claude Code may start the server of one session twice: the newer
+	// process takes the session over and the older one stands aside.
+	second := m.join(t, "bob", bobID)
+	if w := second.waitConnected(t); w.KeyID != key {
+		t.Fatalf("second process of bob has key %s, want %s", w.KeyID, key)
+	}
+	waitFor(t, waitLong, "the first process to be replaced", func() (bool, error) {
+		return first.whoami(t).Connection == "replaced", nil
+	})
+	_, text, isError := call[sendResult](t, first, "send_dm", map[string]any{"to": "alice", "message": "from the old process"})
+	if !isError || !strings.Contains(text, "another process") {
+		t.Errorf("send_dm from the replaced process: isError=%v %q, want an error that the session is active in another process", isError, text)
+	}
+	alice.send(t, "bob", "to the live process")
+	if got := second.waitInbox(t, 1); got[0].Text != "to the live process" {
+		t.Errorf("the live process received %+v", got)
+	}
+	first.assertInboxEmpty(t)
+	var bobs int
+	for _, p := range alice.peers(t).Peers {
+		if p.KeyID == key {
+			bobs++
+		}
+	}
+	if bobs != 1 {
+		t.Errorf("alice sees bob %d times, want once", bobs)
+	}
+}
+
+func TestSessionExitsOnSIGTERM(t *testing.T) {
+	t.Parallel()
+	m := newMesh(t)
+	alice := m.join(t, "alice", uuid.NewString())
+	key := alice.waitConnected(t).KeyID
+	bob := m.join(t, "bob", uuid.NewString())
+	bob.waitPeer(t, key, "online")
+	alice.cmd.Process.Signal(syscall.SIGTERM)
+	alice.waitExit(t, "SIGTERM")
+	bob.waitPeer(t, key, "away")
+}
+
+func TestInvalidSessionID(t *testing.T) {
+	t.Parallel()
+	for name, id := range map[string]string{
+		"path":        "../../etc/passwd",
+		"uuid-length": "../../../../../../../../../../../../", // 36 bytes, like a UUID
+		"word":        "not-a-uuid",
+		"nil":         "00000000-0000-0000-0000-000000000000",
+		"braces":      "{8c4c1c9e-1f0e-4a47-9d1e-3f0c8e3b6d11}",
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			root := t.TempDir()
+			home := filepath.Join(root, "home")
+			cwd, userHome := t.TempDir(), t.TempDir()
+			var stdout, stderr bytes.Buffer
+			cmd := exec.CommandContext(t.Context(), binary(t), "mcp")
+			cmd.Env = []string{"CLAUDEMESH_HOME=" + home, "HOME=" + userHome, "CLAUDEMESH_SESSION_ID=" + id, "CLAUDEMESH_NAME=mallory"}
+			cmd.Dir = cwd
+			cmd.Stdin = strings.NewReader("")
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			cmd.WaitDelay = exitWait
+			err := cmd.Run()
+			if ee, ok := errors.AsType[*exec.ExitError](err); !ok || ee.ExitCode() != 1 {
+				t.Errorf("claudemesh mcp with session id %q: %v, want exit status 1", id, err)
+			}
+			if msg := stderr.String(); !strings.Contains(msg, "CLAUDEMESH_SESSION_ID") || !strings.Contains(msg, "invalid session id") {
+				t.Errorf("stderr %q does not explain the invalid CLAUDEMESH_SESSION_ID", msg)
+			}
+			if stdout.Len() != 0 {
+				t.Errorf("stdout = %q, want nothing", stdout.String())
+			}
+			for _, dir := range []string{root, cwd, userHome} {
+				if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+					t.Errorf("%s holds %v after a refused start, want nothing", dir, entries)
+				}
+			}
+		})
+	}
+}
+
+// rawSession speaks JSON-RPC to `claudemesh mcp` by hand, to see exactly
+// what it writes on stdout.
+type rawSession struct {
+	*proc
+	stdin  io.WriteCloser
+	lines  chan []byte // stdout lines; closed at EOF
+	nextID int
+}
+
+func startRaw(t *testing.T, home string, extraEnv ...string) *rawSession {
+	t.Helper()
+	cmd := exec.Command(binary(t), "mcp")
+	cmd.Env = env(t, home, append([]string{"CLAUDEMESH_NAME=raw", "CLAUDEMESH_SESSION_ID=" + uuid.NewString()}, extraEnv...)...)
+	cmd.Dir = t.TempDir()
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// An os.Pipe, unlike StdoutPipe, is not closed by Wait: every byte
+	// written before the exit is read.
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := new(syncBuffer)
+	cmd.Stdout, cmd.Stderr = outW, log
+	r := &rawSession{stdin: stdin, lines: make(chan []byte, 100)}
+	r.proc = startProc(t, "mcp raw", cmd, log)
+	outW.Close()
+	ctx := t.Context()
+	go func() {
+		defer close(r.lines)
+		defer outR.Close()
+		sc := bufio.NewScanner(outR)
+		sc.Buffer(nil, 4<<20)
+		for sc.Scan() {
+			select {
+			case r.lines <- bytes.Clone(sc.Bytes()):
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return r
+}
+
+func (r *rawSession) write(t *testing.T, method string, params any, notification bool) int {
+	t.Helper()
+	msg := map[string]any{"jsonrpc": "2.0", "method": method}
+	if params != nil {
+		msg["params"] = params
+	}
+	id := 0
+	if !notification {
+		r.nextID++
+		id = r.nextID
+		msg["id"] = id
+	}
+	b, err := json.Marshal(msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.stdin.Write(append(b, '\n')); err != nil {
+		t.Fatalf("write %s: %v", method, err)
+	}
+	return id
+}
+
+// rawMessage is one JSON-RPC message from stdout.
+type rawMessage struct {
+	JSONRPC string          `json:"jsonrpc"`
+	ID      *int            `json:"id"`
+	Method  string          `json:"method"`
+	Result  json.RawMessage `json:"result"`
+	Error   json.RawMessage `json:"error"`
+}
+
+// next reads stdout until the response to id, checking every line on
+// the way.
+func (r *rawSession) next(t *testing.T, id int) rawMessage {
+	t.Helper()
+	timeout := time.After(waitLong)
+	for {
+		select {
+		case line, ok := <-r.lines:
+			if !ok {
+				t.Fatalf("stdout ended before the response to request %d", id)
+			}
+			m := checkLine(t, line)
+			if m.ID != nil && *m.ID == id && m.Method == "" {
+				if m.Error != nil {
+					t.Fatalf("request %d failed: %s", id, m.Error)
+				}
+				return m
+			}
+		case <-timeout:
+			t.Fatalf("no response to request %d within %v", id, waitLong)
+		}
+	}
+}
+
+// checkLine asserts that a stdout line is one JSON-RPC 2.0 message.
+func checkLine(t *testing.T, line []byte) rawMessage {
+	t.Helper()
+	var m rawMessage
+	if err := json.Unmarshal(line, &m); err != nil || m.JSONRPC != "2.0" {
+		t.Errorf("stdout line is not a JSON-RPC 2.0 message (%v): %q", err, line)
+	}
+	return m
+}
+
+func (r *rawSession) initialize(t *testing.T) {
+	t.Helper()
+	r.next(t, r.write(t, "initialize", map[string]any{
+		"protocolVersion": "2025-11-25",
+		"capabilities":    map[string]any{},
+		"clientInfo":      map[string]any{"name": "claudemesh-e2e", "version": "1"},
+	}, false))
+	r.write(t, "notifications/initialized", nil, true)
+}
+
+func TestStdoutCarriesOnlyJSONRPC(t *testing.T) {
+	t.Parallel()
+	m := newMesh(t)
+	r := startRaw(t, m.home, "CLAUDEMESH_LOG_LEVEL=debug")
+	r.initialize(t)
+	r.next(t, r.write(t, "tools/list", nil, false))
+	// Call whoami until the server is connected, so the broker connection's
+	// logs are written while stdout is in use.
+	waitFor(t, waitLong, "whoami to report connected", func() (bool, error) {
+		res := r.next(t, r.write(t, "tools/call", map[string]any{"name": "whoami", "arguments": map[string]any{}}, false))
+		var out struct {
+			StructuredContent whoamiResult `json:"structuredContent"`
+		}
+		if err := json.Unmarshal(res.Result, &out); err != nil {
+			return false, err
+		}
+		return out.StructuredContent.Connection == "connected", nil
+	})
+	r.stdin.Close()
+	r.waitExit(t, "stdin EOF")
+	for line := range r.lines {
+		checkLine(t, line)
+	}
+	log := r.log.String()
+	for _, want := range []string{"level=DEBUG", "claudemesh MCP server started", "connected to broker"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, log)
+		}
+	}
+}
+
+func TestToolsList(t *testing.T) {
+	t.Parallel()
+	r := startRaw(t, t.TempDir(), "CLAUDEMESH_BROKER="+deadURL(t))
+	r.initialize(t)
+	res := r.next(t, r.write(t, "tools/list", nil, false))
+	var list struct {
+		Tools []struct {
+			Name         string         `json:"name"`
+			Description  string         `json:"description"`
+			InputSchema  map[string]any `json:"inputSchema"`
+			OutputSchema map[string]any `json:"outputSchema"`
+			Annotations  map[string]any `json:"annotations"`
+			Meta         map[string]any `json:"_meta"`
+		} `json:"tools"`
+	}
+	if err := json.Unmarshal(res.Result, &list); err != nil {
+		t.Fatal(err)
+	}
+	readOnly := map[string]bool{"send_dm": false, "list_peers": true, "inbox": false, "whoami": true}
+	var names []string
+	for _, tool := range list.Tools {
+		names = append(names, tool.Name)
+		if tool.Description == "" || tool.InputSchema["type"] != "object" {
+			t.Errorf("%s: description %q, input schema %v", tool.Name, tool.Description, tool.InputSchema)
+		}
+		if tool.OutputSchema["type"] != "object" || tool.OutputSchema["properties"] == nil {
+			t.Errorf("%s: output schema %v, want an object schema", tool.Name, tool.OutputSchema)
+		}
+		if tool.Meta["anthropic/alwaysLoad"] != true {
+			t.Errorf("%s: _meta %v, want anthropic/alwaysLoad true", tool.Name, tool.Meta)
+		}
+		a := tool.Annotations
+		if title, _ := a["title"].(string); title == "" {
+			t.Errorf("%s: annotations %v lack a title", tool.Name, a)
+		}
+		want := map[string]any{
+			"readOnlyHint":    readOnly[tool.Name],
+			"destructiveHint": false,
+			"openWorldHint":   !readOnly[tool.Name],
+		}
+		for k, v := range want {
+			if a[k] != v {
+				t.Errorf("%s: annotation %s = %v, want %v", tool.Name, k, a[k], v)
+			}
+		}
+		if _, ok := a["idempotentHint"].(bool); !ok {
+			t.Errorf("%s: annotations %v lack idempotentHint", tool.Name, a)
+		}
+	}
+	slices.Sort(names)
+	if want := []string{"inbox", "list_peers", "send_dm", "whoami"}; !slices.Equal(names, want) {
+		t.Errorf("tools = %v, want %v", names, want)
+	}
+	r.stdin.Close()
+	r.waitExit(t, "stdin EOF")
+}
