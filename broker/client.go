@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/gorilla/websocket"
 
 	"github.com/claudemesh/claudemesh/identity"
@@ -46,9 +47,18 @@ type ClientConfig struct {
 	MinBackoff, MaxBackoff time.Duration
 	// DialTimeout bounds connecting and the hello. Default 10s.
 	DialTimeout time.Duration
+	// PingInterval is how often the client pings the broker. Default 30s.
+	PingInterval time.Duration
 	// PongTimeout is how long the client waits without hearing from the
-	// broker (frames or pings) before it reconnects. Default 75s.
+	// broker (frames, pings or pongs) before it reconnects: this detects a
+	// half-open connection. Default 75s.
 	PongTimeout time.Duration
+	// StandbyProbe is how often a replaced client asks whether its session
+	// is free again (see Client). Default 30s, jittered.
+	StandbyProbe time.Duration
+	// Instance identifies this client to the broker across its reconnects;
+	// "" picks a random UUID.
+	Instance string
 }
 
 // Errors returned by Client methods.
@@ -70,14 +80,22 @@ type State struct {
 	Since     time.Time // when the current connection or outage began
 	LastError error     // why the last connection ended or failed
 	Attempts  int       // failed attempts since the last good connection
-	// Replaced is true when another connection took this session key; the
-	// client then stops reconnecting until Reconnect is called.
+	// Replaced is true while another process holds this session: the
+	// client is in standby (see Client) and LastError says since when.
 	Replaced bool
 	Outbox   int // DMs sent but not yet confirmed
 }
 
 // Client is a broker connection that keeps itself up. Its methods are safe
 // for concurrent use.
+//
+// When another process presents the same session key, the broker gives the
+// session to the newest hello and closes the older connection with
+// session_replaced. The replaced client then goes to standby instead of
+// reconnecting, so that two processes never fight over one session: every
+// StandbyProbe it says a standby hello, which the broker accepts only once
+// the other process has been gone for the grace period, and Reconnect
+// takes the session back at once.
 type Client struct {
 	cfg ClientConfig
 	log *slog.Logger
@@ -91,6 +109,7 @@ type Client struct {
 	peersReq  map[uint64]chan peersResult
 	nextReq   uint64
 	closed    bool
+	inStandby bool          // another process holds the session
 	reconnect chan struct{} // capacity 1: wakes a client that stopped retrying
 
 	quit     chan struct{}
@@ -133,7 +152,12 @@ func Dial(cfg ClientConfig) (*Client, error) {
 	def(&cfg.MinBackoff, 250*time.Millisecond)
 	def(&cfg.MaxBackoff, 30*time.Second)
 	def(&cfg.DialTimeout, 10*time.Second)
+	def(&cfg.PingInterval, 30*time.Second)
 	def(&cfg.PongTimeout, 75*time.Second)
+	def(&cfg.StandbyProbe, 30*time.Second)
+	if cfg.Instance == "" {
+		cfg.Instance = uuid.NewString()
+	}
 	c := &Client{
 		cfg:       cfg,
 		log:       cfg.Logger,
@@ -149,12 +173,46 @@ func Dial(cfg ClientConfig) (*Client, error) {
 	return c, nil
 }
 
-// Close disconnects and returns once the client's goroutines have exited.
-// Unconfirmed DMs are abandoned. It is idempotent.
+// Close says bye to the broker, which ends the session's presence at once
+// (no grace period), disconnects, and returns once the client's goroutines
+// have exited. Unconfirmed DMs are abandoned. It is idempotent.
 func (c *Client) Close() error {
+	return c.close(false)
+}
+
+// Leave waits (until ctx ends) for the broker to confirm the DMs in the
+// outbox, then closes the client like Close. With forget the broker also
+// forgets the session unless DMs wait for it: for an identity that turned
+// out never to be a real session.
+func (c *Client) Leave(ctx context.Context, forget bool) error {
+	for {
+		c.mu.Lock()
+		var first *outgoing
+		if len(c.order) > 0 {
+			first = c.outbox[c.order[0]]
+		}
+		c.mu.Unlock()
+		if first == nil {
+			break
+		}
+		select {
+		case <-first.done:
+			continue
+		case <-ctx.Done():
+		}
+		break
+	}
+	return c.close(forget)
+}
+
+func (c *Client) close(forget bool) error {
 	c.quitOnce.Do(func() {
+		bye, _ := wire.Encode(wire.Bye{Forget: forget})
 		c.mu.Lock()
 		c.closed = true
+		if c.cur != nil {
+			c.cur.tryWrite(bye) // the writer sends it before closing
+		}
 		for _, o := range c.outbox {
 			o.err = ErrClosed
 			close(o.done)
@@ -419,18 +477,21 @@ func (c *Client) run() {
 			attempts++
 			c.log.Info("broker connection lost", "url", ep.URL, "err", err)
 		}
-		if we, ok := errors.AsType[*wire.Error](err); ok && we.Code == wire.CodeSessionReplaced {
-			c.log.Warn("this session is active in another process; not reconnecting until asked")
+		if c.standby(err) {
+			if we, _ := errors.AsType[*wire.Error](err); we.Code == wire.CodeSessionReplaced {
+				c.log.Warn("this session is active in another process; standing by instead of taking it back", "probe", c.cfg.StandbyProbe)
+			} else {
+				c.log.Debug("session still active in another process", "err", err)
+			}
 			select {
 			case <-c.quit:
 				return
 			case <-c.reconnect:
-				attempts = 0
-				c.mu.Lock()
-				c.state.Replaced = false
-				c.mu.Unlock()
-				continue
+				c.setStandby(false) // asked to take the session back
+			case <-time.After(jitter(c.cfg.StandbyProbe)):
 			}
+			attempts = 0
+			continue
 		}
 		select {
 		case <-c.quit:
@@ -441,12 +502,30 @@ func (c *Client) run() {
 	}
 }
 
+// standby reports whether err means another process holds the session.
+func (c *Client) standby(err error) bool {
+	we, ok := errors.AsType[*wire.Error](err)
+	return ok && (we.Code == wire.CodeSessionReplaced || we.Code == wire.CodeSessionActive)
+}
+
+func (c *Client) setStandby(v bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.inStandby = v
+	c.state.Replaced = v
+}
+
+// jitter returns a random duration between d/2 and d.
+func jitter(d time.Duration) time.Duration {
+	return d/2 + rand.N(d/2+1)
+}
+
 func (c *Client) backoff(attempts int) time.Duration {
 	d := c.cfg.MinBackoff << min(attempts-1, 16)
 	if d <= 0 || d > c.cfg.MaxBackoff {
 		d = c.cfg.MaxBackoff
 	}
-	return d/2 + rand.N(d/2+1)
+	return jitter(d)
 }
 
 func (c *Client) setFailed(url string, err error, attempts int) {
@@ -455,8 +534,8 @@ func (c *Client) setFailed(url string, err error, attempts int) {
 	c.state.URL = url
 	c.state.LastError = err
 	c.state.Attempts = attempts
-	if we, ok := errors.AsType[*wire.Error](err); ok && we.Code == wire.CodeSessionReplaced {
-		c.state.Replaced = true
+	if c.standby(err) {
+		c.inStandby, c.state.Replaced = true, true
 	}
 }
 
@@ -494,6 +573,8 @@ func (c *Client) connect(ctx context.Context, ep Endpoint) (*clientConn, error) 
 		Name:       c.cfg.Name,
 		ProjectDir: c.cfg.ProjectDir,
 		Token:      ep.Token,
+		Instance:   c.cfg.Instance,
+		Standby:    c.inStandbyNow(),
 	}
 	h.Sig = ed25519.Sign(k.Private, wire.HelloTranscript(ch.Nonce, h))
 	b, err := wire.Encode(h)
@@ -513,8 +594,14 @@ func (c *Client) connect(ctx context.Context, ep Endpoint) (*clientConn, error) 
 	}
 	ws.SetWriteDeadline(time.Time{})
 	cc := &clientConn{url: ep.URL, ws: ws, out: make(chan []byte, 64), dead: make(chan struct{}), writerDone: make(chan struct{})}
-	c.log.Info("connected to broker", "url", ep.URL, "key_id", w.KeyID, "replaced", w.Replaced)
+	c.log.Info("connected to broker", "url", ep.URL, "key_id", w.KeyID, "replaced", w.Replaced, "standby", h.Standby)
 	return cc, nil
+}
+
+func (c *Client) inStandbyNow() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.inStandby
 }
 
 // readFrame reads one frame; an error frame is returned as the error.
@@ -538,7 +625,7 @@ func readFrame(ws *websocket.Conn) (wire.Frame, error) {
 
 // serve runs an established connection until it fails; it returns why.
 func (c *Client) serve(cc *clientConn) error {
-	go cc.writer(c.quit)
+	go cc.writer(c.quit, c.cfg.PingInterval)
 	defer func() {
 		cc.kill()
 		<-cc.writerDone
@@ -546,6 +633,7 @@ func (c *Client) serve(cc *clientConn) error {
 
 	c.mu.Lock()
 	c.cur = cc
+	c.inStandby = false
 	c.state = State{Connected: true, URL: cc.url, Since: time.Now()}
 	close(c.up)
 	var resend [][]byte
@@ -563,6 +651,7 @@ func (c *Client) serve(cc *clientConn) error {
 
 	refresh := func() { cc.ws.SetReadDeadline(time.Now().Add(c.cfg.PongTimeout)) }
 	refresh()
+	cc.ws.SetPongHandler(func(string) error { refresh(); return nil })
 	cc.ws.SetPingHandler(func(data string) error {
 		refresh()
 		err := cc.ws.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(5*time.Second))
@@ -571,9 +660,9 @@ func (c *Client) serve(cc *clientConn) error {
 		}
 		return err
 	})
-	// An error frame that answers no request explains why the broker is
-	// about to close the connection (or is informational): keep it as the
-	// reason and read on until the connection actually ends.
+	// An error frame that answers no request either explains why the
+	// broker is about to close the connection (keep it as the reason and
+	// read on until the connection actually ends) or refuses a frame.
 	var reason *wire.Error
 	var err error
 	for {
@@ -583,7 +672,9 @@ func (c *Client) serve(cc *clientConn) error {
 			refresh()
 			if !c.handleError(e) {
 				c.log.Info("broker error", "code", e.Code, "msg", e.Message)
-				reason = e
+				if terminal(e.Code) {
+					reason = e
+				}
 			}
 			continue
 		}
@@ -603,8 +694,8 @@ func (c *Client) serve(cc *clientConn) error {
 	c.state.Connected = false
 	c.state.Since = time.Now()
 	c.state.LastError = err
-	if we, ok := errors.AsType[*wire.Error](err); ok && we.Code == wire.CodeSessionReplaced {
-		c.state.Replaced = true
+	if c.standby(err) {
+		c.inStandby, c.state.Replaced = true, true
 	}
 	for req, ch := range c.peersReq {
 		ch <- peersResult{err: ErrNotConnected}
@@ -656,6 +747,15 @@ func (c *Client) handleError(e *wire.Error) bool {
 
 func refOf(req uint64) string { return strconv.FormatUint(req, 10) }
 
+// terminal reports whether an error frame code ends the connection.
+func terminal(code string) bool {
+	switch code {
+	case wire.CodeSessionReplaced, wire.CodeShuttingDown, wire.CodeTooLarge, wire.CodeInternal:
+		return true
+	}
+	return false
+}
+
 // clientConn is one established connection: the client's read loop runs
 // in Client.serve, the writer here.
 type clientConn struct {
@@ -679,12 +779,26 @@ func (cc *clientConn) write(b []byte) bool {
 	}
 }
 
-// writer sends the queued frames. It ends the connection when the
-// connection dies or the client closes (quit): closing the socket is what
-// ends the read loop in Client.serve.
-func (cc *clientConn) writer(quit <-chan struct{}) {
+// tryWrite queues a frame unless the queue is full.
+func (cc *clientConn) tryWrite(b []byte) {
+	select {
+	case cc.out <- b:
+	default:
+	}
+}
+
+// writer sends the queued frames and pings the broker. It ends the
+// connection when the connection dies or the client closes (quit), sending
+// what is still queued first (acks, a bye): closing the socket is what ends
+// the read loop in Client.serve.
+func (cc *clientConn) writer(quit <-chan struct{}, pingEvery time.Duration) {
 	defer close(cc.writerDone)
 	defer cc.ws.Close()
+	ping := time.NewTicker(pingEvery)
+	defer ping.Stop()
+	closeConn := func() {
+		cc.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
+	}
 	for {
 		select {
 		case b := <-cc.out:
@@ -693,12 +807,28 @@ func (cc *clientConn) writer(quit <-chan struct{}) {
 				cc.kill()
 				return
 			}
+		case <-ping.C:
+			if err := cc.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(10*time.Second)); err != nil {
+				cc.kill()
+				return
+			}
 		case <-quit:
 			cc.kill()
-			cc.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
+			cc.ws.SetWriteDeadline(time.Now().Add(time.Second))
+			for drained := false; !drained; {
+				select {
+				case b := <-cc.out:
+					if cc.ws.WriteMessage(websocket.TextMessage, b) != nil {
+						drained = true
+					}
+				default:
+					drained = true
+				}
+			}
+			closeConn()
 			return
 		case <-cc.dead:
-			cc.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
+			closeConn()
 			return
 		}
 	}

@@ -4,9 +4,11 @@ import (
 	"cmp"
 	"context"
 	"crypto/ed25519"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -42,10 +44,13 @@ type conn struct {
 	kick       chan struct{} // wakes the pump; capacity 1
 
 	// Set by the hello, read-only afterwards.
-	hello wire.Hello
-	pkey  presenceKey
-	keyID string
-	since time.Time
+	hello    wire.Hello
+	pkey     presenceKey
+	keyID    string
+	since    time.Time
+	attached bool // the connection took its session's lease
+
+	bye *wire.Bye // set by the read loop when the client says bye
 
 	mu       sync.Mutex
 	inflight map[string]struct{} // DMs pushed on this connection and not yet acked
@@ -146,6 +151,8 @@ func closeCode(code string) int {
 		return websocket.CloseGoingAway
 	case wire.CodeInternal:
 		return websocket.CloseInternalServerErr
+	case wire.CodeTooLarge:
+		return websocket.CloseMessageTooBig
 	}
 	return websocket.ClosePolicyViolation
 }
@@ -167,10 +174,14 @@ func (c *conn) serve() {
 		}
 	}()
 
+	defer func() {
+		if c.attached {
+			c.leave()
+		}
+	}()
 	if !c.handshake() {
 		return
 	}
-	defer c.leave()
 
 	pumpDone = make(chan struct{})
 	go func() {
@@ -197,10 +208,14 @@ func (c *conn) serve() {
 		if err != nil {
 			var pe *wire.ParseError
 			errors.As(err, &pe)
-			c.reply(&wire.Error{Code: pe.Code, Message: err.Error()})
+			c.reply(&wire.Error{Code: pe.Code, Message: err.Error(), Ref: refusedRef(data)})
 			continue
 		}
 		switch f := f.(type) {
+		case wire.Bye:
+			c.bye = &f
+			c.shutdown(nil)
+			return
 		case wire.Send:
 			c.handleSend(f)
 		case wire.Ack:
@@ -308,13 +323,36 @@ func (c *conn) handshake() bool {
 		c.shutdown(wire.Errorf(wire.CodeInternal, "broker could not record the session; retry"))
 		return false
 	}
-	old := c.s.register(c)
-	if old != nil {
-		c.log.Info("session replaced", "old_conn", old.id)
-		old.shutdown(wire.Errorf(wire.CodeSessionReplaced, "this session key connected again from another connection"))
+	old, other, refused := c.s.attach(c)
+	if refused != nil {
+		c.log.Info("standby hello refused", "code", refused.Code)
+		c.shutdown(refused)
+		return false
 	}
-	c.log.Info("session online", "name", h.Name)
-	return c.send(wire.Welcome{Version: wire.Version, KeyID: c.keyID, ServerTime: c.since, Replaced: old != nil})
+	c.attached = true
+	switch {
+	case other:
+		c.log.Info("session replaced by another process", "old_conn", old.id)
+		old.shutdown(wire.Errorf(wire.CodeSessionReplaced, "this session connected from another process, which now holds it"))
+	case old != nil:
+		c.log.Info("session reconnected over a stale connection", "old_conn", old.id)
+		old.shutdown(wire.Errorf(wire.CodeSessionReplaced, "this client connected again; this connection is stale"))
+	}
+	c.log.Info("session online", "name", h.Name, "standby", h.Standby)
+	return c.send(wire.Welcome{Version: wire.Version, KeyID: c.keyID, ServerTime: c.since, Replaced: other, GraceMS: cfg.Grace.Milliseconds()})
+}
+
+// refusedRef returns the id of a send frame that failed validation, so
+// that the sender learns which DM was refused; "" when there is none.
+func refusedRef(data []byte) string {
+	var f struct {
+		Type string `json:"type"`
+		ID   string `json:"id"`
+	}
+	if json.Unmarshal(data, &f) != nil || f.Type != wire.TypeSend || len(f.ID) > 64 {
+		return ""
+	}
+	return f.ID
 }
 
 func (c *conn) session(seen time.Time) store.Session {
@@ -329,18 +367,30 @@ func (c *conn) session(seen time.Time) store.Session {
 	}
 }
 
-// leave ends the presence of a connection that said hello.
+// leave ends the connection's hold on its session: the session goes to
+// grace, or offline at once after a bye.
 func (c *conn) leave() {
-	c.s.unregister(c)
-	if c.s.live(c.hello.Mesh, c.hello.Key) != nil {
-		return // replaced: the new connection owns the session row
+	if !c.s.release(c, c.bye != nil) {
+		return // replaced: the new connection owns the session
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
 	defer cancel()
+	if c.bye != nil && c.bye.Forget {
+		gone, err := c.s.cfg.Store.ForgetSession(ctx, c.hello.Mesh, c.hello.Key, c.s.cfg.Now())
+		if err != nil {
+			c.log.Warn("forget session", "err", err)
+		}
+		c.log.Info("session left and was forgotten", "forgotten", gone)
+		return
+	}
 	if err := c.s.cfg.Store.UpsertSession(ctx, c.session(c.s.cfg.Now())); err != nil {
 		c.log.Warn("record last seen", "err", err)
 	}
-	c.log.Info("session offline")
+	if c.bye != nil {
+		c.log.Info("session left")
+	} else {
+		c.log.Info("session connection lost; in grace", "grace", c.s.cfg.Grace)
+	}
 }
 
 // pump pushes the session's queued DMs to the client, oldest first, each
@@ -479,18 +529,13 @@ func (c *conn) handleAck(f wire.Ack) {
 func (c *conn) handlePeers(f wire.PeersRequest) {
 	s := c.s
 	mesh := c.hello.Mesh
-	now := s.cfg.Now()
 	byKey := make(map[presenceKey]wire.Peer)
-	for _, oc := range s.online(mesh) {
-		h := oc.hello
-		byKey[oc.pkey] = wire.Peer{
-			Key: h.Key, KeyID: oc.keyID, Name: h.Name, SessionID: h.SessionID, ProjectDir: h.ProjectDir,
-			Online: true, ConnectedSince: oc.since, LastSeen: now,
-		}
+	for _, p := range s.present(mesh) {
+		byKey[keyOf(mesh, p.Key)] = p
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
 	defer cancel()
-	seen, err := s.cfg.Store.Sessions(ctx, mesh, now.Add(-s.cfg.QueueTTL))
+	seen, err := s.cfg.Store.Sessions(ctx, mesh, s.cfg.Now().Add(-s.cfg.QueueTTL))
 	if err != nil {
 		c.log.Error("list sessions", "err", err)
 		c.reply(&wire.Error{Code: wire.CodeInternal, Message: "broker could not list sessions; retry", Ref: refOf(f.Req)})
@@ -503,21 +548,16 @@ func (c *conn) handlePeers(f wire.PeersRequest) {
 		}
 		byKey[k] = wire.Peer{
 			Key: ss.PublicKey, KeyID: identity.KeyID(ss.PublicKey), Name: ss.Name, SessionID: ss.SessionID,
-			ProjectDir: ss.ProjectDir, LastSeen: ss.LastSeen,
+			ProjectDir: ss.ProjectDir, State: wire.PeerOffline, LastSeen: ss.LastSeen,
 		}
 	}
-	peers := make([]wire.Peer, 0, len(byKey))
-	for _, p := range byKey {
-		peers = append(peers, p)
-	}
+	peers := slices.Collect(maps.Values(byKey))
+	rank := map[string]int{wire.PeerOnline: 0, wire.PeerGrace: 1, wire.PeerOffline: 2}
 	slices.SortFunc(peers, func(a, b wire.Peer) int {
-		if a.Online != b.Online {
-			if a.Online {
-				return -1
-			}
-			return 1
-		}
-		return cmp.Or(cmp.Compare(a.Name, b.Name), cmp.Compare(a.KeyID, b.KeyID))
+		return cmp.Or(cmp.Compare(rank[a.State], rank[b.State]), cmp.Compare(a.Name, b.Name), cmp.Compare(a.KeyID, b.KeyID))
 	})
+	if len(peers) > wire.MaxPeers {
+		peers = peers[:wire.MaxPeers] // the most present first
+	}
 	c.send(wire.PeerList{Req: f.Req, Peers: peers})
 }

@@ -99,7 +99,7 @@ func TestDMQueuedForOfflineRecipient(t *testing.T) {
 	alice := tb.dial(t, newKey(t, testMesh), "alice")
 	bobKey := newKey(t, testMesh)
 	closeWithin(t, "bob", tb.dial(t, bobKey, "bob")) // the mesh has seen bob
-	eventually(t, "bob is offline", func() bool { return !alice.peers(t)[bobKey.ID()].Online })
+	eventually(t, "bob is offline", func() bool { return !alice.peers(t)[bobKey.ID()].Online() })
 
 	id, status := sendText(t, alice, bobKey, "read this when you are back")
 	if status != wire.StatusQueued {
@@ -265,7 +265,7 @@ func TestDMSurvivesBrokerRestart(t *testing.T) {
 	alice := tb.dial(t, newKey(t, testMesh), "alice")
 	bobKey := newKey(t, testMesh)
 	closeWithin(t, "bob", tb.dial(t, bobKey, "bob"))
-	eventually(t, "bob is offline", func() bool { return !alice.peers(t)[bobKey.ID()].Online })
+	eventually(t, "bob is offline", func() bool { return !alice.peers(t)[bobKey.ID()].Online() })
 
 	id, status := sendText(t, alice, bobKey, "survive the restart")
 	if status != wire.StatusQueued {
@@ -296,7 +296,7 @@ func TestDMExpires(t *testing.T) {
 	alice := tb.dial(t, newKey(t, testMesh), "alice")
 	bobKey := newKey(t, testMesh)
 	closeWithin(t, "bob", tb.dial(t, bobKey, "bob"))
-	eventually(t, "bob is offline", func() bool { return !alice.peers(t)[bobKey.ID()].Online })
+	eventually(t, "bob is offline", func() bool { return !alice.peers(t)[bobKey.ID()].Online() })
 
 	sentAt := clk.Now()
 	id, status := sendText(t, alice, bobKey, "stale soon")
@@ -406,7 +406,7 @@ func TestSlowRecipientDoesNotBlockSenders(t *testing.T) {
 	// Others are still served, and the stuck recipient is still
 	// connected: the sends completed while it was stuck.
 	bob.sync(t, senders[0])
-	if p := bob.peers(t)[stuckKey.ID()]; !p.Online {
+	if p := bob.peers(t)[stuckKey.ID()]; !p.Online() {
 		t.Errorf("stuck recipient is not online any more: %+v", p)
 	}
 	got := pending(t, tb.st, stuckKey, time.Now())

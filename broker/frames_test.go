@@ -45,7 +45,7 @@ func TestBadFramesAfterHello(t *testing.T) {
 			k := newKey(t, testMesh)
 			return encode(t, hello(make([]byte, wire.ChallengeSize), testMesh, k.Public, k.Private, testToken))
 		}, code: wire.CodeBadFrame},
-		{name: "box over the limit", typ: websocket.TextMessage, data: sendTo(make([]byte, wire.KeySize), wire.MaxBoxSize+1), code: wire.CodeTooLarge},
+		{name: "box over the limit", typ: websocket.TextMessage, data: sendTo(make([]byte, wire.KeySize), wire.MaxBoxSize+1), code: wire.CodeTooLarge, refSet: true},
 		{name: "too many acks", typ: websocket.TextMessage, data: func(t *testing.T) []byte {
 			ids := make([]string, wire.MaxAckIDs+1)
 			for i := range ids {
@@ -94,7 +94,7 @@ func TestBadFramesAfterHello(t *testing.T) {
 				other := tb.dial(t, newKey(t, testMesh), "other")
 				eventually(t, "the closed session is listed offline", func() bool {
 					p, ok := other.peers(t)[key.ID()]
-					return ok && !p.Online
+					return ok && !p.Online()
 				})
 				return
 			}

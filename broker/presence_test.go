@@ -45,7 +45,7 @@ func TestSessionReplaced(t *testing.T) {
 	if s := second.State(); !s.Connected || s.Replaced {
 		t.Errorf("second client: %+v, want connected and not replaced", s)
 	}
-	if p := alice.peers(t); len(p) != 2 || !p[key.ID()].Online {
+	if p := alice.peers(t); len(p) != 2 || !p[key.ID()].Online() {
 		t.Errorf("peers after replacement: %+v, want alice and bob once, online", p)
 	}
 	// DMs go to the live connection only.
@@ -62,7 +62,7 @@ func TestSessionReplaced(t *testing.T) {
 		t.Fatalf("a client connected again after being replaced (state %+v)", first.State())
 	case <-time.After(300 * time.Millisecond):
 	}
-	if n := tb.logs.count("session replaced"); n != 1 {
+	if n := tb.logs.count("session replaced by another process"); n != 1 {
 		t.Errorf("broker replaced the session %d times, want 1", n)
 	}
 	if s := first.State(); !s.Replaced || s.Connected {
@@ -78,10 +78,10 @@ func TestSessionReplaced(t *testing.T) {
 	if s := first.State(); s.Replaced || !s.Connected {
 		t.Errorf("reconnected client: %+v, want connected and not replaced", s)
 	}
-	if n := tb.logs.count("session replaced"); n != 2 {
+	if n := tb.logs.count("session replaced by another process"); n != 2 {
 		t.Errorf("broker replaced the session %d times, want 2", n)
 	}
-	if p := alice.peers(t); len(p) != 2 || !p[key.ID()].Online {
+	if p := alice.peers(t); len(p) != 2 || !p[key.ID()].Online() {
 		t.Errorf("peers after the second replacement: %+v, want alice and bob once, online", p)
 	}
 	first.sync(t, alice)
@@ -110,7 +110,7 @@ func TestPeers(t *testing.T) {
 	}{{alice, aliceSince}, {bob, bobSince}} {
 		got := peers[want.p.key.ID()]
 		switch {
-		case !got.Online:
+		case !got.Online():
 			t.Errorf("%s is not online: %+v", got.Name, got)
 		case !got.ConnectedSince.Equal(want.since):
 			t.Errorf("%s connected since %v, want %v", got.Name, got.ConnectedSince, want.since)
@@ -131,7 +131,7 @@ func TestPeers(t *testing.T) {
 	closeWithin(t, "bob", bob)
 	eventually(t, "bob is listed offline", func() bool {
 		p, ok := alice.peers(t)[bob.key.ID()]
-		return ok && !p.Online
+		return ok && !p.Online()
 	})
 	got := alice.peers(t)[bob.key.ID()]
 	if !got.LastSeen.Equal(left) || !got.ConnectedSince.IsZero() {
@@ -149,7 +149,7 @@ func TestPeers(t *testing.T) {
 		t.Errorf("bob still listed more than a TTL after leaving: %+v", peers)
 	}
 	// An online session is listed however long ago it connected.
-	if p := peers[alice.key.ID()]; !p.Online || !p.ConnectedSince.Equal(aliceSince) {
+	if p := peers[alice.key.ID()]; !p.Online() || !p.ConnectedSince.Equal(aliceSince) {
 		t.Errorf("alice after a TTL online: %+v", p)
 	}
 }

@@ -52,12 +52,19 @@ type Config struct {
 	// PingInterval is how often the broker pings each client. Default 30s.
 	PingInterval time.Duration
 	// PongTimeout closes a connection from which nothing (not even a pong)
-	// has arrived for this long. Default 75s.
+	// has arrived for this long; its session goes to grace. This is what
+	// detects a half-open TCP connection. Default 75s.
 	PongTimeout time.Duration
+	// Grace is how long a session whose connection dropped stays reserved
+	// for its return (shown as reconnecting) before it is offline.
+	// Default 90s.
+	Grace time.Duration
 	// WriteTimeout bounds one frame write. Default 10s.
 	WriteTimeout time.Duration
-	// SendQueue is the number of frames buffered per connection; a client
-	// that lets it fill up is disconnected (its DMs stay stored). Default 256.
+	// SendQueue is the number of frames buffered per connection. When it
+	// is full, that connection's own goroutines wait (so a slow client
+	// slows only itself); a client that stops reading is cut off by
+	// WriteTimeout. Default 256.
 	SendQueue int
 	// ExpireInterval is how often expired DMs and sessions are purged.
 	// Default 1 minute.
@@ -80,6 +87,7 @@ func (c *Config) setDefaults() {
 	def(&c.HandshakeTimeout, 10*time.Second)
 	def(&c.PingInterval, 30*time.Second)
 	def(&c.PongTimeout, 75*time.Second)
+	def(&c.Grace, 90*time.Second)
 	def(&c.WriteTimeout, 10*time.Second)
 	def(&c.ExpireInterval, time.Minute)
 	if c.SendQueue <= 0 {
@@ -97,11 +105,12 @@ type Server struct {
 	log      *slog.Logger
 	upgrader websocket.Upgrader
 
-	mu       sync.Mutex
-	closed   bool
-	conns    map[*conn]struct{}    // every accepted connection
-	presence map[presenceKey]*conn // the live connection of each session key
-	nextConn uint64
+	mu           sync.Mutex
+	closed       bool
+	conns        map[*conn]struct{}     // every accepted connection
+	leases       map[presenceKey]*lease // presence of each session key online or in grace
+	nextConn     uint64
+	replacements uint64
 
 	wg       sync.WaitGroup // connection handlers and the janitor
 	stop     chan struct{}
@@ -133,14 +142,18 @@ func NewServer(cfg Config) (*Server, error) {
 			ReadBufferSize:  4096,
 			WriteBufferSize: 4096,
 		},
-		conns:    make(map[*conn]struct{}),
-		presence: make(map[presenceKey]*conn),
-		stop:     make(chan struct{}),
+		conns:  make(map[*conn]struct{}),
+		leases: make(map[presenceKey]*lease),
+		stop:   make(chan struct{}),
 	}
 	s.wg.Add(1)
 	go s.janitor()
 	return s, nil
 }
+
+// closeWait is how long Close lets connections say goodbye before it cuts
+// the sockets of clients that do not read.
+const closeWait = 2 * time.Second
 
 // Close disconnects every client with a shutting_down error and returns
 // once every goroutine of the server has exited. It is idempotent. It does
@@ -157,6 +170,21 @@ func (s *Server) Close() error {
 		close(s.stop)
 		for _, c := range conns {
 			c.shutdown(wire.Errorf(wire.CodeShuttingDown, "broker is shutting down; reconnect later"))
+		}
+		done := make(chan struct{})
+		go func() {
+			s.wg.Wait()
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-time.After(closeWait):
+			// A writer blocked on a client that does not read would hold
+			// Close for WriteTimeout: cut the sockets instead.
+			for _, c := range conns {
+				c.ws.NetConn().Close()
+			}
+			<-done
 		}
 	})
 	s.wg.Wait()
@@ -200,15 +228,20 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 }
 
-// janitor purges expired DMs and forgotten sessions periodically.
+// janitor purges expired DMs and forgotten sessions periodically, and
+// leases whose grace ran out.
 func (s *Server) janitor() {
 	defer s.wg.Done()
 	t := time.NewTicker(s.cfg.ExpireInterval)
 	defer t.Stop()
+	leases := time.NewTicker(min(s.cfg.ExpireInterval, max(s.cfg.Grace/4, time.Second)))
+	defer leases.Stop()
 	for {
 		select {
 		case <-s.stop:
 			return
+		case <-leases.C:
+			s.sweep()
 		case <-t.C:
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			if _, err := s.Expire(ctx); err != nil {
@@ -224,6 +257,13 @@ func (s *Server) janitor() {
 // tests that drive the clock.
 func (s *Server) Expire(ctx context.Context) (int, error) {
 	now := s.cfg.Now()
+	// A session connected for longer than the TTL is not forgotten.
+	for _, ss := range s.onlineSessions() {
+		ss.LastSeen = now
+		if err := s.cfg.Store.UpsertSession(ctx, ss); err != nil {
+			return 0, fmt.Errorf("expire: record online session: %w", err)
+		}
+	}
 	n, err := s.cfg.Store.Expire(ctx, now, now.Add(-s.cfg.QueueTTL))
 	if err != nil {
 		return 0, fmt.Errorf("expire: %w", err)
@@ -234,22 +274,118 @@ func (s *Server) Expire(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-// register makes c the live connection of its session key and returns the
-// connection it displaced, if any.
-func (s *Server) register(c *conn) (old *conn) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	old = s.presence[c.pkey]
-	s.presence[c.pkey] = c
-	return old
+// lease is the presence of one session key: online while a connection
+// holds it, then in grace for cfg.Grace after that connection dropped,
+// then offline (the lease is gone; the store still remembers the session).
+type lease struct {
+	conn      *conn      // the live connection; nil while in grace
+	hello     wire.Hello // as last presented
+	keyID     string
+	since     time.Time // when the current or last connection said hello
+	droppedAt time.Time // when the connection went away; zero while online
 }
 
-// unregister removes c from presence unless a newer connection replaced it.
-func (s *Server) unregister(c *conn) {
+// state is the lease's state at now.
+func (l *lease) state(now time.Time, grace time.Duration) string {
+	switch {
+	case l.conn != nil:
+		return wire.PeerOnline
+	case now.Before(l.droppedAt.Add(grace)):
+		return wire.PeerGrace
+	}
+	return wire.PeerOffline
+}
+
+// Stats counts what the broker did since it started.
+type Stats struct {
+	Online, Grace int // sessions in each lease state now
+	// Replacements counts hellos that took a session from a connection of
+	// another client instance (not a client's own reconnect).
+	Replacements uint64
+}
+
+// Stats returns the broker's counters.
+func (s *Server) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.presence[c.pkey] == c {
-		delete(s.presence, c.pkey)
+	st := Stats{Replacements: s.replacements}
+	now := s.cfg.Now()
+	for _, l := range s.leases {
+		switch l.state(now, s.cfg.Grace) {
+		case wire.PeerOnline:
+			st.Online++
+		case wire.PeerGrace:
+			st.Grace++
+		}
+	}
+	return st
+}
+
+// attach makes c the live connection of its session key, reattaching a
+// lease online or in grace. It returns the connection it displaced, if any,
+// and whether that belonged to another client instance. A standby hello is
+// refused while the session is online or in grace under another instance.
+func (s *Server) attach(c *conn) (old *conn, other bool, refused *wire.Error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.cfg.Now()
+	l := s.leases[c.pkey]
+	if l != nil && c.hello.Standby && !sameInstance(l.hello, c.hello) {
+		switch l.state(now, s.cfg.Grace) {
+		case wire.PeerOnline:
+			return nil, false, wire.Errorf(wire.CodeSessionActive, "this session is active in another process (connected since %s)", l.since.UTC().Format(time.RFC3339))
+		case wire.PeerGrace:
+			return nil, false, wire.Errorf(wire.CodeSessionActive, "this session's other process is reconnecting; it is reserved for it until %s", l.droppedAt.Add(s.cfg.Grace).UTC().Format(time.RFC3339))
+		}
+	}
+	if l == nil {
+		l = &lease{}
+		s.leases[c.pkey] = l
+	}
+	old = l.conn
+	other = old != nil && !sameInstance(old.hello, c.hello)
+	if other {
+		s.replacements++
+	}
+	*l = lease{conn: c, hello: c.hello, keyID: c.keyID, since: c.since}
+	return old, other, nil
+}
+
+// sameInstance reports whether two hellos come from one client instance.
+func sameInstance(a, b wire.Hello) bool {
+	return a.Instance != "" && a.Instance == b.Instance
+}
+
+// release ends c's hold on its lease: the lease goes to grace, or away at
+// once when the client said bye. It reports false when c no longer held
+// the lease (a newer connection replaced it).
+func (s *Server) release(c *conn, bye bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l := s.leases[c.pkey]
+	if l == nil || l.conn != c {
+		return false
+	}
+	if bye {
+		delete(s.leases, c.pkey)
+	} else {
+		l.conn, l.droppedAt = nil, s.cfg.Now()
+	}
+	return true
+}
+
+// sweep forgets leases whose grace has run out: those sessions are
+// offline. Lease states are computed from the clock when read, so sweeping
+// only frees memory and logs the transition.
+func (s *Server) sweep() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.cfg.Now()
+	for k, l := range s.leases {
+		if l.state(now, s.cfg.Grace) == wire.PeerOffline {
+			delete(s.leases, k)
+			s.log.Info("session offline", "mesh", k.mesh, "key_id", l.keyID, "session", l.hello.SessionID)
+		}
 	}
 }
 
@@ -257,20 +393,52 @@ func (s *Server) unregister(c *conn) {
 func (s *Server) live(mesh string, key []byte) *conn {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.presence[keyOf(mesh, key)]
+	if l := s.leases[keyOf(mesh, key)]; l != nil {
+		return l.conn
+	}
+	return nil
 }
 
-// online returns the live connections of mesh.
-func (s *Server) online(mesh string) []*conn {
+// present returns the sessions of mesh that are online or in grace, as
+// peers.
+func (s *Server) present(mesh string) []wire.Peer {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var cs []*conn
-	for k, c := range s.presence {
-		if k.mesh == mesh {
-			cs = append(cs, c)
+	now := s.cfg.Now()
+	var ps []wire.Peer
+	for k, l := range s.leases {
+		if k.mesh != mesh {
+			continue
+		}
+		h := l.hello
+		p := wire.Peer{
+			Key: h.Key, KeyID: l.keyID, Name: h.Name, SessionID: h.SessionID, ProjectDir: h.ProjectDir,
+			State: l.state(now, s.cfg.Grace), ConnectedSince: l.since,
+		}
+		switch p.State {
+		case wire.PeerOnline:
+			p.LastSeen = now
+		case wire.PeerGrace:
+			p.LastSeen, p.GraceUntil = l.droppedAt, l.droppedAt.Add(s.cfg.Grace)
+		default:
+			continue
+		}
+		ps = append(ps, p)
+	}
+	return ps
+}
+
+// onlineSessions returns the sessions connected now.
+func (s *Server) onlineSessions() []store.Session {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var ss []store.Session
+	for _, l := range s.leases {
+		if l.conn != nil {
+			ss = append(ss, l.conn.session(l.since))
 		}
 	}
-	return cs
+	return ss
 }
 
 // verifyHello checks a hello against the challenge it answers and the

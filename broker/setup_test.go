@@ -330,9 +330,9 @@ func newKey(t testing.TB, mesh string) *identity.Key {
 }
 
 // dial starts a client for key and waits until it is connected.
-func (tb *testBroker) dial(t testing.TB, key *identity.Key, name string) *peer {
+func (tb *testBroker) dial(t testing.TB, key *identity.Key, name string, opts ...func(*broker.ClientConfig)) *peer {
 	t.Helper()
-	p := tb.dialNoWait(t, key, name)
+	p := tb.dialNoWait(t, key, name, opts...)
 	if err := p.WaitConnected(waitCtx(t)); err != nil {
 		t.Fatalf("%s: connect: %v (state %+v)", name, err, p.State())
 	}
@@ -340,10 +340,11 @@ func (tb *testBroker) dial(t testing.TB, key *identity.Key, name string) *peer {
 }
 
 // dialNoWait starts a client for key; the test closes it at the end.
-func (tb *testBroker) dialNoWait(t testing.TB, key *identity.Key, name string) *peer {
+// Options adjust the client's configuration.
+func (tb *testBroker) dialNoWait(t testing.TB, key *identity.Key, name string, opts ...func(*broker.ClientConfig)) *peer {
 	t.Helper()
 	p := &peer{key: key, in: newInbox(), logs: new(logs)}
-	c, err := broker.Dial(broker.ClientConfig{
+	cfg := broker.ClientConfig{
 		Endpoint:   tb.endpoint(),
 		Key:        key,
 		Name:       name,
@@ -352,7 +353,11 @@ func (tb *testBroker) dialNoWait(t testing.TB, key *identity.Key, name string) *
 		Logger:     p.logs.logger(),
 		MinBackoff: 10 * time.Millisecond,
 		MaxBackoff: 200 * time.Millisecond,
-	})
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	c, err := broker.Dial(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

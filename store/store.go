@@ -116,6 +116,12 @@ type Store interface {
 	// FirstSeen on insert takes LastSeen).
 	UpsertSession(ctx context.Context, s Session) error
 
+	// ForgetSession deletes the session with that key in mesh unless a
+	// message waits for it (unacknowledged and unexpired at now), so that a
+	// sender can still address what is queued. It reports whether the row
+	// is gone; a session that does not exist is reported gone.
+	ForgetSession(ctx context.Context, mesh string, key []byte, now time.Time) (bool, error)
+
 	// Session returns the session with that key in mesh, or ErrNotFound.
 	Session(ctx context.Context, mesh string, key []byte) (Session, error)
 

@@ -16,14 +16,14 @@ const (
 	CodeUnknownPeer        = "unknown_peer"        // recipient never seen in this mesh
 	CodeDuplicateID        = "duplicate_id"        // DM id already used for another DM
 	CodeShuttingDown       = "shutting_down"       // broker is stopping; reconnect later
-	CodeSlowConsumer       = "slow_consumer"       // the client did not read its frames in time
+	CodeSessionActive      = "session_active"      // standby hello: the session is live in another process
 	CodeInternal           = "internal"            // broker-side failure; retry
 )
 
 // Error is the error frame. Ref names the request it answers (a DM id or a
 // peers request number) when there is one. An error frame sent during the
-// handshake, or with code session_replaced, shutting_down or slow_consumer,
-// is followed by the broker closing the connection.
+// handshake, or with code session_replaced or shutting_down, is followed
+// by the broker closing the connection.
 type Error struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`

@@ -37,8 +37,10 @@ const (
 	MaxNameLen   = 128
 	MaxPathLen   = 4096
 	MaxAckIDs    = 512
-	NonceSize    = 24
-	KeySize      = 32
+	// MaxPeers bounds a peer list; a broker lists the most present first.
+	MaxPeers  = 1000
+	NonceSize = 24
+	KeySize   = 32
 	// ChallengeSize is the length of the broker's random hello challenge.
 	ChallengeSize = 32
 )
@@ -55,6 +57,7 @@ const (
 	TypePeers     = "peers"
 	TypePeerList  = "peer_list"
 	TypeError     = "error"
+	TypeBye       = "bye"
 )
 
 // Frame is any frame. Type reports the value of its "type" field.
@@ -103,7 +106,16 @@ type Hello struct {
 	Name       string `json:"name"`
 	ProjectDir string `json:"project_dir,omitempty"`
 	Token      string `json:"token,omitempty"` // local broker credential
-	Sig        []byte `json:"sig"`
+	// Instance identifies the client process (a UUID it picks at start),
+	// so the broker can tell a reconnect of the same process from another
+	// process presenting the same session key.
+	Instance string `json:"instance,omitempty"`
+	// Standby asks to attach only if the session is free: no other
+	// connection holds it and it is not in its grace period. A client that
+	// was replaced probes with it, so it never takes the session back from
+	// a process that is using it.
+	Standby bool   `json:"standby,omitempty"`
+	Sig     []byte `json:"sig"`
 }
 
 // Welcome accepts a Hello.
@@ -111,9 +123,20 @@ type Welcome struct {
 	Version    int       `json:"v"`
 	KeyID      string    `json:"key_id"`
 	ServerTime time.Time `json:"server_time"`
-	// Replaced is true when this hello displaced a live connection that
-	// held the same session key.
+	// Replaced is true when this hello displaced a connection of another
+	// instance that held the same session key.
 	Replaced bool `json:"replaced,omitempty"`
+	// GraceMS is the broker's grace period in milliseconds: how long a
+	// session whose connection dropped stays reserved for it.
+	GraceMS int64 `json:"grace_ms,omitempty"`
+}
+
+// Bye announces that the client is leaving on purpose: the broker ends the
+// session's presence at once instead of holding it in grace. With Forget
+// the broker also forgets the session unless DMs wait for it (the client
+// found out the identity was never a real session).
+type Bye struct {
+	Forget bool `json:"forget,omitempty"`
 }
 
 // Send asks the broker to store and route one sealed DM. ID is a UUID chosen
@@ -170,10 +193,22 @@ type Peer struct {
 	Name           string    `json:"name"`
 	SessionID      string    `json:"session_id,omitempty"`
 	ProjectDir     string    `json:"project_dir,omitempty"`
-	Online         bool      `json:"online"`
+	State          string    `json:"state"` // PeerOnline, PeerGrace or PeerOffline
 	ConnectedSince time.Time `json:"connected_since,omitzero"`
 	LastSeen       time.Time `json:"last_seen"`
+	// GraceUntil is when a session in grace goes offline.
+	GraceUntil time.Time `json:"grace_until,omitzero"`
 }
+
+// Lease states of a session, as Peer.State reports them.
+const (
+	PeerOnline  = "online"  // connected now
+	PeerGrace   = "grace"   // connection dropped; reserved for its return until GraceUntil
+	PeerOffline = "offline" // gone; DMs to it are queued
+)
+
+// Online reports whether the peer is connected now.
+func (p Peer) Online() bool { return p.State == PeerOnline }
 
 // PeerList answers PeersRequest.
 type PeerList struct {
@@ -191,6 +226,7 @@ func (Ack) Type() string          { return TypeAck }
 func (PeersRequest) Type() string { return TypePeers }
 func (PeerList) Type() string     { return TypePeerList }
 func (*Error) Type() string       { return TypeError }
+func (Bye) Type() string          { return TypeBye }
 
 // Encode returns the JSON form of f with its "type" field.
 func Encode(f Frame) ([]byte, error) {
@@ -258,6 +294,8 @@ func Decode(data []byte) (Frame, error) {
 		f = new(PeerList)
 	case TypeError:
 		f = new(Error)
+	case TypeBye:
+		f = new(Bye)
 	case "":
 		return nil, &ParseError{CodeBadFrame, errors.New(`missing "type"`)}
 	default:
@@ -298,6 +336,8 @@ func deref(f Frame) Frame {
 		return *v
 	case *PeerList:
 		return *v
+	case *Bye:
+		return *v
 	}
 	return f // *Error stays a pointer: it is an error value
 }
@@ -332,6 +372,11 @@ func (h Hello) validate() error {
 	}
 	if err := validText("project_dir", h.ProjectDir, MaxPathLen); err != nil {
 		return err
+	}
+	if h.Instance != "" {
+		if err := validUUID(h.Instance); err != nil {
+			return fmt.Errorf("instance: %w", err)
+		}
 	}
 	if len(h.Sig) == 0 {
 		return &ParseError{CodeBadSignature, errors.New("hello frame: sig is required")}
@@ -400,10 +445,17 @@ func (a Ack) validate() error {
 
 func (PeersRequest) validate() error { return nil }
 
+func (Bye) validate() error { return nil }
+
 func (l PeerList) validate() error {
 	for i, p := range l.Peers {
 		if len(p.Key) != KeySize {
 			return fmt.Errorf("peers[%d]: key is required", i)
+		}
+		switch p.State {
+		case PeerOnline, PeerGrace, PeerOffline:
+		default:
+			return fmt.Errorf("peers[%d]: unknown state %q", i, truncate(p.State, 16))
 		}
 	}
 	return nil
@@ -464,5 +516,11 @@ func HelloTranscript(challenge []byte, h Hello) []byte {
 	put(h.Key)
 	put([]byte(h.Name))
 	put([]byte(h.ProjectDir))
+	put([]byte(h.Instance))
+	if h.Standby {
+		put([]byte{1})
+	} else {
+		put([]byte{0})
+	}
 	return b.Bytes()
 }

@@ -21,14 +21,17 @@ func TestRoundTrip(t *testing.T) {
 	now := time.Date(2026, 11, 25, 12, 0, 0, 123456789, time.UTC)
 	frames := []Frame{
 		Challenge{Version: Version, Nonce: bytes.Repeat([]byte{1}, ChallengeSize)},
-		Hello{Version: Version, Mesh: "default", SessionID: testID, Key: testKey, Name: "alice@host/proj", ProjectDir: "/home/alice/proj", Token: "t", Sig: []byte{1, 2, 3}},
-		Welcome{Version: Version, KeyID: "070707070707", ServerTime: now, Replaced: true},
+		Hello{Version: Version, Mesh: "default", SessionID: testID, Key: testKey, Name: "alice@host/proj", ProjectDir: "/home/alice/proj", Token: "t", Instance: testID, Standby: true, Sig: []byte{1, 2, 3}},
+		Welcome{Version: Version, KeyID: "070707070707", ServerTime: now, Replaced: true, GraceMS: 90000},
 		Send{ID: testID, To: testKey, Nonce: testNonce, Box: []byte("ciphertext")},
 		Sent{ID: testID, Status: StatusQueued},
 		DM{ID: testID, From: testKey, FromName: "bob", FromSession: testID, Nonce: testNonce, Box: []byte{0, 1}, SentAt: now},
 		Ack{IDs: []string{testID}},
 		PeersRequest{Req: 42},
-		PeerList{Req: 42, Peers: []Peer{{Key: testKey, KeyID: "0707", Name: "bob", Online: true, ConnectedSince: now, LastSeen: now}}},
+		PeerList{Req: 42, Peers: []Peer{{Key: testKey, KeyID: "0707", Name: "bob", State: PeerOnline, ConnectedSince: now, LastSeen: now},
+			{Key: testKey, KeyID: "0707", Name: "carol", State: PeerGrace, LastSeen: now, GraceUntil: now}}},
+		Bye{Forget: true},
+		Bye{},
 		&Error{Code: CodeUnknownPeer, Message: "no such peer", Ref: testID},
 	}
 	for _, f := range frames {
@@ -76,6 +79,8 @@ func TestDecodeRejects(t *testing.T) {
 		{"hello bad session", `{"type":"hello","v":1,"mesh":"m","session_id":"../x","key":"` + testKey.String() + `","name":"a","sig":"AA=="}`, CodeBadFrame, "not a UUID"},
 		{"ack empty", `{"type":"ack","ids":[]}`, CodeBadFrame, "ids is required"},
 		{"ack bad id", `{"type":"ack","ids":["x"]}`, CodeBadFrame, "not a UUID"},
+		{"hello bad instance", `{"type":"hello","v":1,"mesh":"m","instance":"x","key":"` + testKey.String() + `","name":"a","sig":"AA=="}`, CodeBadFrame, "not a UUID"},
+		{"peer_list unknown state", `{"type":"peer_list","req":1,"peers":[{"key":"` + testKey.String() + `","state":"ghost"}]}`, CodeBadFrame, "unknown state"},
 		{"ack too many", `{"type":"ack","ids":[` + strings.Repeat(`"`+testID+`",`, MaxAckIDs) + `"` + testID + `"]}`, CodeTooLarge, "exceeds the limit"},
 		{"error no code", `{"type":"error","message":"x"}`, CodeBadFrame, "code is required"},
 	}
@@ -118,6 +123,8 @@ func TestHelloTranscriptBindsEveryField(t *testing.T) {
 		"project":     func(h *Hello) { h.ProjectDir = "/q" },
 		"version":     func(h *Hello) { h.Version = 2 },
 		"name shifts": func(h *Hello) { h.Name, h.ProjectDir = "a/", "p" },
+		"instance":    func(h *Hello) { h.Instance = testID },
+		"standby":     func(h *Hello) { h.Standby = true },
 	}
 	for name, mutate := range variants {
 		h := base

@@ -32,6 +32,27 @@ func (s *Store) UpsertSession(ctx context.Context, sess store.Session) error {
 	return nil
 }
 
+// ForgetSession implements store.Store.
+func (s *Store) ForgetSession(ctx context.Context, mesh string, key []byte, now time.Time) (bool, error) {
+	gone := false
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE mesh = ? AND key = ? AND NOT EXISTS
+			(SELECT 1 FROM messages WHERE mesh = ? AND to_key = ? AND acked = 0 AND expires_at > ?)`,
+			mesh, key, mesh, key, nanos(now))
+		if err != nil {
+			return err
+		}
+		var n int
+		err = tx.QueryRowContext(ctx, `SELECT count(*) FROM sessions WHERE mesh = ? AND key = ?`, mesh, key).Scan(&n)
+		gone = n == 0
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("forget session: %w", err)
+	}
+	return gone, nil
+}
+
 const sessionColumns = `mesh, key, session_id, name, project_dir, first_seen, last_seen`
 
 func scanSession(row interface{ Scan(...any) error }) (store.Session, error) {

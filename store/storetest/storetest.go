@@ -51,6 +51,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Expire", testExpire},
 		{"UpsertSession", testUpsertSession},
 		{"SessionNotFound", testSessionNotFound},
+		{"ForgetSession", testForgetSession},
 		{"Sessions", testSessions},
 		{"ConcurrentEnqueue", testConcurrentEnqueue},
 		{"Closed", testClosed},
@@ -434,6 +435,45 @@ func testSessionNotFound(t *testing.T, s store.Store) {
 			t.Errorf("Session(%s, %x) error = %v, want ErrNotFound", c.mesh, c.key, err)
 		}
 	}
+}
+
+func testForgetSession(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	idle, waited, other := newKey(), newKey(), newKey()
+	for _, k := range [][]byte{idle, waited} {
+		if err := s.UpsertSession(ctx, store.Session{Mesh: meshA, PublicKey: k, Name: "x", LastSeen: base}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := newMessage(meshA, other, waited, base)
+	enqueue(t, s, m, store.Stored)
+
+	forget := func(key []byte, now time.Time, want bool) {
+		t.Helper()
+		gone, err := s.ForgetSession(ctx, meshA, key, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if gone != want {
+			t.Errorf("ForgetSession(%x) gone = %v, want %v", key[:4], gone, want)
+		}
+	}
+	forget(idle, base, true)
+	if _, err := s.Session(ctx, meshA, idle); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("forgotten session still there: %v", err)
+	}
+	forget(idle, base, true) // already gone
+
+	// A DM waits for it: it must stay addressable, and the DM untouched.
+	forget(waited, base, false)
+	if _, err := s.Session(ctx, meshA, waited); err != nil {
+		t.Errorf("session with a queued DM was forgotten: %v", err)
+	}
+	wantPending(t, s, meshA, waited, base, "", 10, m)
+
+	// Once the DM is acked (or expired) nothing holds it.
+	ack(t, s, meshA, waited, 1, m.ID)
+	forget(waited, base, true)
 }
 
 func testSessions(t *testing.T, s store.Store) {
