@@ -155,6 +155,9 @@ func Dial(cfg ClientConfig) (*Client, error) {
 	def(&cfg.PingInterval, 30*time.Second)
 	def(&cfg.PongTimeout, 75*time.Second)
 	def(&cfg.StandbyProbe, 30*time.Second)
+	if cfg.PingInterval >= cfg.PongTimeout {
+		cfg.PingInterval = cfg.PongTimeout / 3
+	}
 	if cfg.Instance == "" {
 		cfg.Instance = uuid.NewString()
 	}

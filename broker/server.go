@@ -88,6 +88,9 @@ func (c *Config) setDefaults() {
 	def(&c.PingInterval, 30*time.Second)
 	def(&c.PongTimeout, 75*time.Second)
 	def(&c.Grace, 90*time.Second)
+	if c.PingInterval >= c.PongTimeout {
+		c.PingInterval = c.PongTimeout / 3
+	}
 	def(&c.WriteTimeout, 10*time.Second)
 	def(&c.ExpireInterval, time.Minute)
 	if c.SendQueue <= 0 {

@@ -60,6 +60,12 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		cfg.SessionID, cfg.SessionSource = id, name
 		break
 	}
+	// Claude Code's SessionStart hook knows the true session when the
+	// environment does not (--continue, /clear); an id the user set
+	// explicitly wins over it.
+	if cfg.SessionSource != EnvSessionID {
+		cfg.SessionStartFile = SessionStartFile(home)
+	}
 	if cfg.Name == "" {
 		cfg.Name = DefaultName(getenv, cfg.ProjectDir)
 	}

@@ -68,3 +68,14 @@ func (b *inbox) count() int {
 	defer b.mu.Unlock()
 	return len(b.unread)
 }
+
+// reset drops the unread DMs (they belong to an identity the server left)
+// and forgets which were returned.
+func (b *inbox) reset() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.unread = nil
+	clear(b.have)
+	clear(b.returned)
+	b.order.Init()
+}

@@ -28,7 +28,11 @@ func peerKey(t *testing.T, prefix string) wire.Key {
 func testPeer(t *testing.T, name, keyPrefix, sessionID string, online bool) wire.Peer {
 	t.Helper()
 	k := peerKey(t, keyPrefix)
-	return wire.Peer{Key: k, KeyID: identity.KeyID(ed25519.PublicKey(k)), Name: name, SessionID: sessionID, Online: online}
+	state := wire.PeerOffline
+	if online {
+		state = wire.PeerOnline
+	}
+	return wire.Peer{Key: k, KeyID: identity.KeyID(ed25519.PublicKey(k)), Name: name, SessionID: sessionID, State: state}
 }
 
 func TestResolve(t *testing.T) {

@@ -10,12 +10,14 @@
 package mcp
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log"
 	"log/slog"
+	"os"
 	"sync"
 	"time"
 
@@ -42,26 +44,54 @@ type Config struct {
 	SessionID string
 	// SessionSource names the variable SessionID came from, for whoami.
 	SessionSource string
-	Logger        *slog.Logger
+	// SessionStartFile is the SessionStart channel of the Claude Code
+	// process running this server (see PublishSessionStart); "" disables
+	// following the session the hook reports.
+	SessionStartFile string
+	Logger           *slog.Logger
 	// Endpoint overrides how the broker is found (tests); nil means
 	// broker.LocalEndpoint(Home, BrokerURL).
 	Endpoint func() (broker.Endpoint, error)
 	// MinBackoff and MaxBackoff override the client's reconnect delays.
 	MinBackoff, MaxBackoff time.Duration
+	// StandbyProbe overrides how often a replaced session checks whether
+	// the other process is gone.
+	StandbyProbe time.Duration
 }
+
+// sessionStartPoll is how often the server looks at its SessionStart
+// channel.
+const sessionStartPoll = 200 * time.Millisecond
+
+// leaveWait bounds how long a rebind waits for the old identity's DMs in
+// flight to be confirmed.
+const leaveWait = 5 * time.Second
 
 // Server is one session's MCP server.
 type Server struct {
-	cfg    Config
-	log    *slog.Logger
-	key    *identity.Key
-	client *broker.Client
+	cfg Config
+	log *slog.Logger
 	// endpoint is how the client finds the broker.
 	endpoint func() (broker.Endpoint, error)
+	keystore *identity.Keystore
 	inbox    *inbox
 	mcp      *server.MCPServer
 
+	mu     sync.Mutex
+	id     *binding // the identity the server speaks as now
+	closed bool
+
+	stop      chan struct{} // closed by Close: stops the SessionStart watcher
+	watchDone chan struct{}
 	closeOnce sync.Once
+}
+
+// binding is one identity of the server and its broker connection. A
+// rebind (the session changed under Claude Code) replaces it.
+type binding struct {
+	key    *identity.Key
+	source string // where the session id came from
+	client *broker.Client
 }
 
 // New loads or creates the session key and starts connecting to the
@@ -73,43 +103,75 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Mesh == "" {
 		cfg.Mesh = DefaultMesh
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, inbox: newInbox()}
+	s := &Server{
+		cfg:       cfg,
+		log:       cfg.Logger.With("mesh", cfg.Mesh),
+		keystore:  identity.OpenKeystore(cfg.Home, cfg.Logger),
+		inbox:     newInbox(),
+		stop:      make(chan struct{}),
+		watchDone: make(chan struct{}),
+		endpoint:  cfg.Endpoint,
+	}
+	if s.endpoint == nil {
+		s.endpoint = broker.LocalEndpoint(cfg.Home, cfg.BrokerURL)
+	}
+	var key *identity.Key
 	var err error
 	if cfg.SessionID == "" {
-		s.key, err = identity.NewEphemeral(cfg.Mesh)
+		key, err = identity.NewEphemeral(cfg.Mesh)
 		if err == nil {
 			s.log.Warn("no session id in " + EnvSessionID + " or " + EnvClaudeID + ": using an ephemeral identity; DMs sent to it are lost when this process exits")
 		}
 	} else {
-		s.key, err = identity.OpenKeystore(cfg.Home, cfg.Logger).Load(cfg.Mesh, cfg.SessionID)
+		key, err = s.keystore.Load(cfg.Mesh, cfg.SessionID)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("session key: %w", err)
 	}
-	s.log = s.log.With("session", s.key.SessionID, "mesh", cfg.Mesh, "key_id", s.key.ID())
-	s.endpoint = cfg.Endpoint
-	if s.endpoint == nil {
-		s.endpoint = broker.LocalEndpoint(cfg.Home, cfg.BrokerURL)
-	}
-	s.client, err = broker.Dial(broker.ClientConfig{
-		Endpoint:   s.endpoint,
-		Key:        s.key,
-		Name:       cfg.Name,
-		ProjectDir: cfg.ProjectDir,
-		OnDM:       s.receive,
-		Logger:     s.log,
-		MinBackoff: cfg.MinBackoff,
-		MaxBackoff: cfg.MaxBackoff,
-	})
+	s.mu.Lock()
+	err = s.bind(key, cfg.SessionSource)
+	s.mu.Unlock()
 	if err != nil {
 		return nil, err
 	}
 	s.mcp = s.newMCPServer()
+	go s.watchSessionStart()
 	return s, nil
 }
 
+// bind makes key the server's identity with a new broker client. s.mu must
+// be held; broker.Dial does not block.
+func (s *Server) bind(key *identity.Key, source string) error {
+	b := &binding{key: key, source: source}
+	log := s.log.With("session", key.SessionID, "key_id", key.ID())
+	c, err := broker.Dial(broker.ClientConfig{
+		Endpoint:     s.endpoint,
+		Key:          key,
+		Name:         s.cfg.Name,
+		ProjectDir:   s.cfg.ProjectDir,
+		OnDM:         func(dm wire.DM) { s.receive(b, dm) },
+		Logger:       log,
+		MinBackoff:   s.cfg.MinBackoff,
+		MaxBackoff:   s.cfg.MaxBackoff,
+		StandbyProbe: s.cfg.StandbyProbe,
+	})
+	if err != nil {
+		return err
+	}
+	b.client = c
+	s.id = b
+	return nil
+}
+
+// current returns the identity the server speaks as now.
+func (s *Server) current() *binding {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.id
+}
+
 // Key returns the session key the server presents.
-func (s *Server) Key() *identity.Key { return s.key }
+func (s *Server) Key() *identity.Key { return s.current().key }
 
 // Serve speaks MCP over in and out until in ends or ctx is cancelled. out
 // carries JSON-RPC only.
@@ -123,26 +185,110 @@ func (s *Server) Serve(ctx context.Context, in io.Reader, out io.Writer) error {
 	return err
 }
 
-// Close disconnects from the broker. DMs received but not yet returned by
-// the inbox tool are not acknowledged, so the broker delivers them again to
-// the next process of this session.
+// Close says bye to the broker (the session is offline at once, not in
+// grace) and disconnects. DMs received but not yet returned by the inbox
+// tool are not acknowledged, so the broker delivers them again to the next
+// process of this session.
 func (s *Server) Close() error {
-	s.closeOnce.Do(func() { s.client.Close() })
+	s.closeOnce.Do(func() {
+		close(s.stop)
+		<-s.watchDone
+		s.mu.Lock()
+		s.closed = true
+		b := s.id
+		s.mu.Unlock()
+		b.client.Close()
+	})
 	return nil
 }
 
-// receive handles a DM pushed by the broker: decrypt, keep, and re-ack a
-// DM that was already returned to the model.
-func (s *Server) receive(dm wire.DM) {
-	m := open(dm, s.key)
+// receive handles a DM pushed to binding b: decrypt, keep, and re-ack a DM
+// that was already returned to the model. A DM for an identity the server
+// has left is dropped unacknowledged: the broker keeps it for that
+// identity.
+func (s *Server) receive(b *binding, dm wire.DM) {
+	if s.current() != b {
+		return
+	}
+	m := open(dm, b.key)
 	if m.Error != "" {
 		s.log.Warn("DM could not be opened", "msg_id", dm.ID, "from", m.FromKeyID, "err", m.Error)
 	}
 	if s.inbox.add(m) == alreadyReturned {
-		if err := s.client.Ack([]string{dm.ID}); err != nil {
+		if err := b.client.Ack([]string{dm.ID}); err != nil {
 			s.log.Debug("re-ack DM", "msg_id", dm.ID, "err", err)
 		}
 	}
+}
+
+// watchSessionStart follows the session Claude Code's SessionStart hook
+// reports for this server's claude process, rebinding when it differs from
+// the identity in use.
+func (s *Server) watchSessionStart() {
+	defer close(s.watchDone)
+	path := s.cfg.SessionStartFile
+	if path == "" {
+		return
+	}
+	var last os.FileInfo
+	tick := time.NewTicker(sessionStartPoll)
+	defer tick.Stop()
+	for {
+		if fi, err := os.Stat(path); err == nil && (last == nil || !fi.ModTime().Equal(last.ModTime()) || fi.Size() != last.Size()) {
+			last = fi
+			ev, ok, err := readSessionStart(path)
+			switch {
+			case err != nil:
+				s.log.Warn("unreadable SessionStart event", "path", path, "err", err)
+			case ok:
+				if err := s.rebind(ev); err != nil {
+					s.log.Error("switch to the session reported by the SessionStart hook", "session", ev.SessionID, "err", err)
+				}
+			}
+		}
+		select {
+		case <-s.stop:
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// rebind switches the server to the session ev names: it loads (or
+// creates) that session's key, connects as it — receiving what is queued
+// for it — and leaves the old identity. The old identity is forgotten by
+// the broker when it was never a real conversation (an ephemeral key, or a
+// session id with no transcript, as under --continue), so it leaves no
+// trace in list_peers; otherwise (after /clear) it is just offline, and
+// DMs sent to it wait for it to be resumed. Unread DMs of the old identity
+// are dropped from the inbox unacknowledged: the broker keeps them for it.
+func (s *Server) rebind(ev SessionStart) error {
+	old := s.current()
+	if ev.SessionID == old.key.SessionID {
+		return nil
+	}
+	key, err := s.keystore.Load(s.cfg.Mesh, ev.SessionID)
+	if err != nil {
+		return fmt.Errorf("session key: %w", err)
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	err = s.bind(key, "SessionStart hook ("+cmp.Or(ev.Source, "unknown")+")")
+	s.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	s.inbox.reset()
+	forget := old.key.Ephemeral || !transcriptExists(ev.TranscriptPath, old.key.SessionID)
+	s.log.Info("switched to the session reported by the SessionStart hook",
+		"from_session", old.key.SessionID, "from_key_id", old.key.ID(), "session", key.SessionID, "key_id", key.ID(),
+		"source", ev.Source, "forget_old", forget)
+	ctx, cancel := context.WithTimeout(context.Background(), leaveWait)
+	defer cancel()
+	return old.client.Leave(ctx, forget)
 }
 
 // slogWriter adapts mcp-go's error logger to slog.

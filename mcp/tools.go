@@ -42,9 +42,11 @@ type PeerInfo struct {
 	KeyID          string `json:"key_id" jsonschema:"short key id; a prefix of the session public key"`
 	SessionID      string `json:"session_id,omitempty" jsonschema:"Claude Code session UUID"`
 	ProjectDir     string `json:"project_dir,omitempty"`
-	State          string `json:"state" jsonschema:"online, or away (recently seen; DMs are queued for it)"`
+	State          string `json:"state" jsonschema:"online; reconnecting (its connection dropped moments ago; it keeps its place); or away (recently seen). DMs to reconnecting and away peers are queued until they return"`
 	ConnectedSince string `json:"connected_since,omitempty"`
 	LastSeen       string `json:"last_seen,omitempty"`
+	// ReconnectingUntil is when a reconnecting peer counts as away.
+	ReconnectingUntil string `json:"reconnecting_until,omitempty"`
 }
 
 // PeersResult is list_peers' result.
@@ -77,7 +79,7 @@ type WhoamiResult struct {
 	SessionSource string `json:"session_source,omitempty" jsonschema:"environment variable the session id came from"`
 	IdentityMode  string `json:"identity_mode" jsonschema:"stable (key kept per session id) or ephemeral (no session id; key lost on exit)"`
 	Broker        string `json:"broker"`
-	Connection    string `json:"connection" jsonschema:"connected, connecting, or replaced (this session is active in another process)"`
+	Connection    string `json:"connection" jsonschema:"connected; connecting; or standby (this session is active in another process, see whoami take_over)"`
 	LastError     string `json:"last_error,omitempty"`
 	Unread        int    `json:"unread"`
 }
@@ -116,16 +118,27 @@ func (s *Server) newMCPServer() *server.MCPServer {
 		"Return the unread DMs sent to this session, oldest first, and mark them read (each DM is returned once).",
 		false, false, mcpgo.WithOutputSchema[InboxResult]()), s.readInbox)
 	m.AddTool(tool("whoami", "This session's identity",
-		"Show this session's claudemesh identity (name, key id, session id, mesh) and broker connection state.",
-		true, true, mcpgo.WithOutputSchema[WhoamiResult]()), s.whoami)
+		"Show this session's claudemesh identity (name, key id, session id, mesh) and broker connection state. If the session is active in another process, take_over: true makes this process the active one.",
+		true, false,
+		mcpgo.WithBoolean("take_over", mcpgo.Description("only when whoami reports standby and the user wants this process to hold the session: the other process then stands by"), mcpgo.DefaultBool(false)),
+		mcpgo.WithOutputSchema[WhoamiResult]()), s.whoami)
 	return m
+}
+
+// standbyText explains a session that another process holds.
+func standbyText(st broker.State) string {
+	why := ""
+	if st.LastError != nil {
+		why = " (" + st.LastError.Error() + ")"
+	}
+	return "this session is active in another process" + why + ". This process stands by so that the two do not take the session from each other; it takes over by itself once the other has been gone for the broker's grace period. To use this process now, call whoami with take_over: true (the other process then stands by)."
 }
 
 // brokerDown explains an unreachable broker in words the model can act on.
 func (s *Server) brokerDown() *mcpgo.CallToolResult {
-	st := s.client.State()
+	st := s.current().client.State()
 	if st.Replaced {
-		return mcpgo.NewToolResultError("this session is active in another process (another claudemesh connection took its identity); this one stays disconnected so they do not fight. Close the other Claude Code window, or restart this one.")
+		return mcpgo.NewToolResultError(standbyText(st))
 	}
 	why := "no connection yet"
 	if st.LastError != nil {
@@ -151,19 +164,21 @@ func (s *Server) brokerURL(st broker.State) string {
 
 // connected waits briefly for the broker connection. A replaced session
 // does not reconnect by itself, so there is nothing to wait for.
-func (s *Server) connected(ctx context.Context) bool {
-	if s.client.State().Replaced {
+func (s *Server) connected(ctx context.Context, b *binding) bool {
+	if b.client.State().Replaced {
 		return false
 	}
 	ctx, cancel := context.WithTimeout(ctx, connectWait)
 	defer cancel()
-	return s.client.WaitConnected(ctx) == nil
+	return b.client.WaitConnected(ctx) == nil
 }
 
-func (s *Server) peers(ctx context.Context) ([]wire.Peer, error) {
+// peers lists the other sessions of the mesh: never this one itself.
+func (s *Server) peers(ctx context.Context, b *binding) ([]wire.Peer, error) {
 	ctx, cancel := context.WithTimeout(ctx, peersWait)
 	defer cancel()
-	return s.client.Peers(ctx)
+	peers, err := b.client.Peers(ctx)
+	return slices.DeleteFunc(peers, func(p wire.Peer) bool { return string(p.Key) == string(b.key.Public) }), err
 }
 
 func (s *Server) sendDM(ctx context.Context, req mcpgo.CallToolRequest) (*mcpgo.CallToolResult, error) {
@@ -177,20 +192,20 @@ func (s *Server) sendDM(ctx context.Context, req mcpgo.CallToolRequest) (*mcpgo.
 	case len(text) > MaxText:
 		return mcpgo.NewToolResultError(fmt.Sprintf("`message` is %d bytes; the limit is %d. Split it into several DMs.", len(text), MaxText)), nil
 	}
-	if !s.connected(ctx) {
+	b := s.current()
+	if !s.connected(ctx, b) {
 		return s.brokerDown(), nil
 	}
-	peers, err := s.peers(ctx)
+	peers, err := s.peers(ctx, b)
 	if err != nil {
 		return s.toolError("list peers", err), nil
 	}
-	// Never this session itself: another session may share its name.
-	p, err := resolve(to, s.others(peers))
+	p, err := resolve(to, peers)
 	if err != nil {
 		return mcpgo.NewToolResultError(err.Error()), nil
 	}
 	id := uuid.NewString()
-	nonce, box, err := seal(id, text, time.Now(), ed25519.PublicKey(p.Key), s.key)
+	nonce, box, err := seal(id, text, time.Now(), ed25519.PublicKey(p.Key), b.key)
 	if errors.Is(err, errTooLarge) {
 		return mcpgo.NewToolResultError(fmt.Sprintf("`message` cannot be sent: %v. Control characters count 6 bytes each once encoded; split it into several DMs.", err)), nil
 	}
@@ -199,7 +214,7 @@ func (s *Server) sendDM(ctx context.Context, req mcpgo.CallToolRequest) (*mcpgo.
 	}
 	sctx, cancel := context.WithTimeout(ctx, sendWait)
 	defer cancel()
-	status, err := s.client.Send(sctx, id, ed25519.PublicKey(p.Key), nonce, box)
+	status, err := b.client.Send(sctx, id, ed25519.PublicKey(p.Key), nonce, box)
 	if errors.Is(err, broker.ErrUnconfirmed) {
 		status, err = "pending", nil
 	}
@@ -244,8 +259,12 @@ func resolve(to string, peers []wire.Peer) (wire.Peer, error) {
 			matches = append(matches, p)
 		}
 	}
-	if online := slices.DeleteFunc(slices.Clone(matches), func(p wire.Peer) bool { return !p.Online }); len(online) > 0 {
-		matches = online
+	// Prefer the most present: online, then reconnecting, then away.
+	for _, state := range []string{wire.PeerOnline, wire.PeerGrace} {
+		if in := slices.DeleteFunc(slices.Clone(matches), func(p wire.Peer) bool { return p.State != state }); len(in) > 0 {
+			matches = in
+			break
+		}
 	}
 	switch len(matches) {
 	case 1:
@@ -257,15 +276,18 @@ func resolve(to string, peers []wire.Peer) (wire.Peer, error) {
 }
 
 func describePeers(peers []wire.Peer) string {
-	var online, away []wire.Peer
+	var online, back, away []wire.Peer
 	for _, p := range peers {
-		if p.Online {
+		switch p.State {
+		case wire.PeerOnline:
 			online = append(online, p)
-		} else {
+		case wire.PeerGrace:
+			back = append(back, p)
+		default:
 			away = append(away, p)
 		}
 	}
-	if len(online)+len(away) == 0 {
+	if len(peers) == 0 {
 		return "No other session is in this mesh yet."
 	}
 	var b strings.Builder
@@ -273,6 +295,9 @@ func describePeers(peers []wire.Peer) string {
 		fmt.Fprintf(&b, "Online: %s.", peerList(online))
 	} else {
 		b.WriteString("No peer is online.")
+	}
+	if len(back) > 0 {
+		fmt.Fprintf(&b, " Reconnecting: %s.", peerList(back))
 	}
 	if len(away) > 0 {
 		fmt.Fprintf(&b, " Away: %s.", peerList(away))
@@ -288,20 +313,15 @@ func peerList(peers []wire.Peer) string {
 	return strings.Join(parts, ", ")
 }
 
-// others drops this session from a peer list.
-func (s *Server) others(peers []wire.Peer) []wire.Peer {
-	return slices.DeleteFunc(peers, func(p wire.Peer) bool { return string(p.Key) == string(s.key.Public) })
-}
-
 func (s *Server) listPeers(ctx context.Context, _ mcpgo.CallToolRequest) (*mcpgo.CallToolResult, error) {
-	if !s.connected(ctx) {
+	id := s.current()
+	if !s.connected(ctx, id) {
 		return s.brokerDown(), nil
 	}
-	peers, err := s.peers(ctx)
+	peers, err := s.peers(ctx, id)
 	if err != nil {
 		return s.toolError("list peers", err), nil
 	}
-	peers = s.others(peers)
 	res := PeersResult{Mesh: s.cfg.Mesh, Peers: make([]PeerInfo, 0, len(peers))}
 	var b strings.Builder
 	if len(peers) == 0 {
@@ -310,17 +330,19 @@ func (s *Server) listPeers(ctx context.Context, _ mcpgo.CallToolRequest) (*mcpgo
 		fmt.Fprintf(&b, "Peers in mesh %q:\n", s.cfg.Mesh)
 	}
 	for _, p := range peers {
-		info := PeerInfo{Name: p.Name, KeyID: p.KeyID, SessionID: p.SessionID, ProjectDir: p.ProjectDir, State: "away", LastSeen: stamp(p.LastSeen)}
-		if p.Online {
-			info.State, info.ConnectedSince, info.LastSeen = "online", stamp(p.ConnectedSince), ""
+		info := PeerInfo{Name: p.Name, KeyID: p.KeyID, SessionID: p.SessionID, ProjectDir: p.ProjectDir}
+		switch p.State {
+		case wire.PeerOnline:
+			info.State, info.ConnectedSince = "online", stamp(p.ConnectedSince)
+			fmt.Fprintf(&b, "- %s (key %s) online since %s", p.Name, p.KeyID, info.ConnectedSince)
+		case wire.PeerGrace:
+			info.State, info.LastSeen, info.ReconnectingUntil = "reconnecting", stamp(p.LastSeen), stamp(p.GraceUntil)
+			fmt.Fprintf(&b, "- %s (key %s) reconnecting (connection lost at %s; DMs are queued)", p.Name, p.KeyID, info.LastSeen)
+		default:
+			info.State, info.LastSeen = "away", stamp(p.LastSeen)
+			fmt.Fprintf(&b, "- %s (key %s) away, last seen %s", p.Name, p.KeyID, info.LastSeen)
 		}
 		res.Peers = append(res.Peers, info)
-		fmt.Fprintf(&b, "- %s (key %s) %s", p.Name, p.KeyID, info.State)
-		if p.Online {
-			fmt.Fprintf(&b, " since %s", info.ConnectedSince)
-		} else {
-			fmt.Fprintf(&b, ", last seen %s", info.LastSeen)
-		}
 		if p.ProjectDir != "" {
 			fmt.Fprintf(&b, ", project %s", p.ProjectDir)
 		}
@@ -337,6 +359,12 @@ func stamp(t time.Time) string {
 }
 
 func (s *Server) readInbox(ctx context.Context, _ mcpgo.CallToolRequest) (*mcpgo.CallToolResult, error) {
+	b := s.current()
+	if st := b.client.State(); st.Replaced {
+		// The process holding the session gets these DMs: showing them
+		// here too would deliver them twice.
+		return mcpgo.NewToolResultError(standbyText(st)), nil
+	}
 	msgs, remaining := s.inbox.take(inboxBatch)
 	ids := make([]string, len(msgs))
 	for i, m := range msgs {
@@ -345,55 +373,63 @@ func (s *Server) readInbox(ctx context.Context, _ mcpgo.CallToolRequest) (*mcpgo
 	// Acknowledge only what this result returns. If the ack cannot be sent
 	// now, the broker delivers these again and the inbox acks them then
 	// without showing them twice.
-	if err := s.client.Ack(ids); err != nil {
+	if err := b.client.Ack(ids); err != nil {
 		s.log.Debug("ack DMs", "count", len(ids), "err", err)
 	}
 	res := InboxResult{Messages: msgs, Remaining: remaining}
 	if res.Messages == nil {
 		res.Messages = []Message{}
 	}
-	var b strings.Builder
+	var text strings.Builder
 	if len(msgs) == 0 {
-		b.WriteString("No new DMs.")
-		if !s.client.State().Connected {
-			b.WriteString(" (Not connected to the broker right now: DMs sent to this session wait there until it reconnects.)")
+		text.WriteString("No new DMs.")
+		if !b.client.State().Connected {
+			text.WriteString(" (Not connected to the broker right now: DMs sent to this session wait there until it reconnects.)")
 		}
 	}
 	for _, m := range msgs {
 		if m.Error != "" {
-			fmt.Fprintf(&b, "DM %s from %s (%s) at %s could not be read: %s\n\n", m.ID, m.From, m.FromKeyID, m.SentAt, m.Error)
+			fmt.Fprintf(&text, "DM %s from %s (%s) at %s could not be read: %s\n\n", m.ID, m.From, m.FromKeyID, m.SentAt, m.Error)
 			continue
 		}
-		fmt.Fprintf(&b, "DM %s from %s (%s) at %s:\n%s\n\n", m.ID, m.From, m.FromKeyID, m.SentAt, m.Text)
+		fmt.Fprintf(&text, "DM %s from %s (%s) at %s:\n%s\n\n", m.ID, m.From, m.FromKeyID, m.SentAt, m.Text)
 	}
 	if remaining > 0 {
-		fmt.Fprintf(&b, "%d more unread DMs: call inbox again.", remaining)
+		fmt.Fprintf(&text, "%d more unread DMs: call inbox again.", remaining)
 	}
-	return mcpgo.NewToolResultStructured(res, strings.TrimSpace(b.String())), nil
+	return mcpgo.NewToolResultStructured(res, strings.TrimSpace(text.String())), nil
 }
 
-func (s *Server) whoami(ctx context.Context, _ mcpgo.CallToolRequest) (*mcpgo.CallToolResult, error) {
-	st := s.client.State()
+func (s *Server) whoami(ctx context.Context, req mcpgo.CallToolRequest) (*mcpgo.CallToolResult, error) {
+	b := s.current()
+	if req.GetBool("take_over", false) && b.client.State().Replaced {
+		s.log.Info("taking the session over from the other process, as asked")
+		b.client.Reconnect()
+		ctx, cancel := context.WithTimeout(ctx, connectWait)
+		b.client.WaitConnected(ctx)
+		cancel()
+	}
+	st := b.client.State()
 	res := WhoamiResult{
 		Name:          s.cfg.Name,
 		Mesh:          s.cfg.Mesh,
-		KeyID:         s.key.ID(),
-		PublicKey:     wire.Key(s.key.Public).String(),
-		SessionID:     s.key.SessionID,
-		SessionSource: s.cfg.SessionSource,
+		KeyID:         b.key.ID(),
+		PublicKey:     wire.Key(b.key.Public).String(),
+		SessionID:     b.key.SessionID,
+		SessionSource: b.source,
 		IdentityMode:  "stable",
 		Broker:        s.brokerURL(st),
 		Connection:    "connecting",
 		Unread:        s.inbox.count(),
 	}
-	if s.key.Ephemeral {
+	if b.key.Ephemeral {
 		res.IdentityMode = "ephemeral"
 	}
 	switch {
 	case st.Connected:
 		res.Connection = "connected"
 	case st.Replaced:
-		res.Connection = "replaced"
+		res.Connection = "standby"
 	}
 	if st.LastError != nil && !st.Connected {
 		res.LastError = st.LastError.Error()
@@ -403,7 +439,10 @@ func (s *Server) whoami(ctx context.Context, _ mcpgo.CallToolRequest) (*mcpgo.Ca
 	if res.IdentityMode == "ephemeral" {
 		text += " No session id was found in " + EnvSessionID + " or " + EnvClaudeID + ": this identity disappears when the process exits."
 	}
-	if res.LastError != "" {
+	switch {
+	case st.Replaced:
+		text += " Standby: " + standbyText(st)
+	case res.LastError != "":
 		text += " Last error: " + res.LastError
 	}
 	return mcpgo.NewToolResultStructured(res, text), nil

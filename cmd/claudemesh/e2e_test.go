@@ -994,8 +994,8 @@ func TestSameSessionTwice(t *testing.T) {
 	if w := second.waitConnected(t); w.KeyID != key {
 		t.Fatalf("second process of bob has key %s, want %s", w.KeyID, key)
 	}
-	waitFor(t, waitLong, "the first process to be replaced", func() (bool, error) {
-		return first.whoami(t).Connection == "replaced", nil
+	waitFor(t, waitLong, "the first process to stand by", func() (bool, error) {
+		return first.whoami(t).Connection == "standby", nil
 	})
 	_, text, isError := call[sendResult](t, first, "send_dm", map[string]any{"to": "alice", "message": "from the old process"})
 	if !isError || !strings.Contains(text, "another process") {
@@ -1005,7 +1005,11 @@ func TestSameSessionTwice(t *testing.T) {
 	if got := second.waitInbox(t, 1); got[0].Text != "to the live process" {
 		t.Errorf("the live process received %+v", got)
 	}
-	first.assertInboxEmpty(t)
+	// The standing-by process shows none of the session's DMs: they are
+	// the live process's.
+	if _, text, isError := call[inboxResult](t, first, "inbox", nil); !isError || !strings.Contains(text, "another process") {
+		t.Errorf("inbox of the standing-by process: isError=%v %q, want an error that the session is active in another process", isError, text)
+	}
 	var bobs int
 	for _, p := range alice.peers(t).Peers {
 		if p.KeyID == key {
@@ -1014,6 +1018,23 @@ func TestSameSessionTwice(t *testing.T) {
 	}
 	if bobs != 1 {
 		t.Errorf("alice sees bob %d times, want once", bobs)
+	}
+
+	// The first process was asked to take the session back: the second
+	// stands by in turn, and the broker saw exactly two replacements.
+	w := mustCall[whoamiResult](t, first, "whoami", map[string]any{"take_over": true})
+	if w.Connection != "connected" {
+		t.Fatalf("after take_over the first process is %q, want connected", w.Connection)
+	}
+	waitFor(t, waitLong, "the second process to stand by", func() (bool, error) {
+		return second.whoami(t).Connection == "standby", nil
+	})
+	alice.send(t, "bob", "to the first process again")
+	if got := first.waitInbox(t, 1); got[0].Text != "to the first process again" {
+		t.Errorf("the first process received %+v", got)
+	}
+	if n := strings.Count(m.broker.log.String(), "session replaced by another process"); n != 2 {
+		t.Errorf("the broker replaced bob's session %d times, want 2 (no reconnect war)", n)
 	}
 }
 
@@ -1276,4 +1297,190 @@ func TestToolsList(t *testing.T) {
 	}
 	r.stdin.Close()
 	r.waitExit(t, "stdin EOF")
+}
+
+// A session whose process is killed (no bye) is held in grace: listed once,
+// as reconnecting, with DMs to it queued; the next process of the session
+// gets them.
+func TestKilledSessionIsReconnectingThenReturns(t *testing.T) {
+	t.Parallel()
+	m := newMesh(t)
+	alice := m.join(t, "alice", uuid.NewString())
+	alice.waitConnected(t)
+	bobID := uuid.NewString()
+	bob := m.join(t, "bob", bobID)
+	key := bob.waitConnected(t).KeyID
+	alice.waitPeer(t, key, "online")
+
+	bob.cmd.Process.Kill() // SIGKILL: no bye
+	<-bob.done
+	alice.waitPeer(t, key, "reconnecting")
+	res := alice.send(t, "bob", "while you were gone")
+	if res.Status != "queued" {
+		t.Errorf("DM to a killed session: %s, want queued", res.Status)
+	}
+	var rows int
+	for _, p := range alice.peers(t).Peers {
+		if p.KeyID == key {
+			rows++
+		}
+	}
+	if rows != 1 {
+		t.Errorf("alice lists bob %d times, want once", rows)
+	}
+
+	bob = m.join(t, "bob", bobID)
+	if got := bob.waitInbox(t, 1); len(got) != 1 || got[0].Text != "while you were gone" || got[0].ID != res.ID {
+		t.Errorf("bob back: inbox %+v, want the queued DM once", got)
+	}
+	alice.waitPeer(t, key, "online")
+	bob.assertInboxEmpty(t)
+}
+
+// fireSessionStart runs `claudemesh hook session-start` as Claude Code would, with
+// ev as its stdin. The test process stands in for the claude process: it
+// is the parent of both the hook and the MCP servers.
+func fireSessionStart(t *testing.T, home string, ev map[string]any) {
+	t.Helper()
+	in, err := json.Marshal(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.CommandContext(t.Context(), binary(t), "hook", "session-start")
+	cmd.Env = env(t, home)
+	cmd.Stdin = bytes.NewReader(in)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("hook session-start: %v\n%s", err, stderr.String())
+	}
+	if stdout.Len() != 0 {
+		t.Errorf("hook session-start printed %q on stdout, which Claude Code adds to the context", stdout.String())
+	}
+}
+
+// Under --continue Claude Code gives the MCP server a throwaway session id
+// and the SessionStart hook the true one. The server switches to the true
+// identity, receives what was queued for it, and the throwaway identity
+// leaves no trace. After /clear it switches again, and the session it
+// leaves (a real conversation) stays listed as away.
+func TestSessionStartHookRebinds(t *testing.T) {
+	t.Parallel()
+	m := newMesh(t)
+	alice := m.join(t, "alice", uuid.NewString())
+	alice.waitConnected(t)
+	transcripts := t.TempDir()
+	transcript := func(id string) string {
+		p := filepath.Join(transcripts, id+".jsonl")
+		if err := os.WriteFile(p, []byte("{}\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+
+	// The real session ran before and is away; alice writes to it.
+	realID := uuid.NewString()
+	before := m.join(t, "bob", realID)
+	realKey := before.waitConnected(t).KeyID
+	before.stop(t)
+	alice.waitPeer(t, realKey, "away")
+	queued := alice.send(t, realKey, "queued for the real session")
+
+	// --continue: the server starts with a throwaway id.
+	throwaway := uuid.NewString()
+	bob := startSession(t, sessionConfig{home: m.home, name: "bob", env: []string{"CLAUDE_CODE_SESSION_ID=" + throwaway}})
+	throwKey := bob.waitConnected(t).KeyID
+	alice.waitPeer(t, throwKey, "online")
+
+	fireSessionStart(t, m.home, map[string]any{"session_id": realID, "source": "resume", "transcript_path": transcript(realID), "cwd": "/projects/bob", "hook_event_name": "SessionStart"})
+	var w whoamiResult
+	waitFor(t, waitLong, "bob to switch to the real session", func() (bool, error) {
+		w = bob.whoami(t)
+		return w.SessionID == realID && w.Connection == "connected", nil
+	})
+	if w.KeyID != realKey || w.IdentityMode != "stable" || !strings.Contains(w.SessionSource, "SessionStart") {
+		t.Errorf("bob after the hook: %+v, want key %s from the SessionStart hook", w, realKey)
+	}
+	if got := bob.waitInbox(t, 1); len(got) != 1 || got[0].ID != queued.ID || got[0].Text != "queued for the real session" {
+		t.Errorf("bob's inbox after the switch: %+v, want the queued DM", got)
+	}
+	alice.waitPeer(t, realKey, "online")
+	waitFor(t, waitLong, "the throwaway identity to vanish", func() (bool, error) {
+		for _, p := range alice.peers(t).Peers {
+			if p.KeyID == throwKey {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+
+	// /clear: a new session in the same process; the old one was a real
+	// conversation, so it stays listed, away.
+	cleared := uuid.NewString()
+	fireSessionStart(t, m.home, map[string]any{"session_id": cleared, "source": "clear", "transcript_path": transcript(cleared), "hook_event_name": "SessionStart"})
+	waitFor(t, waitLong, "bob to switch to the cleared session", func() (bool, error) {
+		w = bob.whoami(t)
+		return w.SessionID == cleared && w.Connection == "connected", nil
+	})
+	alice.waitPeer(t, w.KeyID, "online")
+	alice.waitPeer(t, realKey, "away")
+}
+
+// An explicit CLAUDEMESH_SESSION_ID pins the identity: the hook does not
+// move it.
+func TestExplicitSessionIDIgnoresHook(t *testing.T) {
+	t.Parallel()
+	m := newMesh(t)
+	pinned := uuid.NewString()
+	bob := m.join(t, "bob", pinned)
+	bob.waitConnected(t)
+	fireSessionStart(t, m.home, map[string]any{"session_id": uuid.NewString(), "source": "resume"})
+	// The server polls its channel every 200 ms: give it many rounds.
+	deadline := time.Now().Add(time.Second)
+	for time.Now().Before(deadline) {
+		if w := bob.whoami(t); w.SessionID != pinned {
+			t.Fatalf("pinned session moved to %s", w.SessionID)
+		}
+	}
+}
+
+func TestHookRefusesBadInput(t *testing.T) {
+	t.Parallel()
+	home := t.TempDir()
+	for name, in := range map[string]string{
+		"not json":     "session_id=x",
+		"no session":   `{"source":"startup"}`,
+		"path trick":   `{"session_id":"../../etc/passwd"}`,
+		"bad source":   `{"session_id":"` + uuid.NewString() + `","source":"../x"}`,
+		"huge":         `{"session_id":"` + uuid.NewString() + `","cwd":"` + strings.Repeat("x", 2<<20) + `"}`,
+		"unknown hook": "",
+	} {
+		t.Run(name, func(t *testing.T) {
+			hook := "session-start"
+			if name == "unknown hook" {
+				hook = "nope"
+			}
+			cmd := exec.CommandContext(t.Context(), binary(t), "hook", hook)
+			cmd.Env = env(t, home)
+			cmd.Stdin = strings.NewReader(in)
+			var stdout, stderr bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			if err := cmd.Run(); err == nil {
+				t.Errorf("hook accepted %q", truncateForLog(in))
+			}
+			if stderr.Len() == 0 || stdout.Len() != 0 {
+				t.Errorf("stdout %q, stderr %q: want the reason on stderr only", stdout.String(), stderr.String())
+			}
+			if entries, _ := os.ReadDir(filepath.Join(home, "run")); len(entries) != 0 {
+				t.Errorf("a refused hook left %d files in run/", len(entries))
+			}
+		})
+	}
+}
+
+func truncateForLog(s string) string {
+	if len(s) > 80 {
+		return s[:80] + "…"
+	}
+	return s
 }

@@ -28,6 +28,7 @@ const usage = `usage: claudemesh <command> [flags]
 commands:
   broker    run a broker (embedded SQLite store; loopback by default)
   mcp       run the MCP stdio server for one Claude Code session
+  hook      run a Claude Code hook (session-start)
   version   print the version
 
 Run 'claudemesh <command> -h' for a command's flags.
@@ -55,6 +56,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return runBroker(ctx, args[1:], stderr)
 	case "mcp":
 		return runMCP(ctx, args[1:], stdin, stdout, stderr)
+	case "hook":
+		return runHook(args[1:], stdin)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "claudemesh", mcp.Version)
 		return nil
@@ -86,6 +89,8 @@ func runBroker(ctx context.Context, args []string, stderr io.Writer) error {
 	listen := fs.String("listen", broker.DefaultListen, "address to listen on (host:port; port 0 picks a free one)")
 	data := fs.String("data", filepath.Join(home, "broker"), "directory of the broker's database and credential")
 	ttl := fs.Duration("ttl", 7*24*time.Hour, "how long an undelivered DM is kept")
+	grace := fs.Duration("grace", 90*time.Second, "how long a session whose connection dropped stays reserved (listed as reconnecting) before it is offline")
+	liveness := fs.Duration("liveness", 75*time.Second, "close a connection from which nothing, not even a pong, arrived for this long")
 	syncMode := fs.String("sync", "full", "SQLite durability: full (survives power loss) or normal (survives process crashes; faster)")
 	logLevel := fs.String("log-level", os.Getenv("CLAUDEMESH_LOG_LEVEL"), "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
@@ -111,7 +116,7 @@ func runBroker(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer st.Close()
-	srv, err := broker.NewServer(broker.Config{Store: st, Token: token, Logger: log, QueueTTL: *ttl})
+	srv, err := broker.NewServer(broker.Config{Store: st, Token: token, Logger: log, QueueTTL: *ttl, Grace: *grace, PongTimeout: *liveness})
 	if err != nil {
 		return err
 	}
