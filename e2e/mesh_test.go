@@ -163,7 +163,7 @@ func TestResumedSessionKeepsIdentityAndGetsQueuedDM(t *testing.T) {
 		t.Fatalf("whoami: %+v; want session %s, a stable identity, connected", who, id)
 	}
 	first.waitGroupGone()
-	h.broker.waitLog(t, `msg="session offline"`, "session="+id)
+	h.broker.waitLog(t, `msg="session left"`, "session="+id)
 
 	yolanda.run("y-send")
 	sent := structured[mcp.SendResult](t, h.toolResults("y-send", 1)[0])

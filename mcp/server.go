@@ -83,6 +83,8 @@ type Server struct {
 
 	stop      chan struct{} // closed by Close: stops the SessionStart watcher
 	watchDone chan struct{}
+	watchMu   sync.Mutex  // serialises checkSessionStart
+	seen      os.FileInfo // the SessionStart event last acted on
 	closeOnce sync.Once
 }
 
@@ -163,15 +165,22 @@ func (s *Server) bind(key *identity.Key, source string) error {
 	return nil
 }
 
-// current returns the identity the server speaks as now.
+// current returns the identity the server speaks as now, after following
+// a session change the SessionStart hook reported.
 func (s *Server) current() *binding {
+	s.checkSessionStart()
+	return s.bound()
+}
+
+// bound returns the identity the server speaks as now.
+func (s *Server) bound() *binding {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.id
 }
 
 // Key returns the session key the server presents.
-func (s *Server) Key() *identity.Key { return s.current().key }
+func (s *Server) Key() *identity.Key { return s.bound().key }
 
 // Serve speaks MCP over in and out until in ends or ctx is cancelled. out
 // carries JSON-RPC only.
@@ -207,7 +216,7 @@ func (s *Server) Close() error {
 // has left is dropped unacknowledged: the broker keeps it for that
 // identity.
 func (s *Server) receive(b *binding, dm wire.DM) {
-	if s.current() != b {
+	if s.bound() != b {
 		return
 	}
 	m := open(dm, b.key)
@@ -222,34 +231,46 @@ func (s *Server) receive(b *binding, dm wire.DM) {
 }
 
 // watchSessionStart follows the session Claude Code's SessionStart hook
-// reports for this server's claude process, rebinding when it differs from
-// the identity in use.
+// reports for this server's claude process.
 func (s *Server) watchSessionStart() {
 	defer close(s.watchDone)
-	path := s.cfg.SessionStartFile
-	if path == "" {
+	if s.cfg.SessionStartFile == "" {
 		return
 	}
-	var last os.FileInfo
 	tick := time.NewTicker(sessionStartPoll)
 	defer tick.Stop()
 	for {
-		if fi, err := os.Stat(path); err == nil && (last == nil || !fi.ModTime().Equal(last.ModTime()) || fi.Size() != last.Size()) {
-			last = fi
-			ev, ok, err := readSessionStart(path)
-			switch {
-			case err != nil:
-				s.log.Warn("unreadable SessionStart event", "path", path, "err", err)
-			case ok:
-				if err := s.rebind(ev); err != nil {
-					s.log.Error("switch to the session reported by the SessionStart hook", "session", ev.SessionID, "err", err)
-				}
-			}
-		}
+		s.checkSessionStart()
 		select {
 		case <-s.stop:
 			return
 		case <-tick.C:
+		}
+	}
+}
+
+// checkSessionStart rebinds when the SessionStart channel reports a
+// session other than the one in use. Tool calls run it too, so that a tool
+// called right after the hook already speaks as the right session.
+func (s *Server) checkSessionStart() {
+	path := s.cfg.SessionStartFile
+	if path == "" {
+		return
+	}
+	s.watchMu.Lock()
+	defer s.watchMu.Unlock()
+	fi, err := os.Stat(path)
+	if err != nil || (s.seen != nil && fi.ModTime().Equal(s.seen.ModTime()) && fi.Size() == s.seen.Size()) {
+		return
+	}
+	s.seen = fi
+	ev, ok, err := readSessionStart(path)
+	switch {
+	case err != nil:
+		s.log.Warn("unreadable SessionStart event", "path", path, "err", err)
+	case ok:
+		if err := s.rebind(ev); err != nil {
+			s.log.Error("switch to the session reported by the SessionStart hook", "session", ev.SessionID, "err", err)
 		}
 	}
 }
@@ -263,7 +284,7 @@ func (s *Server) watchSessionStart() {
 // DMs sent to it wait for it to be resumed. Unread DMs of the old identity
 // are dropped from the inbox unacknowledged: the broker keeps them for it.
 func (s *Server) rebind(ev SessionStart) error {
-	old := s.current()
+	old := s.bound()
 	if ev.SessionID == old.key.SessionID {
 		return nil
 	}
