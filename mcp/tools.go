@@ -136,7 +136,7 @@ func standbyText(st broker.State) string {
 
 // brokerDown explains an unreachable broker in words the model can act on.
 func (s *Server) brokerDown() *mcpgo.CallToolResult {
-	st := s.current().client.State()
+	st := s.bound().client.State()
 	if st.Replaced {
 		return mcpgo.NewToolResultError(standbyText(st))
 	}
