@@ -28,6 +28,8 @@ const usage = `usage: claudemesh <command> [flags]
 commands:
   broker    run a broker (embedded SQLite store; loopback by default)
   mcp       run the MCP stdio server for one Claude Code session
+  install   register claudemesh with Claude Code (user, or --project)
+  uninstall remove what install registered
   hook      run a Claude Code hook (session-start)
   version   print the version
 
@@ -58,6 +60,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return runMCP(ctx, args[1:], stdin, stdout, stderr)
 	case "hook":
 		return runHook(args[1:], stdin)
+	case "install":
+		return runInstall(args[1:], stdout, stderr)
+	case "uninstall":
+		return runUninstall(args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "claudemesh", mcp.Version)
 		return nil
