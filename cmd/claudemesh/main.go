@@ -30,6 +30,7 @@ commands:
   mcp       run the MCP stdio server for one Claude Code session
   install   register claudemesh with Claude Code (user, or --project)
   uninstall remove what install registered
+  launch    start claude with a session id claudemesh sees from the start
   hook      run a Claude Code hook (session-start)
   version   print the version
 
@@ -64,6 +65,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return runInstall(args[1:], stdout, stderr)
 	case "uninstall":
 		return runUninstall(args[1:], stdout, stderr)
+	case "launch":
+		return runLaunch(args[1:], stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "claudemesh", mcp.Version)
 		return nil
