@@ -328,3 +328,35 @@ func TestHalfOpenConnectionGoesToGraceAndBack(t *testing.T) {
 		t.Errorf("%d replacements, want none: the client's own reconnect replaces nothing", n)
 	}
 }
+
+func TestReattachFromGrace(t *testing.T) {
+	t.Parallel()
+	clk := newClock()
+	tb := newBroker(t, broker.Config{Now: clk.Now, Grace: time.Minute})
+	alice := tb.dial(t, newKey(t, testMesh), "alice")
+	bobKey := newKey(t, testMesh)
+	tb.join(t, bobKey, websocket.DefaultDialer).NetConn().Close()
+	waitState(t, alice, bobKey.ID(), wire.PeerGrace)
+	queued, status := sendText(t, alice, bobKey, "while reconnecting")
+	if status != wire.StatusQueued {
+		t.Errorf("DM to a session in grace: %s, want queued", status)
+	}
+	clk.Advance(30 * time.Second)
+
+	bob := tb.dial(t, bobKey, "bob")
+	if n := bob.logs.count("connected to broker", "replaced", "true"); n != 0 {
+		t.Errorf("reattaching from grace reported a replacement")
+	}
+	bob.sync(t, alice)
+	exactlyOnce(t, bob, queued)
+	got := wantState(t, alice, bobKey.ID(), wire.PeerOnline)
+	if !got.ConnectedSince.Equal(clk.Now()) || !got.GraceUntil.IsZero() {
+		t.Errorf("bob after reattaching: %+v", got)
+	}
+	// Grace would have ended now; the session is online, not offline.
+	clk.Advance(time.Minute)
+	wantState(t, alice, bobKey.ID(), wire.PeerOnline)
+	if st := tb.srv.Stats(); st.Replacements != 0 || st.Grace != 0 {
+		t.Errorf("stats %+v, want no replacement and nothing in grace", st)
+	}
+}
