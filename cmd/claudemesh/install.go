@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/claudemesh/claudemesh/claudecode"
 )
@@ -27,6 +28,9 @@ func runInstall(args []string, stdout, stderr io.Writer) error {
 	reg, err := registration(fs, *project, *dir)
 	if err != nil {
 		return err
+	}
+	if strings.Contains(reg.Command, string(filepath.Separator)+"go-build") {
+		fmt.Fprintf(stderr, "claudemesh: warning: registering %s, a binary 'go run' will delete; install the binary first (go install ./cmd/claudemesh)\n", reg.Command)
 	}
 	reports, err := reg.Install(*force)
 	printReports(stdout, reports, "claudemesh is already registered; nothing changed")
