@@ -114,7 +114,7 @@ func TestLatestSessionPicksNewest(t *testing.T) {
 	writeTranscript(t, dir, strings.ToUpper(id3)+".jsonl", cwd, base.Add(time.Hour))
 	writeTranscript(t, dir, id3+".json", cwd, base.Add(time.Hour))
 	writeTranscript(t, dir, "00000000-0000-0000-0000-000000000000.jsonl", cwd, base.Add(time.Hour))
-	for _, name := range []string{id4 + ".jsonl", id3} { // a directory named like a transcript; one of subagent transcripts
+	for _, name := range []string{id4 + ".jsonl", id3} { // directories, one named like a transcript, one like a session
 		if err := os.Mkdir(filepath.Join(dir, name), 0o700); err != nil {
 			t.Fatal(err)
 		}
