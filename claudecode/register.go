@@ -26,9 +26,8 @@ var hooks = []struct{ event, arg string }{
 }
 
 // ErrForeign reports that the place where claudemesh would register holds
-// an entry it did not write: an mcpServers.claudemesh entry with another
-// command, or a claudemesh hook of another binary. Install replaces it only
-// when forced.
+// an entry it did not write: an mcpServers.claudemesh entry that runs
+// something other than claudemesh. Install replaces it only when forced.
 var ErrForeign = errors.New("already registered differently")
 
 // Registration says where and how claudemesh is registered with Claude
@@ -92,10 +91,10 @@ func hookCommand(command, arg string) string {
 
 // Install registers claudemesh: its MCP server and its hooks. Entries that
 // are already there are left as they are, so a second Install changes
-// nothing. An mcpServers.claudemesh entry that runs another command, or a
-// claudemesh hook of another binary, makes Install fail with an error
-// matching ErrForeign and write nothing, unless force is set: then it is
-// replaced. Every file is checked before any is written. Everything else in
+// nothing; entries of a claudemesh binary at another path (it moved) are
+// updated. An mcpServers.claudemesh entry that runs something other than
+// claudemesh makes Install fail with an error matching ErrForeign and write
+// nothing, unless force is set: then it is replaced. Every file is checked before any is written. Everything else in
 // the files is kept, key order included.
 func (r Registration) Install(force bool) ([]Report, error) {
 	return r.edit(func(mcp, settings *jsonFile) error {
@@ -163,14 +162,18 @@ func (r Registration) installServer(f *jsonFile, force bool) error {
 	note := "added mcpServers." + ServerName + ": " + want
 	if cur, ok := servers.get(ServerName); ok {
 		got := describeServer(cur)
-		if runs(cur, r.Command) {
+		switch {
+		case runs(cur, r.Command):
 			f.found("mcpServers." + ServerName + " is already registered: " + want)
 			return nil
-		}
-		if !force {
+		case isOurServer(cur):
+			// Ours, from a binary that has moved since.
+			note = "updated mcpServers." + ServerName + " (it ran " + got + "): " + want
+		case !force:
 			return fmt.Errorf("%s: mcpServers.%s runs %s, not %s: %w", f.path, ServerName, got, want, ErrForeign)
+		default:
+			note = "replaced mcpServers." + ServerName + " (it ran " + got + "): " + want
 		}
-		note = "replaced mcpServers." + ServerName + " (it ran " + got + "): " + want
 	}
 	servers.set(ServerName, serverEntry(r.Command))
 	f.root.set("mcpServers", servers.marshal())
@@ -283,9 +286,8 @@ func (r Registration) installHooks(f *jsonFile, force bool) error {
 				}
 			}
 		}
-		if len(others) > 0 && !force {
-			return fmt.Errorf("%s: hooks.%s runs %s, not %s: %w", f.path, h.event, strings.Join(others, ", "), want, ErrForeign)
-		}
+		// others are claudemesh hooks from a binary that has moved since:
+		// replaced by this one.
 		if present && len(others) == 0 {
 			f.found(h.event + " hook is already registered: " + want)
 			continue

@@ -403,17 +403,6 @@ func TestInstallRefusesForeignEntries(t *testing.T) {
 			wantInState:       `"command": "` + bin + `"`,
 			wantGoneFromState: "claudemesh-js",
 		},
-		{
-			name:              "another claudemesh binary",
-			state:             `{"mcpServers": {"claudemesh": {"type": "stdio", "command": "/old/claudemesh", "args": ["mcp"]}}}`,
-			wantInState:       `"command": "` + bin + `"`,
-			wantGoneFromState: "/old/claudemesh",
-		},
-		{
-			name:             "a hook of another claudemesh binary",
-			settings:         `{"hooks": {"SessionStart": [{"hooks": [{"type": "command", "command": "/old/claudemesh hook session-start"}, {"type": "command", "command": "echo hi"}]}]}}`,
-			wantGoneSettings: "/old/claudemesh",
-		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -454,6 +443,26 @@ func TestInstallRefusesForeignEntries(t *testing.T) {
 				t.Errorf("forced install removed another server:\n%s", state)
 			}
 		})
+	}
+}
+
+// A claudemesh binary that moved (reinstalled elsewhere) is updated in
+// place without --force: the entries are claudemesh's own.
+func TestInstallUpdatesAMovedBinary(t *testing.T) {
+	r := scopes[0].reg(t)
+	writeFile(t, r.MCPFile, `{"mcpServers": {"claudemesh": {"type": "stdio", "command": "/old/claudemesh", "args": ["mcp"]}, "other": {"command": "x"}}}`, 0o600)
+	writeFile(t, r.SettingsFile, `{"hooks": {"SessionStart": [{"hooks": [{"type": "command", "command": "/old/claudemesh hook session-start"}, {"type": "command", "command": "echo hi"}]}]}}`, 0o600)
+	reports, err := r.Install(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkReports(t, "install over a moved binary", reports, true, true)
+	state, settings := readFile(t, r.MCPFile), readFile(t, r.SettingsFile)
+	if !strings.Contains(state, `"command": "`+bin+`"`) || strings.Contains(state, "/old/claudemesh") || !strings.Contains(state, `"other"`) {
+		t.Errorf("%s after install:\n%s", r.MCPFile, state)
+	}
+	if strings.Contains(settings, "/old/claudemesh") || !strings.Contains(settings, bin+" hook session-start") || !strings.Contains(settings, "echo hi") {
+		t.Errorf("%s after install:\n%s", r.SettingsFile, settings)
 	}
 }
 

@@ -21,7 +21,7 @@ func runInstall(args []string, stdout, stderr io.Writer) error {
 		fs.PrintDefaults()
 	}
 	project, dir := scopeFlags(fs)
-	force := fs.Bool("force", false, "replace an mcpServers.claudemesh entry or claudemesh hook that runs another command")
+	force := fs.Bool("force", false, "replace an mcpServers.claudemesh entry that runs something other than claudemesh")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
