@@ -20,8 +20,8 @@ const (
 	CodeInternal           = "internal"            // broker-side failure; retry
 )
 
-// Error is the error frame. Ref names the request it answers (a DM id or a
-// peers request number) when there is one. An error frame sent during the
+// Error is the error frame. Ref names the request it answers (a DM id, or the
+// number of a peers or status request) when there is one. An error frame sent during the
 // handshake, or with code session_replaced or shutting_down, is followed
 // by the broker closing the connection.
 type Error struct {

@@ -4,9 +4,10 @@
 //
 // A connection starts with the broker's Challenge; the client answers with a
 // Hello signed by its session key over HelloTranscript; the broker answers
-// Welcome or an Error and closes. After that the client sends Send, Ack and
-// PeersRequest frames and the broker answers with Sent, DM, PeerList and
-// Error frames. PROTOCOL.md at the repository root is the prose version.
+// Welcome or an Error and closes. After that the client sends Send, Receipt,
+// Ack, PeersRequest and StatusRequest frames and the broker answers with
+// Sent, DM, PeerList, StatusList and Error frames. PROTOCOL.md at the
+// repository root is the prose version.
 //
 // wire is a leaf package: it imports no other claudemesh package.
 package wire
@@ -36,7 +37,8 @@ const (
 	MaxBoxSize   = 256 << 10
 	MaxNameLen   = 128
 	MaxPathLen   = 4096
-	MaxAckIDs    = 512
+	// MaxAckIDs bounds the ids of one Ack, Receipt or StatusRequest.
+	MaxAckIDs = 512
 	// MaxPeers bounds a peer list; a broker lists the most present first.
 	MaxPeers  = 1000
 	NonceSize = 24
@@ -47,17 +49,20 @@ const (
 
 // Frame types.
 const (
-	TypeChallenge = "challenge"
-	TypeHello     = "hello"
-	TypeWelcome   = "welcome"
-	TypeSend      = "send"
-	TypeSent      = "sent"
-	TypeDM        = "dm"
-	TypeAck       = "ack"
-	TypePeers     = "peers"
-	TypePeerList  = "peer_list"
-	TypeError     = "error"
-	TypeBye       = "bye"
+	TypeChallenge  = "challenge"
+	TypeHello      = "hello"
+	TypeWelcome    = "welcome"
+	TypeSend       = "send"
+	TypeSent       = "sent"
+	TypeDM         = "dm"
+	TypeAck        = "ack"
+	TypeReceipt    = "receipt"
+	TypePeers      = "peers"
+	TypePeerList   = "peer_list"
+	TypeStatus     = "status"
+	TypeStatusList = "status_list"
+	TypeError      = "error"
+	TypeBye        = "bye"
 )
 
 // Frame is any frame. Type reports the value of its "type" field.
@@ -161,10 +166,14 @@ const (
 type Sent struct {
 	ID     string `json:"id"`
 	Status string `json:"status"`
+	// ExpiresAt is when the DM expires if its recipient has not read it by
+	// then. For a resend it is the time set when the DM was first stored,
+	// which is in the past for a DM that already expired.
+	ExpiresAt time.Time `json:"expires_at,omitzero"`
 }
 
 // DM delivers one sealed DM to its recipient. The recipient answers with an
-// Ack once it has kept or shown the DM; until then the broker keeps it and
+// Ack once the DM was read (or dismissed); until then the broker keeps it and
 // delivers it again on the next connection.
 type DM struct {
 	ID          string    `json:"id"`
@@ -174,11 +183,36 @@ type DM struct {
 	Nonce       []byte    `json:"nonce"`
 	Box         []byte    `json:"box"`
 	SentAt      time.Time `json:"sent_at"`
+	// PushedAt is set when the recipient reported before (Receipt with
+	// ReceiptPushed) that it wrote this DM into its session, so that it
+	// does not write it again after a restart.
+	PushedAt time.Time `json:"pushed_at,omitzero"`
 }
 
-// Ack tells the broker that the listed DMs were received; it forgets them.
+// Ack tells the broker that the listed DMs were read: the recipient's model
+// was shown them, or with Cleared the user dismissed them unread. The broker
+// drops their payload and stops delivering them.
 type Ack struct {
-	IDs []string `json:"ids"`
+	IDs     []string `json:"ids"`
+	Cleared bool     `json:"cleared,omitempty"`
+}
+
+// Receipt states: how far the recipient's side got with a DM it has not
+// read yet.
+const (
+	// ReceiptReceived: the recipient's client holds the DM.
+	ReceiptReceived = "received"
+	// ReceiptPushed: the recipient's client wrote the DM into its session.
+	ReceiptPushed = "pushed"
+)
+
+// Receipt tells the broker that the listed DMs, addressed to the sender of
+// the frame, reached State at At. The broker keeps the first time of each
+// state per DM and ignores ids addressed to anyone else. It does not answer.
+type Receipt struct {
+	IDs   []string  `json:"ids"`
+	State string    `json:"state"` // ReceiptReceived or ReceiptPushed
+	At    time.Time `json:"at"`
 }
 
 // PeersRequest asks for the sessions of the caller's mesh.
@@ -216,17 +250,72 @@ type PeerList struct {
 	Peers []Peer `json:"peers"`
 }
 
-func (Challenge) Type() string    { return TypeChallenge }
-func (Hello) Type() string        { return TypeHello }
-func (Welcome) Type() string      { return TypeWelcome }
-func (Send) Type() string         { return TypeSend }
-func (Sent) Type() string         { return TypeSent }
-func (DM) Type() string           { return TypeDM }
-func (Ack) Type() string          { return TypeAck }
-func (PeersRequest) Type() string { return TypePeers }
-func (PeerList) Type() string     { return TypePeerList }
-func (*Error) Type() string       { return TypeError }
-func (Bye) Type() string          { return TypeBye }
+// StatusRequest asks where DMs the caller sent stand.
+type StatusRequest struct {
+	Req uint64   `json:"req"`
+	IDs []string `json:"ids"`
+}
+
+// Delivery states of a DM, as MessageStatus.State reports them.
+const (
+	// StateQueued: stored; the recipient's client does not have it yet.
+	StateQueued = "queued"
+	// StateDelivered: the recipient's client has it.
+	StateDelivered = "delivered"
+	// StatePushed: written into the recipient's session; not read through
+	// its inbox yet.
+	StatePushed = "pushed"
+	// StateRead: the recipient's inbox returned it.
+	StateRead = "read"
+	// StateCleared: the recipient dismissed it unread.
+	StateCleared = "cleared"
+	// StateExpired: its time to live passed before it was read.
+	StateExpired = "expired"
+	// StateUnknown: the broker knows no DM with this id from the caller:
+	// never sent by this session key, or forgotten since.
+	StateUnknown = "unknown"
+)
+
+// MessageStatus is where one DM stands. Times are zero when the event has
+// not happened (or, for an unknown DM, is not known); each is the first
+// time it happened.
+type MessageStatus struct {
+	ID     string `json:"id"`
+	To     Key    `json:"to,omitempty"`
+	ToName string `json:"to_name,omitempty"`
+	// State is one of the State constants; a client treats a state it does
+	// not know as StateUnknown.
+	State      string    `json:"state"`
+	CreatedAt  time.Time `json:"created_at,omitzero"`
+	ExpiresAt  time.Time `json:"expires_at,omitzero"`
+	ReceivedAt time.Time `json:"received_at,omitzero"`
+	PushedAt   time.Time `json:"pushed_at,omitzero"`
+	// ReadAt is when the recipient acknowledged the DM: read it
+	// (StateRead) or dismissed it (StateCleared).
+	ReadAt time.Time `json:"read_at,omitzero"`
+}
+
+// StatusList answers StatusRequest: one status per requested id, in the
+// order of the request.
+type StatusList struct {
+	Req      uint64          `json:"req"`
+	Statuses []MessageStatus `json:"statuses"`
+}
+
+func (Challenge) Type() string     { return TypeChallenge }
+func (Hello) Type() string         { return TypeHello }
+func (Welcome) Type() string       { return TypeWelcome }
+func (Send) Type() string          { return TypeSend }
+func (Sent) Type() string          { return TypeSent }
+func (DM) Type() string            { return TypeDM }
+func (Ack) Type() string           { return TypeAck }
+func (Receipt) Type() string       { return TypeReceipt }
+func (PeersRequest) Type() string  { return TypePeers }
+func (PeerList) Type() string      { return TypePeerList }
+func (StatusRequest) Type() string { return TypeStatus }
+func (StatusList) Type() string    { return TypeStatusList }
+func (*Error) Type() string        { return TypeError }
+func (Bye) Type() string           { return TypeBye }
 
 // Encode returns the JSON form of f with its "type" field.
 func Encode(f Frame) ([]byte, error) {
@@ -288,10 +377,16 @@ func Decode(data []byte) (Frame, error) {
 		f = new(DM)
 	case TypeAck:
 		f = new(Ack)
+	case TypeReceipt:
+		f = new(Receipt)
 	case TypePeers:
 		f = new(PeersRequest)
 	case TypePeerList:
 		f = new(PeerList)
+	case TypeStatus:
+		f = new(StatusRequest)
+	case TypeStatusList:
+		f = new(StatusList)
 	case TypeError:
 		f = new(Error)
 	case TypeBye:
@@ -332,9 +427,15 @@ func deref(f Frame) Frame {
 		return *v
 	case *Ack:
 		return *v
+	case *Receipt:
+		return *v
 	case *PeersRequest:
 		return *v
 	case *PeerList:
+		return *v
+	case *StatusRequest:
+		return *v
+	case *StatusList:
 		return *v
 	case *Bye:
 		return *v
@@ -428,22 +529,53 @@ func (d DM) validate() error {
 	return nil
 }
 
-func (a Ack) validate() error {
-	if len(a.IDs) == 0 {
+func (a Ack) validate() error { return validIDs(TypeAck, a.IDs) }
+
+func (r Receipt) validate() error {
+	if err := validIDs(TypeReceipt, r.IDs); err != nil {
+		return err
+	}
+	switch r.State {
+	case ReceiptReceived, ReceiptPushed:
+		return nil
+	}
+	return fmt.Errorf("unknown state %q", truncate(r.State, 16))
+}
+
+func (PeersRequest) validate() error { return nil }
+
+func (r StatusRequest) validate() error { return validIDs(TypeStatus, r.IDs) }
+
+func (l StatusList) validate() error {
+	if len(l.Statuses) > MaxAckIDs {
+		return fmt.Errorf("%d statuses exceeds the limit of %d", len(l.Statuses), MaxAckIDs)
+	}
+	for i, st := range l.Statuses {
+		if err := validUUID(st.ID); err != nil {
+			return fmt.Errorf("statuses[%d]: id: %w", i, err)
+		}
+		if st.State == "" {
+			return fmt.Errorf("statuses[%d]: state is required", i)
+		}
+	}
+	return nil
+}
+
+// validIDs checks the DM ids of a frame of type typ: 1 to MaxAckIDs UUIDs.
+func validIDs(typ string, ids []string) error {
+	if len(ids) == 0 {
 		return errors.New("ids is required")
 	}
-	if len(a.IDs) > MaxAckIDs {
-		return &ParseError{CodeTooLarge, fmt.Errorf("ack frame: %d ids exceeds the limit of %d", len(a.IDs), MaxAckIDs)}
+	if len(ids) > MaxAckIDs {
+		return &ParseError{CodeTooLarge, fmt.Errorf("%s frame: %d ids exceeds the limit of %d", typ, len(ids), MaxAckIDs)}
 	}
-	for _, id := range a.IDs {
+	for _, id := range ids {
 		if err := validUUID(id); err != nil {
 			return fmt.Errorf("ids: %w", err)
 		}
 	}
 	return nil
 }
-
-func (PeersRequest) validate() error { return nil }
 
 func (Bye) validate() error { return nil }
 

@@ -15,6 +15,7 @@ var (
 	testKey   = Key(bytes.Repeat([]byte{7}, KeySize))
 	testNonce = bytes.Repeat([]byte{9}, NonceSize)
 	testID    = "0b8f6a2e-3c1d-4e5f-8a9b-0c1d2e3f4a5b"
+	testID2   = "7d2c1b0a-9e8f-4a6b-b5c4-d3e2f1a0b9c8"
 )
 
 func TestRoundTrip(t *testing.T) {
@@ -25,8 +26,19 @@ func TestRoundTrip(t *testing.T) {
 		Welcome{Version: Version, KeyID: "070707070707", ServerTime: now, Replaced: true, GraceMS: 90000},
 		Send{ID: testID, To: testKey, Nonce: testNonce, Box: []byte("ciphertext")},
 		Sent{ID: testID, Status: StatusQueued},
+		Sent{ID: testID, Status: StatusDelivered, ExpiresAt: now},
 		DM{ID: testID, From: testKey, FromName: "bob", FromSession: testID, Nonce: testNonce, Box: []byte{0, 1}, SentAt: now},
+		DM{ID: testID, From: testKey, FromName: "bob", Nonce: testNonce, Box: []byte{0, 1}, SentAt: now, PushedAt: now},
 		Ack{IDs: []string{testID}},
+		Ack{IDs: []string{testID, testID2}, Cleared: true},
+		Receipt{IDs: []string{testID}, State: ReceiptReceived, At: now},
+		Receipt{IDs: []string{testID, testID2}, State: ReceiptPushed, At: now},
+		StatusRequest{Req: 43, IDs: []string{testID, testID2}},
+		StatusList{Req: 43, Statuses: []MessageStatus{
+			{ID: testID, To: testKey, ToName: "bob", State: StateRead, CreatedAt: now, ExpiresAt: now, ReceivedAt: now, PushedAt: now, ReadAt: now},
+			{ID: testID2, State: StateUnknown},
+		}},
+		StatusList{Req: 44, Statuses: []MessageStatus{}},
 		PeersRequest{Req: 42},
 		PeerList{Req: 42, Peers: []Peer{{Key: testKey, KeyID: "0707", Name: "bob", State: PeerOnline, ConnectedSince: now, LastSeen: now},
 			{Key: testKey, KeyID: "0707", Name: "carol", State: PeerGrace, LastSeen: now, GraceUntil: now}}},
@@ -83,6 +95,20 @@ func TestDecodeRejects(t *testing.T) {
 		{"peer_list unknown state", `{"type":"peer_list","req":1,"peers":[{"key":"` + testKey.String() + `","state":"ghost"}]}`, CodeBadFrame, "unknown state"},
 		{"ack too many", `{"type":"ack","ids":[` + strings.Repeat(`"`+testID+`",`, MaxAckIDs) + `"` + testID + `"]}`, CodeTooLarge, "exceeds the limit"},
 		{"error no code", `{"type":"error","message":"x"}`, CodeBadFrame, "code is required"},
+		{"receipt no ids", `{"type":"receipt","ids":[],"state":"received","at":"2026-01-01T00:00:00Z"}`, CodeBadFrame, "ids is required"},
+		{"receipt bad id", `{"type":"receipt","ids":["x"],"state":"received"}`, CodeBadFrame, "not a UUID"},
+		{"receipt unknown state", `{"type":"receipt","ids":["` + testID + `"],"state":"read"}`, CodeBadFrame, `unknown state "read"`},
+		{"receipt no state", `{"type":"receipt","ids":["` + testID + `"]}`, CodeBadFrame, `unknown state ""`},
+		{"receipt bad time", `{"type":"receipt","ids":["` + testID + `"],"state":"pushed","at":"yesterday"}`, CodeBadFrame, "receipt frame"},
+		{"receipt too many", `{"type":"receipt","state":"pushed","ids":[` + strings.Repeat(`"`+testID+`",`, MaxAckIDs) + `"` + testID + `"]}`, CodeTooLarge, "exceeds the limit"},
+		{"ack cleared not bool", `{"type":"ack","ids":["` + testID + `"],"cleared":"yes"}`, CodeBadFrame, "ack frame"},
+		{"status no ids", `{"type":"status","req":1}`, CodeBadFrame, "ids is required"},
+		{"status bad id", `{"type":"status","req":1,"ids":["` + testID + `","nope"]}`, CodeBadFrame, "not a UUID"},
+		{"status too many", `{"type":"status","req":1,"ids":[` + strings.Repeat(`"`+testID+`",`, MaxAckIDs) + `"` + testID + `"]}`, CodeTooLarge, "exceeds the limit"},
+		{"status_list bad id", `{"type":"status_list","req":1,"statuses":[{"id":"x","state":"read"}]}`, CodeBadFrame, "not a UUID"},
+		{"status_list no state", `{"type":"status_list","req":1,"statuses":[{"id":"` + testID + `"}]}`, CodeBadFrame, "state is required"},
+		{"status_list short key", `{"type":"status_list","req":1,"statuses":[{"id":"` + testID + `","to":"0707","state":"read"}]}`, CodeBadFrame, "key must be 64 hex"},
+		{"dm bad pushed_at", `{"type":"dm","id":"` + testID + `","from":"` + testKey.String() + `","nonce":"CQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJ","box":"AA==","pushed_at":5}`, CodeBadFrame, "dm frame"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -145,12 +171,77 @@ func TestHelloTranscriptBindsEveryField(t *testing.T) {
 	}
 }
 
+// A newer broker may report states this side does not know yet: the list
+// still decodes, so a client can treat them as unknown.
+func TestStatusListToleratesNewStates(t *testing.T) {
+	in := `{"type":"status_list","req":3,"statuses":[{"id":"` + testID + `","state":"bounced","extra":1}]}`
+	f, err := Decode([]byte(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l, ok := f.(StatusList); !ok || len(l.Statuses) != 1 || l.Statuses[0].State != "bounced" {
+		t.Fatalf("Decode = %#v", f)
+	}
+}
+
+// Frames of older peers, without the optional fields added since, decode
+// with those fields zero.
+func TestOptionalFieldsAbsent(t *testing.T) {
+	for in, want := range map[string]Frame{
+		`{"type":"ack","ids":["` + testID + `"]}`:                        Ack{IDs: []string{testID}},
+		`{"type":"sent","id":"` + testID + `","status":"queued"}`:        Sent{ID: testID, Status: StatusQueued},
+		`{"type":"receipt","ids":["` + testID + `"],"state":"received"}`: Receipt{IDs: []string{testID}, State: ReceiptReceived},
+	} {
+		got, err := Decode([]byte(in))
+		if err != nil {
+			t.Fatalf("Decode(%s): %v", in, err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("Decode(%s) = %#v, want %#v", in, got, want)
+		}
+	}
+	// And zero optional fields are left out, so older peers see the frames
+	// they know.
+	for _, f := range []Frame{Sent{ID: testID, Status: StatusQueued}, DM{ID: testID}, Ack{IDs: []string{testID}}} {
+		b, err := Encode(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, field := range []string{"expires_at", "pushed_at", "cleared"} {
+			if strings.Contains(string(b), field) {
+				t.Errorf("Encode(%#v) = %s, carries a zero %s", f, b, field)
+			}
+		}
+	}
+}
+
 func TestFuzzCorpusPresent(t *testing.T) {
 	entries, err := os.ReadDir(filepath.Join("testdata", "fuzz", "FuzzDecode"))
 	if err != nil || len(entries) == 0 {
 		t.Fatalf("seed corpus for FuzzDecode is missing or empty: %v", err)
 	}
+	// Every frame type has a seed, so the fuzzer starts from each shape.
+	seeded := map[string]bool{}
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join("testdata", "fuzz", "FuzzDecode", e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, typ := range frameTypes {
+			if strings.Contains(string(b), `\"type\":\"`+typ+`\"`) {
+				seeded[typ] = true
+			}
+		}
+	}
+	for _, typ := range frameTypes {
+		if !seeded[typ] {
+			t.Errorf("no seed in the FuzzDecode corpus for %s frames", typ)
+		}
+	}
 }
+
+var frameTypes = []string{TypeChallenge, TypeHello, TypeWelcome, TypeSend, TypeSent, TypeDM, TypeAck, TypeReceipt,
+	TypePeers, TypePeerList, TypeStatus, TypeStatusList, TypeError, TypeBye}
 
 func FuzzDecode(f *testing.F) {
 	f.Add([]byte(`{"type":"peers","req":1}`))
@@ -185,16 +276,36 @@ func normalize(f Frame) Frame {
 	case Welcome:
 		v.ServerTime = v.ServerTime.UTC()
 		return v
+	case Sent:
+		v.ExpiresAt = v.ExpiresAt.UTC()
+		return v
 	case DM:
-		v.SentAt = v.SentAt.UTC()
+		v.SentAt, v.PushedAt = v.SentAt.UTC(), v.PushedAt.UTC()
+		return v
+	case Receipt:
+		v.At = v.At.UTC()
 		return v
 	case PeerList:
 		if len(v.Peers) == 0 {
 			v.Peers = nil
 		}
 		for i := range v.Peers {
-			v.Peers[i].LastSeen = v.Peers[i].LastSeen.UTC()
-			v.Peers[i].ConnectedSince = v.Peers[i].ConnectedSince.UTC()
+			p := &v.Peers[i]
+			p.LastSeen, p.ConnectedSince, p.GraceUntil = p.LastSeen.UTC(), p.ConnectedSince.UTC(), p.GraceUntil.UTC()
+		}
+		return v
+	case StatusList:
+		if len(v.Statuses) == 0 {
+			v.Statuses = nil
+		}
+		for i := range v.Statuses {
+			st := &v.Statuses[i]
+			if len(st.To) == 0 {
+				st.To = nil
+			}
+			for _, tm := range []*time.Time{&st.CreatedAt, &st.ExpiresAt, &st.ReceivedAt, &st.PushedAt, &st.ReadAt} {
+				*tm = tm.UTC()
+			}
 		}
 		return v
 	case Hello:
