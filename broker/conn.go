@@ -514,7 +514,7 @@ func (c *conn) handleSend(f wire.Send) {
 func (c *conn) handleAck(f wire.Ack) {
 	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
 	defer cancel()
-	if _, err := c.s.cfg.Store.Ack(ctx, c.hello.Mesh, c.hello.Key, f.IDs); err != nil {
+	if _, err := c.s.cfg.Store.Ack(ctx, c.hello.Mesh, c.hello.Key, f.IDs, c.s.cfg.Now(), f.Cleared); err != nil {
 		c.log.Error("ack DMs", "err", err)
 		c.reply(wire.Errorf(wire.CodeInternal, "broker could not record the ack; the DMs will be delivered again"))
 		return

@@ -267,7 +267,7 @@ func (s *Server) Expire(ctx context.Context) (int, error) {
 			return 0, fmt.Errorf("expire: record online session: %w", err)
 		}
 	}
-	n, err := s.cfg.Store.Expire(ctx, now, now.Add(-s.cfg.QueueTTL))
+	n, err := s.cfg.Store.Expire(ctx, now, s.cfg.QueueTTL, now.Add(-s.cfg.QueueTTL))
 	if err != nil {
 		return 0, fmt.Errorf("expire: %w", err)
 	}

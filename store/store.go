@@ -2,9 +2,22 @@
 // recipients and the sessions the broker has seen.
 //
 // The broker writes a DM to the store before it acknowledges the sender and
-// removes its payload only after the recipient acknowledged it. Every
-// implementation (store/sqlite, the embedded default; store/postgres for
-// scale-out) must pass the conformance suite in store/storetest.
+// removes its payload only after the recipient acknowledged it or its time to
+// live ran out. Along the way the store records when the recipient reported
+// it received, pushed into its session and read (or cleared) the DM, so that
+// the sender can ask where the DM stands (Status). Every implementation
+// (store/sqlite, the embedded default; store/postgres for scale-out) must
+// pass the conformance suite in store/storetest.
+//
+// # Life of a DM
+//
+// A DM is pending from Enqueue until its recipient acknowledges it (Ack) or
+// until its ExpiresAt. Acknowledged, it keeps no payload: its row is a
+// tombstone that recognises a resent ID and remembers its times. Expire at or
+// after ExpiresAt drops the payload of a DM never acknowledged; from
+// ExpiresAt on it is expired and never pending again. Expire deletes a row,
+// acknowledged or expired, once ExpiresAt + retention has passed; after that
+// its ID is unknown and may be used again.
 //
 // Keys are ed25519 public keys (32 bytes). Message IDs are UUID strings chosen
 // by the sender. A Store never sees plaintext: Box is NaCl ciphertext.
@@ -38,7 +51,41 @@ type Message struct {
 	Nonce       []byte    // 24-byte NaCl nonce
 	Box         []byte    // NaCl box ciphertext
 	CreatedAt   time.Time // when the broker accepted it
-	ExpiresAt   time.Time // when it is dropped if still undelivered
+	ExpiresAt   time.Time // when it expires if still unread
+	// ReceivedAt and PushedAt are when the recipient first reported the DM
+	// received and pushed (see Receipt); zero if never. Pending returns
+	// them; Enqueue ignores them.
+	ReceivedAt time.Time
+	PushedAt   time.Time
+}
+
+// Receipt states, as the recipient reports them (Store.Receipt).
+const (
+	ReceiptReceived = "received" // the recipient's client holds the DM
+	ReceiptPushed   = "pushed"   // the recipient's client wrote it into its session
+)
+
+// Delivery states of a DM, as Store.Status reports them. The first that
+// applies wins.
+const (
+	StateUnknown   = "unknown"   // no such DM from this sender (never stored, or deleted)
+	StateCleared   = "cleared"   // acknowledged as dismissed unread
+	StateRead      = "read"      // acknowledged as read
+	StateExpired   = "expired"   // ExpiresAt <= now and never acknowledged
+	StatePushed    = "pushed"    // reported pushed
+	StateDelivered = "delivered" // reported received
+	StateQueued    = "queued"    // stored; nothing reported yet
+)
+
+// MessageStatus is where one DM stands, as its sender may see it.
+type MessageStatus struct {
+	ID     string
+	To     []byte // recipient's key; nil when unknown
+	ToName string // recipient's display name as last seen; "" if not known
+	State  string // one of the State constants
+	// Times of the DM's events; zero when they did not happen. ReadAt is
+	// the time of the acknowledgement, read or cleared.
+	CreatedAt, ExpiresAt, ReceivedAt, PushedAt, ReadAt time.Time
 }
 
 // EnqueueResult says what Enqueue did with a message.
@@ -53,6 +100,9 @@ const (
 	// AlreadyAcked: the same message was stored before and its recipient
 	// has acknowledged it; it must not be delivered again.
 	AlreadyAcked
+	// AlreadyExpired: the same message was stored before and expired
+	// unread; it is not delivered.
+	AlreadyExpired
 )
 
 func (r EnqueueResult) String() string {
@@ -63,6 +113,8 @@ func (r EnqueueResult) String() string {
 		return "already-queued"
 	case AlreadyAcked:
 		return "already-acked"
+	case AlreadyExpired:
+		return "already-expired"
 	}
 	return "unknown"
 }
@@ -83,33 +135,58 @@ type Session struct {
 // to the implementation's documented durability mode. Times are compared as
 // instants and kept to at least microsecond precision.
 type Store interface {
-	// Enqueue stores m durably. Re-enqueueing an ID with the same mesh,
-	// sender, recipient, nonce and box is idempotent and reports
-	// AlreadyQueued or AlreadyAcked (an acked DM keeps only its id, mesh,
-	// sender and recipient, so only those are compared); the same ID with
-	// different contents is ErrConflict. If ctx ends after the write was
-	// handed to the store, it may still commit: callers retry with the same
-	// ID, which is idempotent.
+	// Enqueue stores m durably; m needs an ID, a sender, a recipient and a
+	// box. Re-enqueueing an ID with the same mesh, sender, recipient, nonce
+	// and box is idempotent and reports AlreadyQueued, AlreadyAcked or
+	// AlreadyExpired (an acked or expired DM keeps only its id, mesh, sender
+	// and recipient, so only those are compared); the same ID with different
+	// contents is ErrConflict. If ctx ends after the write was handed to the
+	// store, it may still commit: callers retry with the same ID, which is
+	// idempotent.
 	Enqueue(ctx context.Context, m Message) (EnqueueResult, error)
 
 	// Pending returns up to limit (>= 1) unacknowledged, unexpired
-	// (ExpiresAt > now) messages for recipient `to` in mesh, in commit
-	// order, starting after the message with ID `after` ("" = from the
-	// start). A message committed later always comes after one committed
-	// earlier, so a reader that remembers the last ID it saw misses nothing.
-	// `after` may name an acked message; an ID that does not exist (any
-	// more) or belongs to another recipient is an error wrapping ErrNotFound.
+	// (ExpiresAt > now, payload not dropped by Expire) messages for
+	// recipient `to` in mesh, in commit order, starting after the message
+	// with ID `after` ("" = from the start). A message committed later
+	// always comes after one committed earlier, so a reader that remembers
+	// the last ID it saw misses nothing. `after` may name an acked or
+	// expired message; an ID that does not exist (any more) or belongs to
+	// another recipient is an error wrapping ErrNotFound.
 	Pending(ctx context.Context, mesh string, to []byte, now time.Time, after string, limit int) ([]Message, error)
 
-	// Ack marks messages addressed to `to` in mesh as received and forgets
-	// their payload. IDs that do not exist, are addressed to another key, or
-	// were already acked are ignored. It returns how many were newly acked.
-	Ack(ctx context.Context, mesh string, to []byte, ids []string) (int, error)
+	// Receipt records that the recipient `to` reached state (ReceiptReceived
+	// or ReceiptPushed) with the listed messages at `at`, which must not be
+	// zero. Only the first report of each state counts: it applies to
+	// messages addressed to `to` in mesh, not yet acknowledged, for which
+	// that state has no time yet. A time before a message's CreatedAt is
+	// recorded as its CreatedAt. Other IDs are ignored. It returns how many
+	// messages got the time; an unknown state is an error.
+	Receipt(ctx context.Context, mesh string, to []byte, ids []string, state string, at time.Time) (int, error)
 
-	// Expire deletes messages whose ExpiresAt <= now (acked or not) and
-	// sessions last seen before sessionsBefore. It returns the number of
-	// messages removed.
-	Expire(ctx context.Context, now, sessionsBefore time.Time) (int, error)
+	// Ack marks messages addressed to `to` in mesh as read at `at` (or,
+	// with cleared, dismissed unread) and forgets their payload. IDs that do
+	// not exist, are addressed to another key, or were already acked are
+	// ignored; an ack of an expired message that is still kept counts (the
+	// recipient had it). A time before a message's CreatedAt is recorded
+	// as its CreatedAt. It returns how many were newly acked.
+	Ack(ctx context.Context, mesh string, to []byte, ids []string, at time.Time, cleared bool) (int, error)
+
+	// Status reports, for each of ids in order (repeats included), where
+	// the message with that ID stands at now, as its sender `from` in mesh
+	// may see it: StateUnknown, with only ID set, when no such message is
+	// kept or it was sent by another key or in another mesh.
+	Status(ctx context.Context, mesh string, from []byte, ids []string, now time.Time) ([]MessageStatus, error)
+
+	// Expire ages messages and sessions at now:
+	//   - a message never acknowledged with ExpiresAt <= now loses its
+	//     payload; it stays, expired, for Status and to recognise a resend;
+	//   - a message with ExpiresAt + retention <= now, acknowledged or not,
+	//     is deleted;
+	//   - a session last seen before sessionsBefore is deleted.
+	// It returns how many messages expired unread in this call (lost their
+	// payload). A negative retention is an error.
+	Expire(ctx context.Context, now time.Time, retention time.Duration, sessionsBefore time.Time) (int, error)
 
 	// UpsertSession records that s was seen: it creates the row or updates
 	// SessionID, Name, ProjectDir and LastSeen (FirstSeen is kept; a zero

@@ -6,17 +6,20 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/claudemesh/claudemesh/store"
 )
 
-// Enqueue implements store.Store. An acknowledged message keeps no payload,
-// so a resent ID matching an acknowledged one by mesh, sender and recipient
-// reports store.AlreadyAcked whatever its nonce and box.
+// Enqueue implements store.Store. An acknowledged or expired message keeps
+// no payload, so a resent ID matching one by mesh, sender and recipient
+// reports store.AlreadyAcked or store.AlreadyExpired whatever its nonce and
+// box. A resend after the stored ExpiresAt (judged by m.CreatedAt) reports
+// store.AlreadyExpired even before Expire dropped the payload.
 func (s *Store) Enqueue(ctx context.Context, m store.Message) (store.EnqueueResult, error) {
-	if m.ID == "" || len(m.From) == 0 || len(m.To) == 0 {
-		return 0, errors.New("enqueue: message needs an id, a sender and a recipient")
+	if m.ID == "" || len(m.From) == 0 || len(m.To) == 0 || len(m.Box) == 0 {
+		return 0, errors.New("enqueue: message needs an id, a sender, a recipient and a box")
 	}
 	var res store.EnqueueResult
 	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
@@ -40,9 +43,10 @@ func (s *Store) Enqueue(ctx context.Context, m store.Message) (store.EnqueueResu
 			mesh                 string
 			from, to, nonce, box []byte
 			acked                bool
+			expires              int64
 		)
-		err = tx.QueryRowContext(ctx, `SELECT mesh, from_key, to_key, nonce, box, acked FROM messages WHERE id = ?`, m.ID).
-			Scan(&mesh, &from, &to, &nonce, &box, &acked)
+		err = tx.QueryRowContext(ctx, `SELECT mesh, from_key, to_key, nonce, box, acked, expires_at FROM messages WHERE id = ?`, m.ID).
+			Scan(&mesh, &from, &to, &nonce, &box, &acked, &expires)
 		if err != nil {
 			return fmt.Errorf("read existing: %w", err)
 		}
@@ -50,7 +54,12 @@ func (s *Store) Enqueue(ctx context.Context, m store.Message) (store.EnqueueResu
 		case mesh != m.Mesh || !bytes.Equal(from, m.From) || !bytes.Equal(to, m.To):
 		case acked:
 			res = store.AlreadyAcked
-		case bytes.Equal(nonce, m.Nonce) && bytes.Equal(box, m.Box):
+		case box == nil:
+			res = store.AlreadyExpired // Expire dropped the payload
+		case !bytes.Equal(nonce, m.Nonce) || !bytes.Equal(box, m.Box):
+		case expires <= nanos(m.CreatedAt):
+			res = store.AlreadyExpired
+		default:
 			res = store.AlreadyQueued
 		}
 		return nil
@@ -81,8 +90,10 @@ func (s *Store) Pending(ctx context.Context, mesh string, to []byte, now time.Ti
 			return nil, s.readErr("pending after "+after, err)
 		}
 	}
-	rows, err := s.r.QueryContext(ctx, `SELECT id, mesh, from_key, from_name, from_session, to_key, nonce, box, created_at, expires_at
-		FROM messages WHERE mesh = ? AND to_key = ? AND acked = 0 AND seq > ? AND expires_at > ?
+	// A message Expire dropped the payload of is expired whatever now says.
+	rows, err := s.r.QueryContext(ctx, `SELECT id, mesh, from_key, from_name, from_session, to_key, nonce, box,
+			created_at, expires_at, received_at, pushed_at
+		FROM messages WHERE mesh = ? AND to_key = ? AND acked = 0 AND seq > ? AND expires_at > ? AND box IS NOT NULL
 		ORDER BY seq LIMIT ?`, mesh, to, seq, nanos(now), limit)
 	if err != nil {
 		return nil, s.readErr("pending", err)
@@ -91,13 +102,15 @@ func (s *Store) Pending(ctx context.Context, mesh string, to []byte, now time.Ti
 	var out []store.Message
 	for rows.Next() {
 		var (
-			m                store.Message
-			created, expires int64
+			m                                  store.Message
+			created, expires, received, pushed int64
 		)
-		if err := rows.Scan(&m.ID, &m.Mesh, &m.From, &m.FromName, &m.FromSession, &m.To, &m.Nonce, &m.Box, &created, &expires); err != nil {
+		if err := rows.Scan(&m.ID, &m.Mesh, &m.From, &m.FromName, &m.FromSession, &m.To, &m.Nonce, &m.Box,
+			&created, &expires, &received, &pushed); err != nil {
 			return nil, s.readErr("pending", err)
 		}
 		m.CreatedAt, m.ExpiresAt = fromNanos(created), fromNanos(expires)
+		m.ReceivedAt, m.PushedAt = fromEventNanos(received), fromEventNanos(pushed)
 		out = append(out, m)
 	}
 	if err := rows.Err(); err != nil {
@@ -106,13 +119,51 @@ func (s *Store) Pending(ctx context.Context, mesh string, to []byte, now time.Ti
 	return out, nil
 }
 
+// receiptColumn names the column that records each receipt state.
+var receiptColumn = map[string]string{
+	store.ReceiptReceived: "received_at",
+	store.ReceiptPushed:   "pushed_at",
+}
+
+// Receipt implements store.Store.
+func (s *Store) Receipt(ctx context.Context, mesh string, to []byte, ids []string, state string, at time.Time) (int, error) {
+	col, ok := receiptColumn[state]
+	if !ok {
+		return 0, fmt.Errorf("receipt: unknown state %q", state)
+	}
+	if at.IsZero() {
+		return 0, errors.New("receipt: zero time")
+	}
+	var changed int
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		for _, id := range ids {
+			r, err := tx.ExecContext(ctx, `UPDATE messages SET `+col+` = max(?, created_at)
+				WHERE id = ? AND mesh = ? AND to_key = ? AND acked = 0 AND `+col+` = 0`, eventNanos(at), id, mesh, to)
+			if err != nil {
+				return fmt.Errorf("update: %w", err)
+			}
+			n, err := r.RowsAffected()
+			if err != nil {
+				return err
+			}
+			changed += int(n)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("receipt %s: %w", state, err)
+	}
+	return changed, nil
+}
+
 // Ack implements store.Store.
-func (s *Store) Ack(ctx context.Context, mesh string, to []byte, ids []string) (int, error) {
+func (s *Store) Ack(ctx context.Context, mesh string, to []byte, ids []string, at time.Time, cleared bool) (int, error) {
 	var acked int
 	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		for _, id := range ids {
-			r, err := tx.ExecContext(ctx, `UPDATE messages SET acked = 1, nonce = NULL, box = NULL
-				WHERE id = ? AND mesh = ? AND to_key = ? AND acked = 0`, id, mesh, to)
+			r, err := tx.ExecContext(ctx, `UPDATE messages SET acked = 1, nonce = NULL, box = NULL,
+					read_at = max(?, created_at), cleared = ?
+				WHERE id = ? AND mesh = ? AND to_key = ? AND acked = 0`, eventNanos(at), cleared, id, mesh, to)
 			if err != nil {
 				return fmt.Errorf("update: %w", err)
 			}
@@ -130,19 +181,92 @@ func (s *Store) Ack(ctx context.Context, mesh string, to []byte, ids []string) (
 	return acked, nil
 }
 
-// Expire implements store.Store.
-func (s *Store) Expire(ctx context.Context, now, sessionsBefore time.Time) (int, error) {
-	var removed int
-	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		r, err := tx.ExecContext(ctx, `DELETE FROM messages WHERE expires_at <= ?`, nanos(now))
+// statusChunk bounds the IDs Status looks up in one query.
+const statusChunk = 256
+
+// Status implements store.Store. The recipient's name is the one its session
+// last presented, while the broker remembers the session.
+func (s *Store) Status(ctx context.Context, mesh string, from []byte, ids []string, now time.Time) ([]store.MessageStatus, error) {
+	found := make(map[string]store.MessageStatus, len(ids))
+	for start := 0; start < len(ids); start += statusChunk {
+		chunk := ids[start:min(start+statusChunk, len(ids))]
+		args := make([]any, 0, len(chunk)+2)
+		args = append(args, mesh, from)
+		for _, id := range chunk {
+			args = append(args, id)
+		}
+		rows, err := s.r.QueryContext(ctx, `SELECT m.id, m.to_key, coalesce(s.name, ''), m.created_at, m.expires_at,
+				m.received_at, m.pushed_at, m.read_at, m.acked, m.cleared
+			FROM messages m LEFT JOIN sessions s ON s.mesh = m.mesh AND s.key = m.to_key
+			WHERE m.mesh = ? AND m.from_key = ? AND m.id IN (?`+strings.Repeat(", ?", len(chunk)-1)+`)`, args...)
 		if err != nil {
-			return fmt.Errorf("delete messages: %w", err)
+			return nil, s.readErr("status", err)
+		}
+		for rows.Next() {
+			var (
+				st                                         store.MessageStatus
+				created, expires, received, pushed, readAt int64
+				acked, cleared                             bool
+			)
+			if err := rows.Scan(&st.ID, &st.To, &st.ToName, &created, &expires, &received, &pushed, &readAt, &acked, &cleared); err != nil {
+				rows.Close()
+				return nil, s.readErr("status", err)
+			}
+			st.CreatedAt, st.ExpiresAt = fromNanos(created), fromNanos(expires)
+			st.ReceivedAt, st.PushedAt, st.ReadAt = fromEventNanos(received), fromEventNanos(pushed), fromEventNanos(readAt)
+			switch {
+			case acked && cleared:
+				st.State = store.StateCleared
+			case acked:
+				st.State = store.StateRead
+			case expires <= nanos(now):
+				st.State = store.StateExpired
+			case pushed != 0:
+				st.State = store.StatePushed
+			case received != 0:
+				st.State = store.StateDelivered
+			default:
+				st.State = store.StateQueued
+			}
+			found[st.ID] = st
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return nil, s.readErr("status", err)
+		}
+	}
+	out := make([]store.MessageStatus, len(ids))
+	for i, id := range ids {
+		st, ok := found[id]
+		if !ok {
+			st = store.MessageStatus{ID: id, State: store.StateUnknown}
+		}
+		out[i] = st
+	}
+	return out, nil
+}
+
+// Expire implements store.Store.
+func (s *Store) Expire(ctx context.Context, now time.Time, retention time.Duration, sessionsBefore time.Time) (int, error) {
+	if retention < 0 {
+		return 0, fmt.Errorf("expire: negative retention %v", retention)
+	}
+	var expired int
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		r, err := tx.ExecContext(ctx, `UPDATE messages SET nonce = NULL, box = NULL
+			WHERE expires_at <= ? AND acked = 0 AND box IS NOT NULL`, nanos(now))
+		if err != nil {
+			return fmt.Errorf("expire messages: %w", err)
 		}
 		n, err := r.RowsAffected()
 		if err != nil {
 			return err
 		}
-		removed = int(n)
+		expired = int(n)
+		if _, err := tx.ExecContext(ctx, `DELETE FROM messages WHERE expires_at <= ?`, nanos(now.Add(-retention))); err != nil {
+			return fmt.Errorf("delete messages: %w", err)
+		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE last_seen < ?`, nanos(sessionsBefore)); err != nil {
 			return fmt.Errorf("delete sessions: %w", err)
 		}
@@ -151,5 +275,5 @@ func (s *Store) Expire(ctx context.Context, now, sessionsBefore time.Time) (int,
 	if err != nil {
 		return 0, fmt.Errorf("expire: %w", err)
 	}
-	return removed, nil
+	return expired, nil
 }

@@ -3,9 +3,9 @@
 //
 // # Durability
 //
-// Every write (Enqueue, Ack, Expire, UpsertSession) returns only after the
-// transaction that holds it has committed. What "committed" survives depends
-// on Config.Synchronous:
+// Every write (Enqueue, Receipt, Ack, Expire, UpsertSession, ForgetSession)
+// returns only after the transaction that holds it has committed. What
+// "committed" survives depends on Config.Synchronous:
 //
 //   - FULL (the default) syncs the WAL on every commit: an acknowledged DM
 //     survives a crash of the process, of the operating system and a power
@@ -27,7 +27,7 @@
 // A caller's context bounds how long it waits, not what happens: once an
 // operation was queued it may still commit after the caller gave up.
 //
-// Reads (Pending, Session, Sessions) use a separate pool of read-only
+// Reads (Pending, Status, Session, Sessions) use a separate pool of read-only
 // connections and do not wait for the writer. SQLite checkpoints the WAL into
 // the database file from the writer's commits once it holds 1000 pages.
 package sqlite
@@ -319,4 +319,21 @@ func fromNanos(n int64) time.Time {
 		return time.Time{}
 	}
 	return time.Unix(0, n).UTC()
+}
+
+// eventNanos encodes the time of an event that may not have happened: the
+// zero time (never) becomes 0.
+func eventNanos(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return nanos(t)
+}
+
+// fromEventNanos decodes what eventNanos encoded.
+func fromEventNanos(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return fromNanos(n)
 }

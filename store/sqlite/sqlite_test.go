@@ -70,7 +70,7 @@ func TestReopen(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := s.Ack(ctx, "team", to, []string{acked.ID}); err != nil {
+	if _, err := s.Ack(ctx, "team", to, []string{acked.ID}, now, false); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Close(); err != nil {
@@ -90,6 +90,66 @@ func TestReopen(t *testing.T) {
 	}
 	if res, err := s.Enqueue(ctx, acked); err != nil || res != store.AlreadyAcked {
 		t.Errorf("re-enqueue of an acked DM after reopen = %v, %v; want already-acked", res, err)
+	}
+}
+
+// A database written by the first schema keeps its DMs through the
+// migration that added delivery times: the pending DM is still pending and
+// reported queued, the acknowledged one read (at an unknown time).
+func TestMigrateFromFirstSchema(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "broker.db")
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := migrations.ReadFile("migrations/0001_init.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	to := make([]byte, 32)
+	rand.Read(to)
+	kept, acked := newMessage(to, now), newMessage(to, now)
+	for _, q := range []struct {
+		query string
+		args  []any
+	}{
+		{string(first), nil},
+		{`CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY) STRICT`, nil},
+		{`INSERT INTO schema_migrations (version) VALUES (1)`, nil},
+		{`INSERT INTO messages (id, mesh, from_key, from_name, from_session, to_key, nonce, box, created_at, expires_at)
+			VALUES (?, ?, ?, ?, '', ?, ?, ?, ?, ?)`, []any{kept.ID, kept.Mesh, kept.From, kept.FromName, kept.To, kept.Nonce, kept.Box,
+			nanos(kept.CreatedAt), nanos(kept.ExpiresAt)}},
+		{`INSERT INTO messages (id, mesh, from_key, from_name, from_session, to_key, created_at, expires_at, acked)
+			VALUES (?, ?, ?, ?, '', ?, ?, ?, 1)`, []any{acked.ID, acked.Mesh, acked.From, acked.FromName, acked.To,
+			nanos(acked.CreatedAt), nanos(acked.ExpiresAt)}},
+	} {
+		if _, err := db.ExecContext(ctx, q.query, q.args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.Close()
+
+	s := openAt(t, path, Config{})
+	got, err := s.Pending(ctx, "team", to, now, "", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].ID != kept.ID || !got[0].ReceivedAt.IsZero() || !got[0].PushedAt.IsZero() {
+		t.Fatalf("Pending after the migration = %+v, want only %s with no receipt times", got, kept.ID)
+	}
+	for _, tt := range []struct {
+		m     store.Message
+		state string
+	}{{kept, store.StateQueued}, {acked, store.StateRead}} {
+		st, err := s.Status(ctx, "team", tt.m.From, []string{tt.m.ID}, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st[0].State != tt.state || !st[0].ReadAt.IsZero() || !st[0].CreatedAt.Equal(now) {
+			t.Errorf("Status of %s after the migration = %+v, want %s", tt.m.ID, st[0], tt.state)
+		}
 	}
 }
 

@@ -7,7 +7,9 @@
 //
 // The suite checks the behaviour the broker relies on: a DM is kept byte for
 // byte until its recipient acknowledges it, is delivered to nobody else, and
-// once acknowledged is never delivered again, even when resent.
+// once acknowledged or expired is never delivered again, even when resent;
+// its sender, and only its sender, can follow it from queued to read (or
+// cleared, or expired) until the store forgets it.
 package storetest
 
 import (
@@ -49,6 +51,14 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"AckOnlyByRecipient", testAckOnlyByRecipient},
 		{"AckCounts", testAckCounts},
 		{"Expire", testExpire},
+		{"ResendAfterExpiry", testResendAfterExpiry},
+		{"StatusTransitions", testStatusTransitions},
+		{"StatusOnlyForSender", testStatusOnlyForSender},
+		{"ReceiptOnlyByRecipient", testReceiptOnlyByRecipient},
+		{"ReceiptFirstTimeWins", testReceiptFirstTimeWins},
+		{"ClearedVersusRead", testClearedVersusRead},
+		{"PendingReceiptTimes", testPendingReceiptTimes},
+		{"AckAfterExpiry", testAckAfterExpiry},
 		{"UpsertSession", testUpsertSession},
 		{"SessionNotFound", testSessionNotFound},
 		{"ForgetSession", testForgetSession},
@@ -97,15 +107,95 @@ func enqueue(t *testing.T, s store.Store, m store.Message, want store.EnqueueRes
 	}
 }
 
+// ackTime is when ack reads DMs: after every DM the suite creates at base
+// and before any expires.
+var ackTime = base.Add(time.Minute)
+
+// ack acknowledges ids as read at ackTime.
 func ack(t *testing.T, s store.Store, mesh string, to []byte, want int, ids ...string) {
 	t.Helper()
-	got, err := s.Ack(t.Context(), mesh, to, ids)
+	ackAt(t, s, mesh, to, ackTime, false, want, ids...)
+}
+
+func ackAt(t *testing.T, s store.Store, mesh string, to []byte, at time.Time, cleared bool, want int, ids ...string) {
+	t.Helper()
+	got, err := s.Ack(t.Context(), mesh, to, ids, at, cleared)
 	if err != nil {
 		t.Fatalf("Ack: %v", err)
 	}
 	if got != want {
-		t.Fatalf("Ack(%v) = %d, want %d", ids, got, want)
+		t.Fatalf("Ack(%v, cleared %t) = %d, want %d", ids, cleared, got, want)
 	}
+}
+
+func receipt(t *testing.T, s store.Store, mesh string, to []byte, state string, at time.Time, want int, ids ...string) {
+	t.Helper()
+	got, err := s.Receipt(t.Context(), mesh, to, ids, state, at)
+	if err != nil {
+		t.Fatalf("Receipt(%s): %v", state, err)
+	}
+	if got != want {
+		t.Fatalf("Receipt(%s, %v) = %d, want %d", state, ids, got, want)
+	}
+}
+
+// wantStatus checks that Status, asked by `from` at now for the IDs of
+// want, returns exactly want.
+func wantStatus(t *testing.T, s store.Store, mesh string, from []byte, now time.Time, want ...store.MessageStatus) {
+	t.Helper()
+	ids := make([]string, len(want))
+	for i, w := range want {
+		ids[i] = w.ID
+	}
+	got, err := s.Status(t.Context(), mesh, from, ids, now)
+	if err != nil {
+		t.Fatalf("Status: %v", err)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("Status(%v) returned %d statuses, want %d", ids, len(got), len(want))
+	}
+	for i := range want {
+		if d := diffStatus(got[i], want[i]); d != "" {
+			t.Errorf("Status(%v)[%d]: %s", ids, i, d)
+		}
+	}
+}
+
+// status returns what Status reports for m at now before any event: queued,
+// with the recipient's name toName.
+func status(m store.Message, toName string) store.MessageStatus {
+	return store.MessageStatus{ID: m.ID, To: m.To, ToName: toName, State: store.StateQueued,
+		CreatedAt: m.CreatedAt, ExpiresAt: m.ExpiresAt}
+}
+
+func unknown(id string) store.MessageStatus {
+	return store.MessageStatus{ID: id, State: store.StateUnknown}
+}
+
+func diffStatus(got, want store.MessageStatus) string {
+	var d []string
+	check := func(field string, ok bool, g, w any) {
+		if !ok {
+			d = append(d, fmt.Sprintf("%s = %v, want %v", field, g, w))
+		}
+	}
+	check("ID", got.ID == want.ID, got.ID, want.ID)
+	check("State", got.State == want.State, got.State, want.State)
+	check("To", bytes.Equal(got.To, want.To), got.To, want.To)
+	check("ToName", got.ToName == want.ToName, got.ToName, want.ToName)
+	for _, f := range []struct {
+		name      string
+		got, want time.Time
+	}{
+		{"CreatedAt", got.CreatedAt, want.CreatedAt},
+		{"ExpiresAt", got.ExpiresAt, want.ExpiresAt},
+		{"ReceivedAt", got.ReceivedAt, want.ReceivedAt},
+		{"PushedAt", got.PushedAt, want.PushedAt},
+		{"ReadAt", got.ReadAt, want.ReadAt},
+	} {
+		check(f.name, f.got.Equal(f.want), f.got, f.want)
+	}
+	return strings.Join(d, "; ")
 }
 
 // wantPending checks that Pending returns exactly want, field by field.
@@ -150,6 +240,8 @@ func diffMessage(got, want store.Message) string {
 	check("Box", bytes.Equal(got.Box, want.Box), got.Box, want.Box)
 	check("CreatedAt", got.CreatedAt.Equal(want.CreatedAt), got.CreatedAt, want.CreatedAt)
 	check("ExpiresAt", got.ExpiresAt.Equal(want.ExpiresAt), got.ExpiresAt, want.ExpiresAt)
+	check("ReceivedAt", got.ReceivedAt.Equal(want.ReceivedAt), got.ReceivedAt, want.ReceivedAt)
+	check("PushedAt", got.PushedAt.Equal(want.PushedAt), got.PushedAt, want.PushedAt)
 	return strings.Join(d, "; ")
 }
 
@@ -333,8 +425,10 @@ func testAckCounts(t *testing.T, s store.Store) {
 }
 
 func testExpire(t *testing.T, s store.Store) {
+	ctx := t.Context()
 	alice, bob := newKey(), newKey()
 	now := base.Add(time.Hour)
+	const retention = 24 * time.Hour
 	at := func(expires time.Time) store.Message {
 		m := newMessage(meshA, alice, bob, base)
 		m.ExpiresAt = expires
@@ -349,32 +443,60 @@ func testExpire(t *testing.T, s store.Store) {
 	sessions := map[string]store.Session{}
 	for name, seen := range map[string]time.Time{"old": cutoff.Add(-time.Microsecond), "edge": cutoff, "new": now} {
 		sess := store.Session{Mesh: meshA, PublicKey: newKey(), Name: name, FirstSeen: base, LastSeen: seen}
-		if err := s.UpsertSession(t.Context(), sess); err != nil {
+		if err := s.UpsertSession(ctx, sess); err != nil {
 			t.Fatal(err)
 		}
 		sessions[name] = sess
 	}
+	expire := func(now time.Time, want int) {
+		t.Helper()
+		n, err := s.Expire(ctx, now, retention, cutoff)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n != want {
+			t.Errorf("Expire(%v) expired %d messages, want %d", now, n, want)
+		}
+	}
+	read := func(m store.Message) store.MessageStatus {
+		st := status(m, "")
+		st.State, st.ReadAt = store.StateRead, ackTime
+		return st
+	}
+	expired := func(m store.Message) store.MessageStatus {
+		st := status(m, "")
+		st.State = store.StateExpired
+		return st
+	}
 
-	n, err := s.Expire(t.Context(), now, cutoff)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n != 2 {
-		t.Errorf("Expire removed %d messages, want 2", n)
-	}
-	// Seen from before the expiry, only the live pending DM remains.
+	expire(now, 1)
+	// The expired DM is never pending again, not even to a reader whose
+	// clock says it has not expired: its payload is gone.
 	wantPending(t, s, meshA, bob, base, "", 10, livePending)
-	// The acknowledged tombstone still refuses a second delivery; the
-	// expired ones are gone, so their IDs are new again.
+	// But its sender still learns that it expired, and the acknowledged
+	// ones still refuse a second delivery.
+	wantStatus(t, s, meshA, alice, now, expired(expiredPending), read(expiredAcked), status(livePending, ""), read(liveAcked))
+	enqueue(t, s, expiredPending, store.AlreadyExpired)
+	enqueue(t, s, expiredAcked, store.AlreadyAcked)
 	enqueue(t, s, liveAcked, store.AlreadyAcked)
+	expire(now, 0) // nothing new
+
+	// A retention period after its ExpiresAt, a DM is forgotten, read or
+	// not; the others stay.
+	later := now.Add(retention)
+	expire(later.Add(-time.Microsecond), 1) // livePending expires now
+	wantStatus(t, s, meshA, alice, later, expired(expiredPending), unknown(expiredAcked.ID), expired(livePending), read(liveAcked))
+	expire(later, 0)
+	wantStatus(t, s, meshA, alice, later, unknown(expiredPending.ID), unknown(expiredAcked.ID), expired(livePending), read(liveAcked))
+	// Forgotten IDs are new again.
 	enqueue(t, s, expiredAcked, store.Stored)
 	enqueue(t, s, expiredPending, store.Stored)
 
-	if _, err := s.Session(t.Context(), meshA, sessions["old"].PublicKey); !errors.Is(err, store.ErrNotFound) {
+	if _, err := s.Session(ctx, meshA, sessions["old"].PublicKey); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("session last seen before the cutoff: err = %v, want ErrNotFound", err)
 	}
 	for _, name := range []string{"edge", "new"} {
-		got, err := s.Session(t.Context(), meshA, sessions[name].PublicKey)
+		got, err := s.Session(ctx, meshA, sessions[name].PublicKey)
 		if err != nil {
 			t.Fatalf("session %s: %v", name, err)
 		}
@@ -382,6 +504,230 @@ func testExpire(t *testing.T, s store.Store) {
 			t.Errorf("session %s: %s", name, d)
 		}
 	}
+	if _, err := s.Expire(ctx, now, -time.Second, cutoff); err == nil {
+		t.Error("Expire with a negative retention succeeded")
+	}
+}
+
+// A resend after the DM's ExpiresAt is not queued again, even before
+// Expire has run.
+func testResendAfterExpiry(t *testing.T, s store.Store) {
+	m := newMessage(meshA, newKey(), newKey(), base)
+	enqueue(t, s, m, store.Stored)
+	resend := m
+	resend.CreatedAt = m.ExpiresAt.Add(-time.Microsecond)
+	enqueue(t, s, resend, store.AlreadyQueued)
+	resend.CreatedAt = m.ExpiresAt
+	enqueue(t, s, resend, store.AlreadyExpired)
+	resend.Box = randBytes(len(m.Box))
+	if res, err := s.Enqueue(t.Context(), resend); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("Enqueue with another box after expiry = %v, %v; want ErrConflict", res, err)
+	}
+}
+
+func testStatusTransitions(t *testing.T, s store.Store) {
+	alice, bob := newKey(), newKey()
+	if err := s.UpsertSession(t.Context(), store.Session{Mesh: meshA, PublicKey: bob, Name: "bob", FirstSeen: base, LastSeen: base}); err != nil {
+		t.Fatal(err)
+	}
+	m := newMessage(meshA, alice, bob, base)
+	enqueue(t, s, m, store.Stored)
+	t1, t2, t3 := base.Add(time.Second), base.Add(2*time.Second), base.Add(3*time.Second)
+
+	want := status(m, "bob")
+	wantStatus(t, s, meshA, alice, base, want)
+	receipt(t, s, meshA, bob, store.ReceiptReceived, t1, 1, m.ID)
+	want.State, want.ReceivedAt = store.StateDelivered, t1
+	wantStatus(t, s, meshA, alice, t1, want)
+	receipt(t, s, meshA, bob, store.ReceiptPushed, t2, 1, m.ID)
+	want.State, want.PushedAt = store.StatePushed, t2
+	wantStatus(t, s, meshA, alice, t2, want)
+	ackAt(t, s, meshA, bob, t3, false, 1, m.ID)
+	want.State, want.ReadAt = store.StateRead, t3
+	wantStatus(t, s, meshA, alice, t3, want)
+
+	// Read stays read past the DM's expiry, also once Expire has run.
+	if n, err := s.Expire(t.Context(), m.ExpiresAt, time.Hour, base); err != nil || n != 0 {
+		t.Errorf("Expire after the read: %d, %v; want nothing expired", n, err)
+	}
+	wantStatus(t, s, meshA, alice, m.ExpiresAt.Add(time.Minute), want)
+
+	// Pushed without a report of receipt is pushed; the recipient's name
+	// is "" when the store does not know its session.
+	stranger := newKey()
+	m2 := newMessage(meshA, alice, stranger, base)
+	enqueue(t, s, m2, store.Stored)
+	receipt(t, s, meshA, stranger, store.ReceiptPushed, t1, 1, m2.ID)
+	want2 := status(m2, "")
+	want2.State, want2.PushedAt = store.StatePushed, t1
+	wantStatus(t, s, meshA, alice, t1, want2, want)
+
+	// Unread at its ExpiresAt, a DM is expired, whatever it got to.
+	want2.State = store.StateExpired
+	wantStatus(t, s, meshA, alice, m2.ExpiresAt, want2)
+}
+
+func testStatusOnlyForSender(t *testing.T, s store.Store) {
+	alice, bob, carol := newKey(), newKey(), newKey()
+	fromAlice := newMessage(meshA, alice, bob, base)
+	fromCarol := newMessage(meshA, carol, bob, base)
+	elsewhere := newMessage(meshB, alice, bob, base)
+	for _, m := range []store.Message{fromAlice, fromCarol, elsewhere} {
+		enqueue(t, s, m, store.Stored)
+	}
+	never := uuid.NewString()
+	// In the order asked, repeats included; someone else's DM, a DM from
+	// another mesh and an ID never used look alike.
+	wantStatus(t, s, meshA, alice, base, unknown(fromCarol.ID), status(fromAlice, ""), unknown(never),
+		status(fromAlice, ""), unknown(elsewhere.ID))
+	wantStatus(t, s, meshB, alice, base, status(elsewhere, ""), unknown(fromAlice.ID))
+	// The recipient is not the sender either.
+	wantStatus(t, s, meshA, bob, base, unknown(fromAlice.ID), unknown(fromCarol.ID))
+	wantStatus(t, s, meshA, carol, base, status(fromCarol, ""), unknown(fromAlice.ID))
+	wantStatus(t, s, meshA, alice, base) // no ids, no statuses
+
+	// More IDs than one lookup is likely to take at once.
+	var want []store.MessageStatus
+	for i := range 700 {
+		if i%100 == 0 {
+			want = append(want, status(fromAlice, ""))
+			continue
+		}
+		want = append(want, unknown(uuid.NewString()))
+	}
+	wantStatus(t, s, meshA, alice, base, want...)
+}
+
+func testReceiptOnlyByRecipient(t *testing.T, s store.Store) {
+	alice, bob, carol := newKey(), newKey(), newKey()
+	m := newMessage(meshA, alice, bob, base)
+	enqueue(t, s, m, store.Stored)
+	at := base.Add(time.Second)
+	for _, state := range []string{store.ReceiptReceived, store.ReceiptPushed} {
+		receipt(t, s, meshA, alice, state, at, 0, m.ID) // not its sender
+		receipt(t, s, meshA, carol, state, at, 0, m.ID) // not another session
+		receipt(t, s, meshB, bob, state, at, 0, m.ID)   // not the recipient in another mesh
+	}
+	wantStatus(t, s, meshA, alice, at, status(m, ""))
+	wantPending(t, s, meshA, bob, base, "", 10, m)
+
+	receipt(t, s, meshA, bob, store.ReceiptReceived, at, 1, m.ID, uuid.NewString())
+	want := status(m, "")
+	want.State, want.ReceivedAt = store.StateDelivered, at
+	wantStatus(t, s, meshA, alice, at, want)
+}
+
+func testReceiptFirstTimeWins(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	alice, bob := newKey(), newKey()
+	m := newMessage(meshA, alice, bob, base)
+	enqueue(t, s, m, store.Stored)
+	t1, t2 := base.Add(time.Second), base.Add(2*time.Second)
+
+	receipt(t, s, meshA, bob, store.ReceiptReceived, t2, 1, m.ID, m.ID)
+	receipt(t, s, meshA, bob, store.ReceiptReceived, t1, 0, m.ID) // earlier, but second
+	receipt(t, s, meshA, bob, store.ReceiptReceived, t2.Add(time.Hour), 0, m.ID)
+	receipt(t, s, meshA, bob, store.ReceiptPushed, t2, 1, m.ID)
+	receipt(t, s, meshA, bob, store.ReceiptPushed, t2.Add(time.Second), 0, m.ID)
+	want := status(m, "")
+	want.State, want.ReceivedAt, want.PushedAt = store.StatePushed, t2, t2
+	wantStatus(t, s, meshA, alice, t2, want)
+
+	// After the ack, receipts change nothing.
+	late := newMessage(meshA, alice, bob, base)
+	enqueue(t, s, late, store.Stored)
+	ack(t, s, meshA, bob, 1, late.ID)
+	receipt(t, s, meshA, bob, store.ReceiptReceived, t2, 0, late.ID)
+	receipt(t, s, meshA, bob, store.ReceiptPushed, t2, 0, late.ID)
+	wantLate := status(late, "")
+	wantLate.State, wantLate.ReadAt = store.StateRead, ackTime
+	wantStatus(t, s, meshA, alice, t2, wantLate)
+
+	// A time before the DM was created (the recipient's clock is behind)
+	// is recorded as its creation.
+	early := newMessage(meshA, alice, bob, t2)
+	enqueue(t, s, early, store.Stored)
+	receipt(t, s, meshA, bob, store.ReceiptReceived, base, 1, early.ID)
+	wantEarly := status(early, "")
+	wantEarly.State, wantEarly.ReceivedAt = store.StateDelivered, t2
+	wantStatus(t, s, meshA, alice, t2, wantEarly)
+
+	if _, err := s.Receipt(ctx, meshA, bob, []string{m.ID}, "read", t1); err == nil {
+		t.Error("Receipt with an unknown state succeeded")
+	}
+	if _, err := s.Receipt(ctx, meshA, bob, []string{early.ID}, store.ReceiptPushed, time.Time{}); err == nil {
+		t.Error("Receipt at the zero time succeeded")
+	}
+	wantStatus(t, s, meshA, alice, t2, want, wantEarly)
+}
+
+func testClearedVersusRead(t *testing.T, s store.Store) {
+	alice, bob := newKey(), newKey()
+	cleared := newMessage(meshA, alice, bob, base)
+	read := newMessage(meshA, alice, bob, base)
+	enqueue(t, s, cleared, store.Stored)
+	enqueue(t, s, read, store.Stored)
+	t1, t2 := base.Add(time.Second), base.Add(2*time.Second)
+
+	receipt(t, s, meshA, bob, store.ReceiptPushed, t1, 1, cleared.ID)
+	ackAt(t, s, meshA, bob, t2, true, 1, cleared.ID)
+	ackAt(t, s, meshA, bob, t2, false, 1, read.ID)
+	wantCleared := status(cleared, "")
+	wantCleared.State, wantCleared.PushedAt, wantCleared.ReadAt = store.StateCleared, t1, t2
+	wantRead := status(read, "")
+	wantRead.State, wantRead.ReadAt = store.StateRead, t2
+	wantStatus(t, s, meshA, alice, t2, wantCleared, wantRead)
+	wantPending(t, s, meshA, bob, base, "", 10)
+
+	// The first ack decides: reading a cleared DM, or clearing a read one,
+	// changes nothing.
+	ackAt(t, s, meshA, bob, t2.Add(time.Second), false, 0, cleared.ID)
+	ackAt(t, s, meshA, bob, t2.Add(time.Second), true, 0, read.ID)
+	wantStatus(t, s, meshA, alice, t2, wantCleared, wantRead)
+	enqueue(t, s, cleared, store.AlreadyAcked)
+
+	// An ack dated before the DM was created counts from its creation.
+	early := newMessage(meshA, alice, bob, t2)
+	enqueue(t, s, early, store.Stored)
+	ackAt(t, s, meshA, bob, base, false, 1, early.ID)
+	wantEarly := status(early, "")
+	wantEarly.State, wantEarly.ReadAt = store.StateRead, t2
+	wantStatus(t, s, meshA, alice, t2, wantEarly)
+}
+
+func testPendingReceiptTimes(t *testing.T, s store.Store) {
+	alice, bob := newKey(), newKey()
+	var ms []store.Message
+	for i := range 3 {
+		m := newMessage(meshA, alice, bob, base.Add(time.Duration(i)*time.Second))
+		enqueue(t, s, m, store.Stored)
+		ms = append(ms, m)
+	}
+	t1, t2 := base.Add(time.Minute), base.Add(2*time.Minute)
+	receipt(t, s, meshA, bob, store.ReceiptReceived, t1, 2, ms[0].ID, ms[1].ID)
+	receipt(t, s, meshA, bob, store.ReceiptPushed, t2, 1, ms[1].ID)
+	ms[0].ReceivedAt = t1
+	ms[1].ReceivedAt, ms[1].PushedAt = t1, t2
+	wantPending(t, s, meshA, bob, base, "", 10, ms...)
+}
+
+// The recipient read a DM it held after the DM's ExpiresAt: while the store
+// keeps the DM, the read counts.
+func testAckAfterExpiry(t *testing.T, s store.Store) {
+	alice, bob := newKey(), newKey()
+	m := newMessage(meshA, alice, bob, base)
+	enqueue(t, s, m, store.Stored)
+	receipt(t, s, meshA, bob, store.ReceiptReceived, base, 1, m.ID)
+	if n, err := s.Expire(t.Context(), m.ExpiresAt, time.Hour, base); err != nil || n != 1 {
+		t.Fatalf("Expire = %d, %v; want 1 expired", n, err)
+	}
+	want := status(m, "")
+	want.State, want.ReceivedAt = store.StateExpired, base
+	wantStatus(t, s, meshA, alice, m.ExpiresAt, want)
+	readAt := m.ExpiresAt.Add(time.Minute)
+	ackAt(t, s, meshA, bob, readAt, false, 1, m.ID)
+	want.State, want.ReadAt = store.StateRead, readAt
+	wantStatus(t, s, meshA, alice, readAt, want)
 }
 
 func testUpsertSession(t *testing.T, s store.Store) {
@@ -586,8 +932,13 @@ func testClosed(t *testing.T, s store.Store) {
 	calls := map[string]func() error{
 		"Enqueue": func() error { _, err := s.Enqueue(ctx, newMessage(meshA, newKey(), key, base)); return err },
 		"Pending": func() error { _, err := s.Pending(ctx, meshA, key, base, "", 10); return err },
-		"Ack":     func() error { _, err := s.Ack(ctx, meshA, key, []string{uuid.NewString()}); return err },
-		"Expire":  func() error { _, err := s.Expire(ctx, base, base); return err },
+		"Ack":     func() error { _, err := s.Ack(ctx, meshA, key, []string{uuid.NewString()}, base, false); return err },
+		"Receipt": func() error {
+			_, err := s.Receipt(ctx, meshA, key, []string{uuid.NewString()}, store.ReceiptReceived, base)
+			return err
+		},
+		"Status": func() error { _, err := s.Status(ctx, meshA, key, []string{uuid.NewString()}, base); return err },
+		"Expire": func() error { _, err := s.Expire(ctx, base, time.Hour, base); return err },
 		"UpsertSession": func() error {
 			return s.UpsertSession(ctx, store.Session{Mesh: meshA, PublicKey: key, FirstSeen: base, LastSeen: base})
 		},
