@@ -220,8 +220,12 @@ func (c *conn) serve() {
 			c.handleSend(f)
 		case wire.Ack:
 			c.handleAck(f)
+		case wire.Receipt:
+			c.handleReceipt(f)
 		case wire.PeersRequest:
 			c.handlePeers(f)
+		case wire.StatusRequest:
+			c.handleStatus(f)
 		case wire.Hello:
 			c.reply(wire.Errorf(wire.CodeBadFrame, "hello already accepted on this connection"))
 		default:
@@ -342,17 +346,34 @@ func (c *conn) handshake() bool {
 	return c.send(wire.Welcome{Version: wire.Version, KeyID: c.keyID, ServerTime: c.since, Replaced: other, GraceMS: cfg.Grace.Milliseconds()})
 }
 
-// refusedRef returns the id of a send frame that failed validation, so
-// that the sender learns which DM was refused; "" when there is none.
+// refusedRef returns what names the request in a frame that failed
+// validation: the id of a send, the number of a peers or status request. So
+// the client learns which request was refused instead of waiting for an
+// answer. It returns "" when there is none.
 func refusedRef(data []byte) string {
 	var f struct {
-		Type string `json:"type"`
-		ID   string `json:"id"`
+		Type string          `json:"type"`
+		ID   json.RawMessage `json:"id"`
+		Req  json.RawMessage `json:"req"`
 	}
-	if json.Unmarshal(data, &f) != nil || f.Type != wire.TypeSend || len(f.ID) > 64 {
+	if json.Unmarshal(data, &f) != nil {
 		return ""
 	}
-	return f.ID
+	switch f.Type {
+	case wire.TypeSend:
+		var id string
+		if json.Unmarshal(f.ID, &id) != nil || len(id) > 64 {
+			return ""
+		}
+		return id
+	case wire.TypePeers, wire.TypeStatus:
+		var req uint64
+		if json.Unmarshal(f.Req, &req) != nil {
+			return ""
+		}
+		return refOf(req)
+	}
+	return ""
 }
 
 func (c *conn) session(seen time.Time) store.Session {
@@ -451,6 +472,7 @@ func dmFrame(m store.Message) wire.DM {
 		Nonce:       m.Nonce,
 		Box:         m.Box,
 		SentAt:      m.CreatedAt,
+		PushedAt:    m.PushedAt,
 	}
 }
 
@@ -500,17 +522,40 @@ func (c *conn) handleSend(f wire.Send) {
 		fail(wire.CodeInternal, "broker could not store the DM; retry with the same id")
 		return
 	}
+	expires := now.Add(s.cfg.QueueTTL)
+	if res != store.Stored {
+		expires = c.storedExpiry(ctx, f.ID, now)
+	}
 	status := wire.StatusQueued
-	if res == store.AlreadyAcked {
+	switch {
+	case res == store.AlreadyAcked:
 		status = wire.StatusDelivered
-	} else if rc := s.live(mesh, f.To); rc != nil {
-		rc.wake()
-		status = wire.StatusDelivered
+	case res == store.AlreadyExpired:
+		// Not delivered any more; Sent.ExpiresAt, in the past, says why.
+	default:
+		if rc := s.live(mesh, f.To); rc != nil {
+			rc.wake()
+			status = wire.StatusDelivered
+		}
 	}
 	c.log.Debug("DM stored", "msg_id", f.ID, "to", identity.KeyID(ed25519.PublicKey(f.To)), "result", res, "status", status)
-	c.send(wire.Sent{ID: f.ID, Status: status})
+	c.send(wire.Sent{ID: f.ID, Status: status, ExpiresAt: expires})
 }
 
+// storedExpiry returns the expiry of the DM id this session stored before,
+// for the answer to a resend; zero (left out of the answer) when it cannot
+// be read.
+func (c *conn) storedExpiry(ctx context.Context, id string, now time.Time) time.Time {
+	sts, err := c.s.cfg.Store.Status(ctx, c.hello.Mesh, c.hello.Key, []string{id}, now)
+	if err != nil {
+		c.log.Warn("read expiry of a resent DM", "msg_id", id, "err", err)
+		return time.Time{}
+	}
+	return sts[0].ExpiresAt
+}
+
+// handleAck records that the session read (or, cleared, dismissed) DMs
+// addressed to it, at the broker's time.
 func (c *conn) handleAck(f wire.Ack) {
 	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
 	defer cancel()
@@ -524,6 +569,69 @@ func (c *conn) handleAck(f wire.Ack) {
 		delete(c.inflight, id)
 	}
 	c.mu.Unlock()
+}
+
+// receiptStates maps receipt states from the wire to the store.
+var receiptStates = map[string]string{
+	wire.ReceiptReceived: store.ReceiptReceived,
+	wire.ReceiptPushed:   store.ReceiptPushed,
+}
+
+// handleReceipt records how far the session got with DMs addressed to it.
+// It dates the receipt with the client's time when that is not in the
+// broker's future; the store ignores ids addressed to anyone else.
+func (c *conn) handleReceipt(f wire.Receipt) {
+	now := c.s.cfg.Now()
+	at := f.At
+	if at.IsZero() || at.After(now) {
+		at = now
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	defer cancel()
+	n, err := c.s.cfg.Store.Receipt(ctx, c.hello.Mesh, c.hello.Key, f.IDs, receiptStates[f.State], at)
+	if err != nil {
+		c.log.Error("record receipt", "state", f.State, "err", err)
+		c.reply(wire.Errorf(wire.CodeInternal, "broker could not record the %s receipt", f.State))
+		return
+	}
+	c.log.Debug("receipt recorded", "state", f.State, "ids", len(f.IDs), "recorded", n)
+}
+
+// statusStates maps the delivery states of the store to the wire.
+var statusStates = map[string]string{
+	store.StateQueued:    wire.StateQueued,
+	store.StateDelivered: wire.StateDelivered,
+	store.StatePushed:    wire.StatePushed,
+	store.StateRead:      wire.StateRead,
+	store.StateCleared:   wire.StateCleared,
+	store.StateExpired:   wire.StateExpired,
+	store.StateUnknown:   wire.StateUnknown,
+}
+
+// handleStatus answers where DMs stand. The store reports only DMs this
+// session sent; any other id is unknown.
+func (c *conn) handleStatus(f wire.StatusRequest) {
+	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	defer cancel()
+	sts, err := c.s.cfg.Store.Status(ctx, c.hello.Mesh, c.hello.Key, f.IDs, c.s.cfg.Now())
+	if err != nil {
+		c.log.Error("read DM status", "err", err)
+		c.reply(&wire.Error{Code: wire.CodeInternal, Message: "broker could not read the DM status; retry", Ref: refOf(f.Req)})
+		return
+	}
+	out := make([]wire.MessageStatus, len(sts))
+	for i, st := range sts {
+		state, ok := statusStates[st.State]
+		if !ok {
+			state = wire.StateUnknown
+		}
+		out[i] = wire.MessageStatus{
+			ID: st.ID, To: st.To, ToName: st.ToName, State: state,
+			CreatedAt: st.CreatedAt, ExpiresAt: st.ExpiresAt,
+			ReceivedAt: st.ReceivedAt, PushedAt: st.PushedAt, ReadAt: st.ReadAt,
+		}
+	}
+	c.send(wire.StatusList{Req: f.Req, Statuses: out})
 }
 
 func (c *conn) handlePeers(f wire.PeersRequest) {

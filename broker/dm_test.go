@@ -307,7 +307,7 @@ func TestDMExpires(t *testing.T) {
 	// Not a nanosecond early.
 	clk.Advance(ttl - time.Nanosecond)
 	if n, err := tb.srv.Expire(t.Context()); err != nil || n != 0 {
-		t.Fatalf("expire before the TTL: %d, %v; want nothing removed", n, err)
+		t.Fatalf("expire before the TTL: %d, %v; want nothing expired", n, err)
 	}
 	if got := pending(t, tb.st, bobKey, sentAt); len(got) != 1 {
 		t.Fatalf("queue before the TTL: %v, want [%s]", got, id)
@@ -315,10 +315,10 @@ func TestDMExpires(t *testing.T) {
 
 	clk.Advance(time.Nanosecond)
 	if n, err := tb.srv.Expire(t.Context()); err != nil || n != 1 {
-		t.Fatalf("expire at the TTL: %d, %v; want 1 removed", n, err)
+		t.Fatalf("expire at the TTL: %d, %v; want 1 expired", n, err)
 	}
-	// Removed, not merely hidden: not even a reader with an earlier clock
-	// finds it.
+	// Its payload is gone, not merely hidden: not even a reader with an
+	// earlier clock finds it.
 	if got := pending(t, tb.st, bobKey, sentAt); len(got) != 0 {
 		t.Fatalf("queue after expiry: %v, want empty", got)
 	}

@@ -53,6 +53,20 @@ func TestBadFramesAfterHello(t *testing.T) {
 			}
 			return encode(t, wire.Ack{IDs: ids})
 		}, code: wire.CodeTooLarge},
+		{name: "too many status ids", typ: websocket.TextMessage, data: func(t *testing.T) []byte {
+			ids := make([]string, wire.MaxAckIDs+1)
+			for i := range ids {
+				ids[i] = uuid.NewString()
+			}
+			return encode(t, wire.StatusRequest{Req: 5, IDs: ids})
+		}, code: wire.CodeTooLarge, refSet: true},
+		{name: "status without ids", typ: websocket.TextMessage, data: text(`{"type":"status","req":6,"ids":[]}`), code: wire.CodeBadFrame, refSet: true},
+		{name: "receipt of an unknown state", typ: websocket.TextMessage, data: func(t *testing.T) []byte {
+			return encode(t, wire.Receipt{IDs: []string{uuid.NewString()}, State: wire.StateRead})
+		}, code: wire.CodeBadFrame},
+		{name: "frame only a broker sends: status_list", typ: websocket.TextMessage, data: func(t *testing.T) []byte {
+			return encode(t, wire.StatusList{Req: 1})
+		}, code: wire.CodeBadFrame},
 		{name: "small-order recipient", typ: websocket.TextMessage, data: sendTo(smallOrder, 32), code: wire.CodeUnknownPeer, refSet: true},
 		{name: "frame over the limit", typ: websocket.TextMessage, data: text(`{"type":"peers","req":1,"pad":"` + strings.Repeat("x", wire.MaxFrameSize) + `"}`), code: wire.CodeTooLarge, closed: true},
 	}

@@ -3,9 +3,11 @@
 // Server accepts WebSocket connections, authenticates each session with a
 // signed hello (see wire.HelloTranscript), keeps one live connection per
 // session key, stores every DM durably before acknowledging its sender and
-// pushes it to its recipient, forgetting it only once the recipient has
-// acknowledged it. Client is the other end: it dials, says hello, reconnects
-// with backoff and resends what the broker has not acknowledged.
+// pushes it to its recipient until the recipient acknowledges it (read or
+// cleared) or its TTL passes. It records the recipient's receipts (received,
+// pushed into its session) and tells a DM's sender, and only its sender,
+// where the DM stands. Client is the other end: it dials, says hello,
+// reconnects with backoff and resends what the broker has not acknowledged.
 //
 // Lock order: Server.mu, then conn.mu. Neither is held across I/O or a
 // channel send.
@@ -43,8 +45,10 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
-	// QueueTTL is how long an undelivered DM is kept, and how long a session
-	// is remembered after it was last seen. Default 7 days.
+	// QueueTTL is how long an unread DM is kept for its recipient, how long
+	// after that its sender can still see it expired (a DM's status is
+	// known for 2×QueueTTL after it was sent), and how long a session is
+	// remembered after it was last seen. Default 7 days.
 	QueueTTL time.Duration
 	// HandshakeTimeout bounds the time from accept to a valid hello.
 	// Default 10s.
@@ -255,9 +259,11 @@ func (s *Server) janitor() {
 	}
 }
 
-// Expire removes DMs whose TTL has passed and sessions not seen within the
-// TTL. The janitor calls it periodically; it is exported for operators and
-// tests that drive the clock.
+// Expire expires unread DMs whose TTL has passed (their payload is dropped;
+// their senders see them expired), forgets DMs whose TTL passed a TTL ago
+// and sessions not seen within the TTL. It returns how many DMs expired
+// unread in this call. The janitor calls it periodically; it is exported for
+// operators and tests that drive the clock.
 func (s *Server) Expire(ctx context.Context) (int, error) {
 	now := s.cfg.Now()
 	// A session connected for longer than the TTL is not forgotten.
