@@ -37,8 +37,9 @@ type ClientConfig struct {
 	ProjectDir string
 	// OnDM receives each DM pushed by the broker, in order, on the
 	// client's connection goroutine: it must not block for long. The
-	// broker delivers a DM again on the next connection until Ack is called
-	// for it, so OnDM must tolerate repeats.
+	// broker delivers a DM again on the next connection until Ack or Clear
+	// is called for it, so OnDM must tolerate repeats; a repeat of a DM
+	// reported pushed (Receipt) carries PushedAt.
 	OnDM func(wire.DM)
 	// Logger receives the client's logs; nil discards them.
 	Logger *slog.Logger
@@ -59,6 +60,8 @@ type ClientConfig struct {
 	// Instance identifies this client to the broker across its reconnects;
 	// "" picks a random UUID.
 	Instance string
+	// Now is the clock receipts are dated with; nil means time.Now.
+	Now func() time.Time
 }
 
 // Errors returned by Client methods.
@@ -105,8 +108,8 @@ type Client struct {
 	state     State
 	up        chan struct{} // closed while connected; replaced on disconnect
 	outbox    map[string]*outgoing
-	order     []string // outbox ids in send order
-	peersReq  map[uint64]chan peersResult
+	order     []string                  // outbox ids in send order
+	reqs      map[uint64]chan reqResult // requests (peers, status) waiting for their answer
 	nextReq   uint64
 	closed    bool
 	inStandby bool          // another process holds the session
@@ -126,9 +129,10 @@ type outgoing struct {
 	err     error
 }
 
-type peersResult struct {
-	peers []wire.Peer
-	err   error
+// reqResult answers a request: the broker's answer frame, or an error.
+type reqResult struct {
+	f   wire.Frame
+	err error
 }
 
 // Dial starts a client that connects to the broker in the background and
@@ -143,6 +147,9 @@ func Dial(cfg ClientConfig) (*Client, error) {
 	}
 	if cfg.OnDM == nil {
 		cfg.OnDM = func(wire.DM) {}
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
 	def := func(d *time.Duration, v time.Duration) {
 		if *d <= 0 {
@@ -166,7 +173,7 @@ func Dial(cfg ClientConfig) (*Client, error) {
 		log:       cfg.Logger,
 		up:        make(chan struct{}),
 		outbox:    make(map[string]*outgoing),
-		peersReq:  make(map[uint64]chan peersResult),
+		reqs:      make(map[uint64]chan reqResult),
 		reconnect: make(chan struct{}, 1),
 		quit:      make(chan struct{}),
 		done:      make(chan struct{}),
@@ -358,6 +365,45 @@ func (c *Client) complete(id, status string, err error) bool {
 // Peers returns the sessions of the client's mesh: online ones and those
 // seen within the broker's queue TTL.
 func (c *Client) Peers(ctx context.Context) ([]wire.Peer, error) {
+	f, err := c.request(ctx, "list peers", func(req uint64) wire.Frame { return wire.PeersRequest{Req: req} })
+	if err != nil {
+		return nil, err
+	}
+	l, ok := f.(wire.PeerList)
+	if !ok {
+		return nil, fmt.Errorf("list peers: broker answered with a %s frame", f.Type())
+	}
+	return l.Peers, nil
+}
+
+// Status reports where DMs this session sent stand: one status per id, in
+// the order of ids. A DM another session sent, or one the broker has
+// forgotten, is wire.StateUnknown. More than wire.MaxAckIDs ids take several
+// requests. Without a connection it returns ErrNotConnected; a broker that
+// predates status requests does not answer, so bound ctx.
+func (c *Client) Status(ctx context.Context, ids []string) ([]wire.MessageStatus, error) {
+	var out []wire.MessageStatus
+	for chunk := range chunks(ids, wire.MaxAckIDs) {
+		f, err := c.request(ctx, "DM status", func(req uint64) wire.Frame { return wire.StatusRequest{Req: req, IDs: chunk} })
+		if err != nil {
+			return nil, err
+		}
+		l, ok := f.(wire.StatusList)
+		if !ok {
+			return nil, fmt.Errorf("DM status: broker answered with a %s frame", f.Type())
+		}
+		if len(l.Statuses) != len(chunk) {
+			return nil, fmt.Errorf("DM status: broker answered %d statuses for %d ids", len(l.Statuses), len(chunk))
+		}
+		out = append(out, l.Statuses...)
+	}
+	return out, nil
+}
+
+// request sends the frame that build makes for a fresh request number and
+// waits for the broker's answer to that number. A broker's refusal is a
+// *wire.Error; the end of ctx is wrapped with what.
+func (c *Client) request(ctx context.Context, what string, build func(req uint64) wire.Frame) (wire.Frame, error) {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -371,25 +417,27 @@ func (c *Client) Peers(ctx context.Context) ([]wire.Peer, error) {
 	}
 	c.nextReq++
 	req := c.nextReq
-	ch := make(chan peersResult, 1)
-	c.peersReq[req] = ch
+	ch := make(chan reqResult, 1)
+	c.reqs[req] = ch
 	c.mu.Unlock()
 	defer func() {
 		c.mu.Lock()
-		delete(c.peersReq, req)
+		delete(c.reqs, req)
 		c.mu.Unlock()
 	}()
 
-	frame, err := wire.Encode(wire.PeersRequest{Req: req})
+	frame, err := wire.Encode(build(req))
 	if err != nil {
 		return nil, err
 	}
-	cur.write(frame)
+	if !cur.write(frame) {
+		return nil, ErrNotConnected
+	}
 	select {
 	case r := <-ch:
-		return r.peers, r.err
+		return r.f, r.err
 	case <-ctx.Done():
-		return nil, fmt.Errorf("list peers: %w", ctx.Err())
+		return nil, fmt.Errorf("%s: %w", what, ctx.Err())
 	}
 }
 
@@ -401,10 +449,34 @@ func (c *Client) notConnected() error {
 	return ErrNotConnected
 }
 
-// Ack tells the broker that DMs were received so it forgets them. Without a
-// connection it returns ErrNotConnected and the broker will deliver them
-// again later.
+// Ack tells the broker that DMs were read (returned to the model) so it
+// forgets them. Without a connection it returns ErrNotConnected and the
+// broker will deliver them again later.
 func (c *Client) Ack(ids []string) error {
+	return c.writeChunks(ids, func(chunk []string) wire.Frame { return wire.Ack{IDs: chunk} })
+}
+
+// Clear tells the broker that the user dismissed DMs unread; like Ack, the
+// broker forgets them, but their senders see them cleared, not read.
+func (c *Client) Clear(ids []string) error {
+	return c.writeChunks(ids, func(chunk []string) wire.Frame { return wire.Ack{IDs: chunk, Cleared: true} })
+}
+
+// Receipt reports that DMs addressed to this session reached state
+// (wire.ReceiptReceived or wire.ReceiptPushed) now, so that their senders
+// can see it. The broker keeps the first report of each state. Without a
+// connection it returns ErrNotConnected.
+func (c *Client) Receipt(ids []string, state string) error {
+	if state != wire.ReceiptReceived && state != wire.ReceiptPushed {
+		return fmt.Errorf("receipt: unknown state %q", state)
+	}
+	at := c.cfg.Now()
+	return c.writeChunks(ids, func(chunk []string) wire.Frame { return wire.Receipt{IDs: chunk, State: state, At: at} })
+}
+
+// writeChunks queues the frames that frame makes for ids, at most
+// wire.MaxAckIDs ids each, on the current connection.
+func (c *Client) writeChunks(ids []string, frame func(chunk []string) wire.Frame) error {
 	if len(ids) == 0 {
 		return nil
 	}
@@ -417,11 +489,11 @@ func (c *Client) Ack(ids []string) error {
 	}
 	c.mu.Unlock()
 	for chunk := range chunks(ids, wire.MaxAckIDs) {
-		frame, err := wire.Encode(wire.Ack{IDs: chunk})
+		b, err := wire.Encode(frame(chunk))
 		if err != nil {
 			return err
 		}
-		if !cur.write(frame) {
+		if !cur.write(b) {
 			return ErrNotConnected
 		}
 	}
@@ -700,9 +772,9 @@ func (c *Client) serve(cc *clientConn) error {
 	if c.standby(err) {
 		c.inStandby, c.state.Replaced = true, true
 	}
-	for req, ch := range c.peersReq {
-		ch <- peersResult{err: ErrNotConnected}
-		delete(c.peersReq, req)
+	for req, ch := range c.reqs {
+		ch <- reqResult{err: ErrNotConnected}
+		delete(c.reqs, req)
 	}
 	c.mu.Unlock()
 	return err
@@ -717,19 +789,22 @@ func (c *Client) handle(f wire.Frame) {
 	case wire.DM:
 		c.cfg.OnDM(f)
 	case wire.PeerList:
-		c.resolvePeers(f.Req, peersResult{peers: f.Peers})
+		c.resolve(f.Req, reqResult{f: f})
+	case wire.StatusList:
+		c.resolve(f.Req, reqResult{f: f})
 	default:
 		c.log.Debug("unexpected frame from broker", "type", f.Type())
 	}
 }
 
-func (c *Client) resolvePeers(req uint64, r peersResult) bool {
+// resolve answers the request req, if it still waits.
+func (c *Client) resolve(req uint64, r reqResult) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	ch, ok := c.peersReq[req]
+	ch, ok := c.reqs[req]
 	if ok {
 		ch <- r
-		delete(c.peersReq, req)
+		delete(c.reqs, req)
 	}
 	return ok
 }
@@ -743,7 +818,7 @@ func (c *Client) handleError(e *wire.Error) bool {
 		return true
 	}
 	if req, err := strconv.ParseUint(e.Ref, 10, 64); err == nil {
-		return c.resolvePeers(req, peersResult{err: e})
+		return c.resolve(req, reqResult{err: e})
 	}
 	return false
 }
