@@ -23,6 +23,7 @@ const ProjectCommand = "claudemesh"
 // matcher, so that the hook runs on every occurrence.
 var hooks = []struct{ event, arg string }{
 	{"SessionStart", "session-start"}, // startup, resume, clear, compact
+	{"UserPromptSubmit", "prompt"},    // a line of context when DMs are unread
 }
 
 // ErrForeign reports that the place where claudemesh would register holds

@@ -39,6 +39,16 @@ const (
           }
         ]
       }
+    ],
+    "UserPromptSubmit": [
+      {
+        "hooks": [
+          {
+            "type": "command",
+            "command": "HOOK hook prompt"
+          }
+        ]
+      }
     ]
   }
 }

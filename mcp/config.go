@@ -1,6 +1,7 @@
 package mcp
 
 import (
+	"cmp"
 	"fmt"
 	"os"
 	"os/user"
@@ -14,15 +15,20 @@ import (
 
 // Environment variables read by ConfigFromEnv.
 const (
-	EnvHome        = "CLAUDEMESH_HOME"
-	EnvBroker      = "CLAUDEMESH_BROKER"
-	EnvMesh        = "CLAUDEMESH_MESH"
-	EnvName        = "CLAUDEMESH_NAME"
-	EnvSessionID   = "CLAUDEMESH_SESSION_ID"
-	EnvClaudeID    = "CLAUDE_CODE_SESSION_ID"
-	EnvProjectDir  = "CLAUDE_PROJECT_DIR"
-	DefaultMesh    = "default"
-	defaultHomeDir = ".claudemesh"
+	EnvHome       = "CLAUDEMESH_HOME"
+	EnvBroker     = "CLAUDEMESH_BROKER"
+	EnvMesh       = "CLAUDEMESH_MESH"
+	EnvName       = "CLAUDEMESH_NAME"
+	EnvSessionID  = "CLAUDEMESH_SESSION_ID"
+	EnvClaudeID   = "CLAUDE_CODE_SESSION_ID"
+	EnvProjectDir = "CLAUDE_PROJECT_DIR"
+	EnvDelivery   = "CLAUDEMESH_DELIVERY"
+	EnvChannel    = "CLAUDEMESH_CHANNEL"
+	// Claude Code's messaging socket of the session, and its token.
+	EnvMessagingSocket = "CLAUDE_CODE_MESSAGING_SOCKET"
+	EnvMessagingToken  = "CLAUDE_CODE_MESSAGING_TOKEN"
+	DefaultMesh        = "default"
+	defaultHomeDir     = ".claudemesh"
 )
 
 // ConfigFromEnv builds a Config from environment variables (getenv is
@@ -66,6 +72,19 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	if cfg.SessionSource != EnvSessionID {
 		cfg.SessionStartFile = SessionStartFile(home)
 	}
+	cfg.Delivery = cmp.Or(getenv(EnvDelivery), DeliveryPush)
+	if err := validDelivery(cfg.Delivery); err != nil {
+		return Config{}, fmt.Errorf("%s: %w", EnvDelivery, err)
+	}
+	cfg.MessagingSocket, cfg.MessagingToken = getenv(EnvMessagingSocket), getenv(EnvMessagingToken)
+	switch v := getenv(EnvChannel); v {
+	case "", "0", "false":
+	case "1", "true":
+		cfg.Channel = true
+	default:
+		return Config{}, fmt.Errorf("%s: %q is not 1 or 0", EnvChannel, v)
+	}
+	cfg.UnreadFile = UnreadFile(home)
 	if cfg.Name == "" {
 		cfg.Name = DefaultName(getenv, cfg.ProjectDir)
 	}

@@ -2,20 +2,32 @@ package mcp
 
 import (
 	"container/list"
+	"slices"
 	"sync"
+	"time"
 )
 
 // returnedMemory is how many returned DM ids the inbox remembers, to
 // recognise a DM the broker delivers again because its ack was lost.
 const returnedMemory = 4096
 
-// inbox holds received DMs until the inbox tool returns them.
+// Inbox states of an unread DM (Message.Status).
+const (
+	statusNew    = "new"    // not shown in the session yet
+	statusPushed = "pushed" // written into the session; still returned by inbox
+)
+
+// inbox holds received DMs until the inbox tool returns them (or they are
+// cleared). A DM pushed into the session stays here, marked pushed: a push
+// is never the only copy.
 type inbox struct {
 	mu       sync.Mutex
 	unread   []Message
-	have     map[string]struct{} // ids in unread
+	have     map[string]int // index in unread by id
 	returned map[string]*list.Element
 	order    *list.List // returned ids, oldest first
+	// changed is called, without the lock, after the unread DMs changed.
+	changed func()
 }
 
 type addResult int
@@ -27,10 +39,18 @@ const (
 )
 
 func newInbox() *inbox {
-	return &inbox{have: make(map[string]struct{}), returned: make(map[string]*list.Element), order: list.New()}
+	return &inbox{have: make(map[string]int), returned: make(map[string]*list.Element), order: list.New(), changed: func() {}}
 }
 
 func (b *inbox) add(m Message) addResult {
+	r := b.addLocked(m)
+	if r == added {
+		b.changed()
+	}
+	return r
+}
+
+func (b *inbox) addLocked(m Message) addResult {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if _, ok := b.returned[m.ID]; ok {
@@ -39,28 +59,70 @@ func (b *inbox) add(m Message) addResult {
 	if _, ok := b.have[m.ID]; ok {
 		return duplicate
 	}
-	b.have[m.ID] = struct{}{}
+	if m.Status == "" {
+		m.Status = statusNew
+	}
+	b.have[m.ID] = len(b.unread)
 	b.unread = append(b.unread, m)
 	return added
+}
+
+// markPushed records that the DM id was written into the session at t.
+func (b *inbox) markPushed(id string, t time.Time) {
+	b.mu.Lock()
+	i, ok := b.have[id]
+	if ok {
+		b.unread[i].Status, b.unread[i].PushedAt = statusPushed, t.UTC().Format(time.RFC3339)
+	}
+	b.mu.Unlock()
+	if ok {
+		b.changed()
+	}
 }
 
 // take removes and returns up to max unread DMs, oldest first, and how
 // many remain.
 func (b *inbox) take(max int) ([]Message, int) {
+	out, left := b.takeLocked(max)
+	if len(out) > 0 {
+		b.changed()
+	}
+	return out, left
+}
+
+func (b *inbox) takeLocked(max int) ([]Message, int) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	n := min(max, len(b.unread))
-	out := make([]Message, n)
-	copy(out, b.unread[:n])
-	b.unread = append(b.unread[:0], b.unread[n:]...)
+	out := append([]Message{}, b.unread[:n]...)
+	b.unread = slices.Delete(b.unread, 0, n)
+	clear(b.have)
+	for i, m := range b.unread {
+		b.have[m.ID] = i
+	}
 	for _, m := range out {
-		delete(b.have, m.ID)
 		b.returned[m.ID] = b.order.PushBack(m.ID)
 		if b.order.Len() > returnedMemory {
 			delete(b.returned, b.order.Remove(b.order.Front()).(string))
 		}
 	}
 	return out, len(b.unread)
+}
+
+// summary counts the unread DMs not shown in the session yet and names
+// their senders, in order of arrival.
+func (b *inbox) summary() (fresh int, from []string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, m := range b.unread {
+		if m.Status == statusNew {
+			fresh++
+			if !slices.Contains(from, m.From) {
+				from = append(from, m.From)
+			}
+		}
+	}
+	return fresh, from
 }
 
 func (b *inbox) count() int {
@@ -73,9 +135,10 @@ func (b *inbox) count() int {
 // and forgets which were returned.
 func (b *inbox) reset() {
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	b.unread = nil
 	clear(b.have)
 	clear(b.returned)
 	b.order.Init()
+	b.mu.Unlock()
+	b.changed()
 }

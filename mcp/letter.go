@@ -57,6 +57,8 @@ type Message struct {
 	SentAt      string `json:"sent_at" jsonschema:"RFC 3339 time the sender wrote it"`
 	Text        string `json:"text"`
 	Error       string `json:"error,omitempty" jsonschema:"set when the DM could not be decrypted or verified; text is empty then"`
+	Status      string `json:"status" jsonschema:"new (not shown to you before) or pushed (already written into this session at pushed_at)"`
+	PushedAt    string `json:"pushed_at,omitempty"`
 }
 
 // open decrypts dm with the session key. A DM that does not open is kept
@@ -68,6 +70,7 @@ func open(dm wire.DM, key *identity.Key) Message {
 		FromKeyID:   identity.KeyID(ed25519.PublicKey(dm.From)),
 		FromSession: dm.FromSession,
 		SentAt:      dm.SentAt.UTC().Format(time.RFC3339),
+		Status:      statusNew,
 	}
 	var nonce [wire.NonceSize]byte
 	copy(nonce[:], dm.Nonce)

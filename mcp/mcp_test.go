@@ -196,6 +196,35 @@ func TestInbox(t *testing.T) {
 	}
 }
 
+// Pushed DMs stay unread, marked, and no longer count as unseen.
+func TestInboxPushedStayUntilRead(t *testing.T) {
+	b := newInbox()
+	changes := 0
+	b.changed = func() { changes++ }
+	a1, a2, c1 := msg("a1"), msg("a2"), msg("c1")
+	a1.From, a2.From, c1.From = "alice", "alice", "carol"
+	for _, m := range []Message{a1, a2, c1} {
+		b.add(m)
+	}
+	if n, from := b.summary(); n != 3 || fmt.Sprint(from) != "[alice carol]" {
+		t.Errorf("summary = %d %v, want 3 [alice carol]", n, from)
+	}
+	at := time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC)
+	b.markPushed("a1", at)
+	b.markPushed("c1", at)
+	b.markPushed("nope", at)
+	if n, from := b.summary(); n != 1 || fmt.Sprint(from) != "[alice]" {
+		t.Errorf("summary after pushes = %d %v, want 1 [alice]", n, from)
+	}
+	got, _ := b.take(10)
+	if len(got) != 3 || got[0].Status != statusPushed || got[0].PushedAt != "2026-11-25T09:00:00Z" || got[1].Status != statusNew {
+		t.Errorf("take = %+v, want all three, a1 and c1 pushed", got)
+	}
+	if changes != 6 {
+		t.Errorf("%d change notifications, want 6 (3 adds, 2 pushes, 1 take)", changes)
+	}
+}
+
 func newKey(t *testing.T, mesh string) *identity.Key {
 	t.Helper()
 	k, err := identity.NewEphemeral(mesh)
@@ -223,7 +252,7 @@ func TestOpen(t *testing.T) {
 	t.Run("good", func(t *testing.T) {
 		text := "héllo <b>&</b> \"bob\"\n\x01"
 		m := open(sealedDM(t, id, text, sentAt, alice, bob.Public), bob)
-		want := Message{ID: id, From: "alice", FromKeyID: alice.ID(), FromSession: "s", SentAt: "2026-01-02T03:04:05Z", Text: text}
+		want := Message{ID: id, From: "alice", FromKeyID: alice.ID(), FromSession: "s", SentAt: "2026-01-02T03:04:05Z", Text: text, Status: statusNew}
 		if m != want {
 			t.Errorf("open = %+v, want %+v", m, want)
 		}

@@ -48,7 +48,18 @@ type Config struct {
 	// process running this server (see PublishSessionStart); "" disables
 	// following the session the hook reports.
 	SessionStartFile string
-	Logger           *slog.Logger
+	// Delivery is DeliveryPush (default), DeliveryInbox or DeliveryOff.
+	Delivery string
+	// MessagingSocket and MessagingToken are Claude Code's messaging
+	// socket of this session: where pushed DMs are written.
+	MessagingSocket, MessagingToken string
+	// Channel also sends each pushed DM as a claude/channel notification
+	// (Claude Code shows those only in sessions started for channels).
+	Channel bool
+	// UnreadFile is where the server tells the prompt hook about unread
+	// DMs; "" for none.
+	UnreadFile string
+	Logger     *slog.Logger
 	// Endpoint overrides how the broker is found (tests); nil means
 	// broker.LocalEndpoint(Home, BrokerURL).
 	Endpoint func() (broker.Endpoint, error)
@@ -76,6 +87,7 @@ type Server struct {
 	keystore *identity.Keystore
 	inbox    *inbox
 	mcp      *server.MCPServer
+	pusher   *pusher // nil unless DMs are pushed
 
 	mu     sync.Mutex
 	id     *binding // the identity the server speaks as now
@@ -105,6 +117,12 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Mesh == "" {
 		cfg.Mesh = DefaultMesh
 	}
+	if cfg.Delivery == "" {
+		cfg.Delivery = DeliveryPush
+	}
+	if err := validDelivery(cfg.Delivery); err != nil {
+		return nil, err
+	}
 	s := &Server{
 		cfg:       cfg,
 		log:       cfg.Logger.With("mesh", cfg.Mesh),
@@ -130,13 +148,26 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("session key: %w", err)
 	}
+	s.mcp = s.newMCPServer()
+	s.inbox.changed = s.publishUnread
+	if cfg.Delivery == DeliveryPush && (cfg.MessagingSocket != "" || cfg.Channel) {
+		var channel func(Message)
+		if cfg.Channel {
+			channel = s.notifyChannel
+		}
+		s.pusher = newPusher(cfg.MessagingSocket, cfg.MessagingToken, s.log, s.pushed, channel)
+	}
+	s.log.Debug("delivery", "mode", cfg.Delivery, "socket", cfg.MessagingSocket != "", "channel", cfg.Channel)
 	s.mu.Lock()
 	err = s.bind(key, cfg.SessionSource)
 	s.mu.Unlock()
 	if err != nil {
+		if s.pusher != nil {
+			s.pusher.close()
+		}
 		return nil, err
 	}
-	s.mcp = s.newMCPServer()
+	s.publishUnread()
 	go s.watchSessionStart()
 	return s, nil
 }
@@ -206,7 +237,13 @@ func (s *Server) Close() error {
 		s.closed = true
 		b := s.id
 		s.mu.Unlock()
+		if s.pusher != nil {
+			s.pusher.close()
+		}
 		b.client.Close()
+		if s.cfg.UnreadFile != "" {
+			os.Remove(s.cfg.UnreadFile)
+		}
 	})
 	return nil
 }
@@ -223,10 +260,59 @@ func (s *Server) receive(b *binding, dm wire.DM) {
 	if m.Error != "" {
 		s.log.Warn("DM could not be opened", "msg_id", dm.ID, "from", m.FromKeyID, "err", m.Error)
 	}
-	if s.inbox.add(m) == alreadyReturned {
+	if !dm.PushedAt.IsZero() {
+		// Pushed by an earlier process of this session: not again.
+		m.Status, m.PushedAt = statusPushed, dm.PushedAt.UTC().Format(time.RFC3339)
+	}
+	r := s.inbox.add(m)
+	s.log.Debug("DM received", "msg_id", dm.ID, "from", m.FromKeyID, "result", r, "status", m.Status)
+	switch r {
+	case alreadyReturned:
 		if err := b.client.Ack([]string{dm.ID}); err != nil {
 			s.log.Debug("re-ack DM", "msg_id", dm.ID, "err", err)
 		}
+	case added:
+		if err := b.client.Receipt([]string{dm.ID}, wire.ReceiptReceived); err != nil {
+			s.log.Debug("receipt", "msg_id", dm.ID, "err", err)
+		}
+		if s.pusher != nil && m.Status == statusNew && m.Error == "" {
+			s.pusher.offer(m)
+		}
+	}
+}
+
+// pushed records that m was written into the session: the inbox marks it,
+// and the broker learns it for the sender's message_status and for the
+// next process of this session.
+func (s *Server) pushed(m Message, at time.Time) {
+	s.inbox.markPushed(m.ID, at)
+	if err := s.bound().client.Receipt([]string{m.ID}, wire.ReceiptPushed); err != nil {
+		s.log.Debug("receipt", "msg_id", m.ID, "err", err)
+	}
+	s.log.Info("DM pushed into the session", "msg_id", m.ID, "from", m.FromKeyID)
+}
+
+// notifyChannel sends m as a claude/channel notification. Claude Code drops
+// it unless the session was started for channels; it is never the only
+// path.
+func (s *Server) notifyChannel(m Message) {
+	err := s.mcp.SendNotificationToSpecificClient("stdio", "notifications/claude/channel", map[string]any{
+		"content": framePush(m),
+		"meta":    map[string]string{"message_id": m.ID, "from_key_id": m.FromKeyID, "sent_at": m.SentAt},
+	})
+	if err != nil {
+		s.log.Debug("channel notification", "msg_id", m.ID, "err", err)
+	}
+}
+
+// publishUnread tells the prompt hook how many DMs wait unshown.
+func (s *Server) publishUnread() {
+	if s.cfg.UnreadFile == "" || s.cfg.Delivery == DeliveryOff {
+		return
+	}
+	n, from := s.inbox.summary()
+	if err := writeUnread(s.cfg.UnreadFile, unreadState{New: n, From: from, Delivery: s.cfg.Delivery}); err != nil {
+		s.log.Warn("write the unread file for the prompt hook", "path", s.cfg.UnreadFile, "err", err)
 	}
 }
 

@@ -95,12 +95,21 @@ func PublishSessionStart(home string, ev SessionStart) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	path := filepath.Join(dir, proc.channelName())
-	f, err := os.CreateTemp(dir, ".session-start-*")
-	if err != nil {
+	path := filepath.Join(dir, proc.file(sessionStartKind))
+	if err := writeAtomic(path, b); err != nil {
 		return "", fmt.Errorf("session start channel: %w", err)
 	}
-	_, err = f.Write(b)
+	return path, nil
+}
+
+// writeAtomic replaces path with data (mode 0600): readers see the old
+// contents or the new, never a part.
+func writeAtomic(path string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -109,24 +118,31 @@ func PublishSessionStart(home string, ev SessionStart) (string, error) {
 	}
 	if err != nil {
 		os.Remove(f.Name())
-		return "", fmt.Errorf("session start channel: %w", err)
 	}
-	return path, nil
+	return err
 }
 
-// SessionStartFile returns the channel file of the Claude Code process that
-// runs the caller (the MCP server), or "" when there is none to find.
-func SessionStartFile(home string) string {
+// SessionStartFile returns the SessionStart channel file of the Claude
+// Code process that runs the caller (the MCP server), or "" when there is
+// none to find.
+func SessionStartFile(home string) string { return runFile(home, sessionStartKind) }
+
+// runFile returns the file of kind under $CLAUDEMESH_HOME/run for the
+// Claude Code process that runs the caller, or "" when there is none.
+func runFile(home, kind string) string {
 	proc, err := claudeProcess(os.Getppid())
 	if err != nil {
 		return ""
 	}
-	return filepath.Join(home, runDir, proc.channelName())
+	return filepath.Join(home, runDir, proc.file(kind))
 }
 
+// The files under $CLAUDEMESH_HOME/run, one of each kind per Claude Code
+// process.
 const (
-	runDir        = "run"
-	channelPrefix = "session-start-"
+	runDir           = "run"
+	sessionStartKind = "session-start" // hook → server: the true session
+	unreadKind       = "unread"        // server → prompt hook: the unread DMs
 )
 
 // process names one process across pid reuse.
@@ -135,8 +151,8 @@ type process struct {
 	start uint64 // start time in clock ticks after boot; 0 where unknown
 }
 
-func (p process) channelName() string {
-	return fmt.Sprintf("%s%d-%d.json", channelPrefix, p.pid, p.start)
+func (p process) file(kind string) string {
+	return fmt.Sprintf("%s-%d-%d.json", kind, p.pid, p.start)
 }
 
 // shells are what may stand between Claude Code and a command it runs: a
@@ -193,14 +209,20 @@ func readStat(pid int) (procStat, error) {
 	return procStat{comm: string(b[open+1 : close]), ppid: ppid, start: start}, nil
 }
 
-// removeStale deletes channel files of processes that are gone.
+// removeStale deletes the run files of processes that are gone.
 func removeStale(dir string) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return
 	}
 	for _, e := range entries {
-		name, ok := strings.CutPrefix(e.Name(), channelPrefix)
+		var name string
+		var ok bool
+		for _, kind := range []string{sessionStartKind, unreadKind} {
+			if name, ok = strings.CutPrefix(e.Name(), kind+"-"); ok {
+				break
+			}
+		}
 		if !ok {
 			continue
 		}

@@ -12,15 +12,39 @@ import (
 // runHook runs a Claude Code hook command. What a hook prints on stdout
 // goes into Claude's context, so it prints nothing there; problems go to
 // stderr and the exit status.
-func runHook(args []string, stdin io.Reader) error {
+func runHook(args []string, stdin io.Reader, stdout io.Writer) error {
 	if len(args) != 1 {
-		return errors.New("usage: claudemesh hook session-start (run by Claude Code with the hook's JSON on stdin)")
+		return errors.New("usage: claudemesh hook session-start|prompt (run by Claude Code with the hook's JSON on stdin)")
 	}
 	switch args[0] {
 	case "session-start":
 		return hookSessionStart(stdin)
+	case "prompt":
+		return hookPrompt(stdin, stdout)
 	}
-	return fmt.Errorf("hook: unknown hook %q (known: session-start)", args[0])
+	return fmt.Errorf("hook: unknown hook %q (known: session-start, prompt)", args[0])
+}
+
+// hookPrompt runs on UserPromptSubmit: when DMs wait unshown it prints one
+// line, which Claude Code adds to the context of the prompt; otherwise
+// nothing. It never blocks the prompt: a problem is only reported on
+// stderr.
+func hookPrompt(stdin io.Reader, stdout io.Writer) error {
+	io.Copy(io.Discard, io.LimitReader(stdin, 1<<20)) // the prompt itself is not needed
+	home, err := mcp.HomeFromEnv(os.Getenv)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "claudemesh hook prompt:", err)
+		return nil
+	}
+	line, err := mcp.Nudge(home)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "claudemesh hook prompt:", err)
+		return nil
+	}
+	if line != "" {
+		fmt.Fprintln(stdout, line)
+	}
+	return nil
 }
 
 // hookSessionStart hands the session id Claude Code reports to the

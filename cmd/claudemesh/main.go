@@ -31,7 +31,7 @@ commands:
   install   register claudemesh with Claude Code (user, or --project)
   uninstall remove what install registered
   launch    start claude with a session id claudemesh sees from the start
-  hook      run a Claude Code hook (session-start)
+  hook      run a Claude Code hook (session-start, prompt)
   version   print the version
 
 Run 'claudemesh <command> -h' for a command's flags.
@@ -60,7 +60,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	case "mcp":
 		return runMCP(ctx, args[1:], stdin, stdout, stderr)
 	case "hook":
-		return runHook(args[1:], stdin)
+		return runHook(args[1:], stdin, stdout)
 	case "install":
 		return runInstall(args[1:], stdout, stderr)
 	case "uninstall":
@@ -183,6 +183,8 @@ func runMCP(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 	fs := flag.NewFlagSet("mcp", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	logLevel := fs.String("log-level", os.Getenv("CLAUDEMESH_LOG_LEVEL"), "debug, info, warn or error (logs go to stderr)")
+	delivery := fs.String("delivery", "", "how arriving DMs surface: push, inbox or off (default $"+mcp.EnvDelivery+", else push)")
+	channel := fs.Bool("channel", false, "also send pushed DMs as claude/channel notifications (or $"+mcp.EnvChannel+"=1)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -195,6 +197,10 @@ func runMCP(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 		return fmt.Errorf("mcp: %w", err)
 	}
 	cfg.Logger = log
+	if *delivery != "" {
+		cfg.Delivery = *delivery
+	}
+	cfg.Channel = cfg.Channel || *channel
 	s, err := mcp.New(cfg)
 	if err != nil {
 		return fmt.Errorf("mcp: %w", err)
