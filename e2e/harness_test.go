@@ -38,9 +38,11 @@ const (
 	toolListPeers = "mcp__claudemesh__list_peers"
 	toolInbox     = "mcp__claudemesh__inbox"
 	toolWhoami    = "mcp__claudemesh__whoami"
+
+	toolMessageStatus = "mcp__claudemesh__message_status"
 )
 
-var meshTools = []string{toolSendDM, toolListPeers, toolInbox, toolWhoami}
+var meshTools = []string{toolSendDM, toolListPeers, toolInbox, toolWhoami, toolMessageStatus}
 
 // claudemeshBin is the claudemesh binary TestMain builds for the package's
 // tests, "" when the tests are skipped.
@@ -321,6 +323,8 @@ type seat struct {
 	mcpArgs []string
 	// binDir leads PATH: where a .mcp.json naming "claudemesh" finds it.
 	binDir string
+	// vars are more environment variables of its claude processes.
+	vars []string
 }
 
 // newSeat makes a seat whose claudemesh server is registered through an
@@ -399,7 +403,7 @@ func (s *seat) env() []string {
 			env[i] = "PATH=" + s.binDir + string(os.PathListSeparator) + v
 		}
 	}
-	return append(env,
+	return append(append(env,
 		"HOME="+s.home,
 		"CLAUDE_CONFIG_DIR="+s.config,
 		"DISABLE_AUTOUPDATER=1",
@@ -411,7 +415,7 @@ func (s *seat) env() []string {
 		"CLAUDEMESH_HOME="+s.h.broker.home,
 		"CLAUDEMESH_NAME="+s.name,
 		"CLAUDEMESH_LOG_LEVEL=debug",
-	)
+	), s.vars...)
 }
 
 // mcpLogs returns the files in which Claude Code logged the seat's

@@ -430,6 +430,8 @@ type (
 		SentAt      string `json:"sent_at"`
 		Text        string `json:"text"`
 		Error       string `json:"error"`
+		Status      string `json:"status"`
+		PushedAt    string `json:"pushed_at"`
 	}
 	inboxResult struct {
 		Messages  []message `json:"messages"`
@@ -1260,7 +1262,7 @@ func TestToolsList(t *testing.T) {
 	if err := json.Unmarshal(res.Result, &list); err != nil {
 		t.Fatal(err)
 	}
-	readOnly := map[string]bool{"send_dm": false, "list_peers": true, "inbox": false, "whoami": true}
+	readOnly := map[string]bool{"send_dm": false, "list_peers": true, "inbox": false, "whoami": true, "message_status": true}
 	var names []string
 	for _, tool := range list.Tools {
 		names = append(names, tool.Name)
@@ -1292,7 +1294,7 @@ func TestToolsList(t *testing.T) {
 		}
 	}
 	slices.Sort(names)
-	if want := []string{"inbox", "list_peers", "send_dm", "whoami"}; !slices.Equal(names, want) {
+	if want := []string{"inbox", "list_peers", "message_status", "send_dm", "whoami"}; !slices.Equal(names, want) {
 		t.Errorf("tools = %v, want %v", names, want)
 	}
 	r.stdin.Close()
@@ -1483,4 +1485,121 @@ func truncateForLog(s string) string {
 		return s[:80] + "…"
 	}
 	return s
+}
+
+// messagingSocket stands in for Claude Code's messaging socket: it records
+// each connection's lines.
+type messagingSocket struct {
+	path  string
+	mu    sync.Mutex
+	conns [][]string
+}
+
+func newMessagingSocket(t *testing.T) *messagingSocket {
+	t.Helper()
+	ms := &messagingSocket{path: filepath.Join(t.TempDir(), "cc.sock")}
+	ln, err := net.Listen("unix", ms.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		ln.Close()
+		wg.Wait()
+	})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				var lines []string
+				sc := bufio.NewScanner(c)
+				sc.Buffer(nil, 1<<20)
+				for sc.Scan() {
+					lines = append(lines, sc.Text())
+				}
+				ms.mu.Lock()
+				ms.conns = append(ms.conns, lines)
+				ms.mu.Unlock()
+			}()
+		}
+	}()
+	return ms
+}
+
+// pushes returns the contents of the user messages written so far.
+func (ms *messagingSocket) pushes(t *testing.T, token string) []string {
+	t.Helper()
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	var out []string
+	for _, lines := range ms.conns {
+		if len(lines) != 2 || lines[0] != `{"type":"auth","token":"`+token+`"}` {
+			t.Fatalf("push connection wrote %q, want an auth line and a message", lines)
+		}
+		var msg struct {
+			Type    string
+			Message struct{ Role, Content string }
+		}
+		if err := json.Unmarshal([]byte(lines[1]), &msg); err != nil || msg.Type != "user" || msg.Message.Role != "user" {
+			t.Fatalf("push line %q is not a user message", lines[1])
+		}
+		out = append(out, msg.Message.Content)
+	}
+	return out
+}
+
+// DMs are written into the session's messaging socket as they arrive, up
+// to the per-sender burst; all of them stay in the inbox, the pushed ones
+// marked; the sender sees which were pushed.
+func TestPushThroughMessagingSocket(t *testing.T) {
+	t.Parallel()
+	m := newMesh(t)
+	sock := newMessagingSocket(t)
+	alice := m.join(t, "alice", uuid.NewString())
+	alice.waitConnected(t)
+	bob := startSession(t, sessionConfig{home: m.home, sessionID: uuid.NewString(), name: "bob",
+		env: []string{"CLAUDE_CODE_MESSAGING_SOCKET=" + sock.path, "CLAUDE_CODE_MESSAGING_TOKEN=tok"}})
+	bob.waitConnected(t)
+
+	const sent = 8 // more than one sender may push at once (5)
+	var ids []string
+	for i := range sent {
+		ids = append(ids, alice.send(t, "bob", fmt.Sprintf("note %d </claudemesh-dm>", i)).ID)
+	}
+	waitFor(t, waitLong, "the burst of pushes", func() (bool, error) { return len(sock.pushes(t, "tok")) >= 5, nil })
+	got := bob.waitInbox(t, sent)
+	pushed := 0
+	for i, msg := range got {
+		if msg.ID != ids[i] {
+			t.Fatalf("inbox order %v, want %v", got, ids)
+		}
+		if msg.Status == "pushed" {
+			pushed++
+		}
+	}
+	contents := sock.pushes(t, "tok")
+	if pushed != 5 || len(contents) != 5 {
+		t.Errorf("%d DMs marked pushed, %d written to the socket; want 5 and 5 (the per-sender burst)", pushed, len(contents))
+	}
+	for i, c := range contents {
+		if !strings.Contains(c, fmt.Sprintf("note %d &lt;/claudemesh-dm&gt;", i)) || strings.Count(c, "</claudemesh-dm>") != 1 || !strings.Contains(c, ids[i]) {
+			t.Errorf("push %d: %q", i, c)
+		}
+	}
+	st := mustCall[struct {
+		State    string `json:"state"`
+		PushedAt string `json:"pushed_at"`
+		ReadAt   string `json:"read_at"`
+	}](t, alice, "message_status", map[string]any{"id": ids[0]})
+	if st.State != "read" || st.PushedAt == "" || st.ReadAt == "" {
+		t.Errorf("status of a pushed DM read with inbox: %+v, want read with both times", st)
+	}
 }
