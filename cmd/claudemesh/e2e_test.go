@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -1601,5 +1602,70 @@ func TestPushThroughMessagingSocket(t *testing.T) {
 	}](t, alice, "message_status", map[string]any{"id": ids[0]})
 	if st.State != "read" || st.PushedAt == "" || st.ReadAt == "" {
 		t.Errorf("status of a pushed DM read with inbox: %+v, want read with both times", st)
+	}
+}
+
+// With CLAUDEMESH_CHANNEL=1 the server declares the claude/channel
+// capability and sends each DM that arrives as a channel notification
+// too, with identifier-only meta keys.
+func TestChannelNotification(t *testing.T) {
+	t.Parallel()
+	m := newMesh(t)
+	alice := m.join(t, "alice", uuid.NewString())
+	alice.waitConnected(t)
+	r := startRaw(t, m.home, "CLAUDEMESH_CHANNEL=1", "CLAUDEMESH_NAME=bob")
+	init := r.next(t, r.write(t, "initialize", map[string]any{
+		"protocolVersion": "2025-11-25",
+		"capabilities":    map[string]any{},
+		"clientInfo":      map[string]any{"name": "claudemesh-e2e", "version": "1"},
+	}, false))
+	var caps struct {
+		Capabilities struct {
+			Experimental map[string]any `json:"experimental"`
+		} `json:"capabilities"`
+	}
+	if err := json.Unmarshal(init.Result, &caps); err != nil || caps.Capabilities.Experimental["claude/channel"] == nil {
+		t.Fatalf("initialize result %s lacks the claude/channel capability", init.Result)
+	}
+	r.write(t, "notifications/initialized", nil, true)
+
+	var id string
+	waitFor(t, waitLong, "bob to be online for alice", func() (bool, error) {
+		res, _, isError := call[sendResult](t, alice, "send_dm", map[string]any{"to": "bob", "message": "over the channel"})
+		id = res.ID
+		return !isError, nil // an error: bob is not connected yet
+	})
+	timeout := time.After(waitLong)
+	for {
+		select {
+		case line, ok := <-r.lines:
+			if !ok {
+				t.Fatal("stdout ended before the channel notification")
+			}
+			var n struct {
+				Method string `json:"method"`
+				Params struct {
+					Content string            `json:"content"`
+					Meta    map[string]string `json:"meta"`
+				} `json:"params"`
+			}
+			checkLine(t, line)
+			if json.Unmarshal(line, &n) != nil || n.Method != "notifications/claude/channel" {
+				continue
+			}
+			if !strings.Contains(n.Params.Content, "over the channel") || n.Params.Meta["message_id"] != id {
+				t.Errorf("channel notification %+v, want DM %s", n.Params, id)
+			}
+			for k := range n.Params.Meta {
+				if !regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`).MatchString(k) {
+					t.Errorf("meta key %q is not an identifier", k)
+				}
+			}
+			r.stdin.Close()
+			r.waitExit(t, "stdin EOF")
+			return
+		case <-timeout:
+			t.Fatal("no channel notification")
+		}
 	}
 }
