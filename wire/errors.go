@@ -18,6 +18,21 @@ const (
 	CodeShuttingDown       = "shutting_down"       // broker is stopping; reconnect later
 	CodeSessionActive      = "session_active"      // standby hello: the session is live in another process
 	CodeInternal           = "internal"            // broker-side failure; retry
+
+	// Membership and limits.
+	CodeAttestationRequired = "attestation_required" // the mesh admits members' sessions only
+	CodeBadAttestation      = "bad_attestation"      // attestation signature, mesh or expiry refused
+	CodeNotMember           = "not_member"           // the key is not a member of the mesh (or was removed)
+	CodeSessionOwned        = "session_owned"        // another member vouches for this session key
+	CodeNotOwner            = "not_owner"            // only the mesh's owner may do that
+	CodeBadInvite           = "bad_invite"           // unknown, used up, expired or revoked invite code
+	CodeNameTaken           = "name_taken"           // a member of the mesh already has that name
+	CodeMeshExists          = "mesh_exists"          // a mesh of that name exists on the broker
+	CodeNoMesh              = "no_mesh"              // no such mesh on the broker
+	CodeMemberRemoved       = "member_removed"       // the member was removed; its sessions are closed
+	CodeRateLimited         = "rate_limited"         // too many DMs per second; retry later with the same id
+	CodeQueueFull           = "queue_full"           // the recipient has too many DMs or bytes waiting
+	CodeTooManyConnections  = "too_many_connections" // the member has too many connections open
 )
 
 // Error is the error frame. Ref names the request it answers (a DM id, or the

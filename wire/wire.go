@@ -19,6 +19,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"time"
 	"unicode/utf8"
 
@@ -119,8 +120,11 @@ type Hello struct {
 	// connection holds it and it is not in its grace period. A client that
 	// was replaced probes with it, so it never takes the session back from
 	// a process that is using it.
-	Standby bool   `json:"standby,omitempty"`
-	Sig     []byte `json:"sig"`
+	Standby bool `json:"standby,omitempty"`
+	// Attestation is the member's word for this session key; meshes with
+	// members require it.
+	Attestation *Attestation `json:"attestation,omitempty"`
+	Sig         []byte       `json:"sig"`
 }
 
 // Welcome accepts a Hello.
@@ -361,41 +365,14 @@ func Decode(data []byte) (Frame, error) {
 	if err := json.Unmarshal(data, &env); err != nil {
 		return nil, &ParseError{CodeBadFrame, fmt.Errorf("not a JSON object: %w", err)}
 	}
-	var f Frame
-	switch env.Type {
-	case TypeChallenge:
-		f = new(Challenge)
-	case TypeHello:
-		f = new(Hello)
-	case TypeWelcome:
-		f = new(Welcome)
-	case TypeSend:
-		f = new(Send)
-	case TypeSent:
-		f = new(Sent)
-	case TypeDM:
-		f = new(DM)
-	case TypeAck:
-		f = new(Ack)
-	case TypeReceipt:
-		f = new(Receipt)
-	case TypePeers:
-		f = new(PeersRequest)
-	case TypePeerList:
-		f = new(PeerList)
-	case TypeStatus:
-		f = new(StatusRequest)
-	case TypeStatusList:
-		f = new(StatusList)
-	case TypeError:
-		f = new(Error)
-	case TypeBye:
-		f = new(Bye)
-	case "":
+	if env.Type == "" {
 		return nil, &ParseError{CodeBadFrame, errors.New(`missing "type"`)}
-	default:
+	}
+	newFrame, ok := frameTypes[env.Type]
+	if !ok {
 		return nil, &ParseError{CodeBadFrame, fmt.Errorf("unknown frame type %q", truncate(env.Type, 32))}
 	}
+	f := newFrame()
 	if err := json.Unmarshal(data, f); err != nil {
 		return nil, &ParseError{CodeBadFrame, fmt.Errorf("%s frame: %w", env.Type, err)}
 	}
@@ -410,37 +387,42 @@ func Decode(data []byte) (Frame, error) {
 	return deref(f), nil
 }
 
-// deref returns frames by value so callers switch on value types.
+// frameTypes makes an empty frame of each type Decode knows.
+var frameTypes = map[string]func() Frame{
+	TypeChallenge:    func() Frame { return new(Challenge) },
+	TypeHello:        func() Frame { return new(Hello) },
+	TypeWelcome:      func() Frame { return new(Welcome) },
+	TypeSend:         func() Frame { return new(Send) },
+	TypeSent:         func() Frame { return new(Sent) },
+	TypeDM:           func() Frame { return new(DM) },
+	TypeAck:          func() Frame { return new(Ack) },
+	TypeReceipt:      func() Frame { return new(Receipt) },
+	TypePeers:        func() Frame { return new(PeersRequest) },
+	TypePeerList:     func() Frame { return new(PeerList) },
+	TypeStatus:       func() Frame { return new(StatusRequest) },
+	TypeStatusList:   func() Frame { return new(StatusList) },
+	TypeError:        func() Frame { return new(Error) },
+	TypeBye:          func() Frame { return new(Bye) },
+	TypeMemberHello:  func() Frame { return new(MemberHello) },
+	TypeJoin:         func() Frame { return new(Join) },
+	TypeJoined:       func() Frame { return new(Joined) },
+	TypeMeshCreate:   func() Frame { return new(MeshCreate) },
+	TypeInviteCreate: func() Frame { return new(InviteCreate) },
+	TypeInvite:       func() Frame { return new(Invite) },
+	TypeInviteRevoke: func() Frame { return new(InviteRevoke) },
+	TypeMemberList:   func() Frame { return new(MemberList) },
+	TypeMembers:      func() Frame { return new(Members) },
+	TypeMemberRemove: func() Frame { return new(MemberRemove) },
+	TypeOK:           func() Frame { return new(OK) },
+}
+
+// deref returns frames by value so callers switch on value types; *Error
+// stays a pointer: it is an error value.
 func deref(f Frame) Frame {
-	switch v := f.(type) {
-	case *Challenge:
-		return *v
-	case *Hello:
-		return *v
-	case *Welcome:
-		return *v
-	case *Send:
-		return *v
-	case *Sent:
-		return *v
-	case *DM:
-		return *v
-	case *Ack:
-		return *v
-	case *Receipt:
-		return *v
-	case *PeersRequest:
-		return *v
-	case *PeerList:
-		return *v
-	case *StatusRequest:
-		return *v
-	case *StatusList:
-		return *v
-	case *Bye:
-		return *v
+	if _, ok := f.(*Error); ok {
+		return f
 	}
-	return f // *Error stays a pointer: it is an error value
+	return reflect.ValueOf(f).Elem().Interface().(Frame)
 }
 
 func (c Challenge) validate() error {
@@ -477,6 +459,11 @@ func (h Hello) validate() error {
 	if h.Instance != "" {
 		if err := validUUID(h.Instance); err != nil {
 			return fmt.Errorf("instance: %w", err)
+		}
+	}
+	if h.Attestation != nil {
+		if err := h.Attestation.validate(); err != nil {
+			return fmt.Errorf("attestation: %w", err)
 		}
 	}
 	if len(h.Sig) == 0 {
@@ -653,6 +640,13 @@ func HelloTranscript(challenge []byte, h Hello) []byte {
 		put([]byte{1})
 	} else {
 		put([]byte{0})
+	}
+	if a := h.Attestation; a != nil {
+		put(a.Member)
+		put(binary.BigEndian.AppendUint64(nil, uint64(a.Expires.UnixNano())))
+		put(a.Sig)
+	} else {
+		put(nil)
 	}
 	return b.Bytes()
 }
