@@ -128,6 +128,59 @@ type Session struct {
 	ProjectDir string // project directory last presented
 	FirstSeen  time.Time
 	LastSeen   time.Time
+	// Member is the member key that vouched for the session key, nil in a
+	// mesh without members. The first member to vouch keeps it: an upsert
+	// never changes it.
+	Member []byte
+}
+
+// Member is a member of a mesh with members.
+type Member struct {
+	Mesh     string
+	Key      []byte // ed25519 member public key
+	Name     string
+	Role     string // "owner" or "member"
+	JoinedAt time.Time
+}
+
+// Invite is an invite code as the store keeps it: by its hash.
+type Invite struct {
+	Hash      []byte // SHA-256 of the raw code
+	Mesh      string
+	CreatedBy []byte // member key of its creator
+	Uses      int
+	ExpiresAt time.Time
+	CreatedAt time.Time
+}
+
+// ErrInvite reports an invite code that is unknown, used up, expired or
+// revoked; which of these is not said.
+var ErrInvite = errors.New("invite code is not valid")
+
+// Members is the part of a Store that keeps meshes with members.
+type Members interface {
+	// CreateMesh creates mesh with owner as its first member (role
+	// "owner"). A mesh that exists is ErrConflict.
+	CreateMesh(ctx context.Context, mesh string, owner Member, now time.Time) error
+	// MeshExists reports whether mesh has members.
+	MeshExists(ctx context.Context, mesh string) (bool, error)
+	// Member returns the member with key in mesh, or ErrNotFound.
+	Member(ctx context.Context, mesh string, key []byte) (Member, error)
+	// MemberList returns the members of mesh, by name.
+	MemberList(ctx context.Context, mesh string) ([]Member, error)
+	// RemoveMember removes a member; it reports whether there was one.
+	RemoveMember(ctx context.Context, mesh string, key []byte) (bool, error)
+	// CreateInvite stores an invite.
+	CreateInvite(ctx context.Context, inv Invite) error
+	// RedeemInvite uses one use of the invite with hash to add m (its Mesh
+	// is taken from the invite; its Role is "member") and returns the
+	// member added. ErrInvite for an unknown, used up, expired (at now) or
+	// revoked invite; ErrConflict when the mesh already has that key or
+	// name (the use is not spent then).
+	RedeemInvite(ctx context.Context, hash []byte, m Member, now time.Time) (Member, error)
+	// RevokeInvite revokes the invite with hash in mesh; it reports
+	// whether there was one.
+	RevokeInvite(ctx context.Context, mesh string, hash []byte) (bool, error)
 }
 
 // Store is the broker's persistence. All methods are safe for concurrent use.
@@ -205,6 +258,8 @@ type Store interface {
 	// Sessions returns the sessions of mesh last seen at or after since,
 	// most recently seen first.
 	Sessions(ctx context.Context, mesh string, since time.Time) ([]Session, error)
+
+	Members
 
 	// Close flushes pending writes and releases resources. It is idempotent.
 	Close() error

@@ -20,10 +20,11 @@ func (s *Store) UpsertSession(ctx context.Context, sess store.Session) error {
 	first := cmp.Or(sess.FirstSeen, sess.LastSeen)
 	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO sessions
-			(mesh, key, session_id, name, project_dir, first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?)
+			(mesh, key, session_id, name, project_dir, first_seen, last_seen, member_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (mesh, key) DO UPDATE SET session_id = excluded.session_id, name = excluded.name,
-				project_dir = excluded.project_dir, last_seen = excluded.last_seen`,
-			sess.Mesh, sess.PublicKey, sess.SessionID, sess.Name, sess.ProjectDir, nanos(first), nanos(sess.LastSeen))
+				project_dir = excluded.project_dir, last_seen = excluded.last_seen,
+				member_key = coalesce(sessions.member_key, excluded.member_key)`,
+			sess.Mesh, sess.PublicKey, sess.SessionID, sess.Name, sess.ProjectDir, nanos(first), nanos(sess.LastSeen), nullBytes(sess.Member))
 		return err
 	})
 	if err != nil {
@@ -53,14 +54,22 @@ func (s *Store) ForgetSession(ctx context.Context, mesh string, key []byte, now 
 	return gone, nil
 }
 
-const sessionColumns = `mesh, key, session_id, name, project_dir, first_seen, last_seen`
+const sessionColumns = `mesh, key, session_id, name, project_dir, first_seen, last_seen, member_key`
+
+// nullBytes maps an empty slice to SQL NULL.
+func nullBytes(b []byte) any {
+	if len(b) == 0 {
+		return nil
+	}
+	return b
+}
 
 func scanSession(row interface{ Scan(...any) error }) (store.Session, error) {
 	var (
 		sess        store.Session
 		first, last int64
 	)
-	err := row.Scan(&sess.Mesh, &sess.PublicKey, &sess.SessionID, &sess.Name, &sess.ProjectDir, &first, &last)
+	err := row.Scan(&sess.Mesh, &sess.PublicKey, &sess.SessionID, &sess.Name, &sess.ProjectDir, &first, &last, &sess.Member)
 	sess.FirstSeen, sess.LastSeen = fromNanos(first), fromNanos(last)
 	return sess, err
 }

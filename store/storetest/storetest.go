@@ -62,6 +62,9 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"UpsertSession", testUpsertSession},
 		{"SessionNotFound", testSessionNotFound},
 		{"ForgetSession", testForgetSession},
+		{"SessionMember", testSessionMember},
+		{"Meshes", testMeshes},
+		{"Invites", testInvites},
 		{"Sessions", testSessions},
 		{"ConcurrentEnqueue", testConcurrentEnqueue},
 		{"Closed", testClosed},
@@ -949,5 +952,135 @@ func testClosed(t *testing.T, s store.Store) {
 		if err := call(); !errors.Is(err, store.ErrClosed) {
 			t.Errorf("%s after Close: error = %v, want ErrClosed", name, err)
 		}
+	}
+}
+
+func testSessionMember(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	key, first, second := newKey(), newKey(), newKey()
+	up := func(member []byte, at time.Time) {
+		t.Helper()
+		if err := s.UpsertSession(ctx, store.Session{Mesh: meshA, PublicKey: key, Name: "s", LastSeen: at, Member: member}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	up(first, base)
+	up(second, base.Add(time.Minute)) // never replaces the first member
+	up(nil, base.Add(2*time.Minute))
+	got, err := s.Session(ctx, meshA, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got.Member, first) || !got.LastSeen.Equal(base.Add(2*time.Minute)) {
+		t.Errorf("session member %x, last seen %v; want the first member %x kept", got.Member, got.LastSeen, first)
+	}
+	other := newKey()
+	if err := s.UpsertSession(ctx, store.Session{Mesh: meshA, PublicKey: other, Name: "o", LastSeen: base}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Session(ctx, meshA, other); len(got.Member) != 0 {
+		t.Errorf("session without a member has member %x", got.Member)
+	}
+}
+
+func testMeshes(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	owner := store.Member{Key: newKey(), Name: "olga"}
+	if ok, err := s.MeshExists(ctx, meshA); err != nil || ok {
+		t.Fatalf("MeshExists before creation = %v, %v", ok, err)
+	}
+	if err := s.CreateMesh(ctx, meshA, owner, base); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateMesh(ctx, meshA, store.Member{Key: newKey(), Name: "x"}, base); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("second CreateMesh = %v, want ErrConflict", err)
+	}
+	if ok, err := s.MeshExists(ctx, meshA); err != nil || !ok {
+		t.Fatalf("MeshExists after creation = %v, %v", ok, err)
+	}
+	if ok, _ := s.MeshExists(ctx, meshB); ok {
+		t.Errorf("another mesh exists")
+	}
+	m, err := s.Member(ctx, meshA, owner.Key)
+	if err != nil || m.Role != "owner" || m.Name != "olga" || !m.JoinedAt.Equal(base) || m.Mesh != meshA {
+		t.Fatalf("owner = %+v, %v", m, err)
+	}
+	if _, err := s.Member(ctx, meshB, owner.Key); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("owner in another mesh: %v, want ErrNotFound", err)
+	}
+	if removed, err := s.RemoveMember(ctx, meshA, owner.Key); err != nil || !removed {
+		t.Fatalf("RemoveMember = %v, %v", removed, err)
+	}
+	if removed, _ := s.RemoveMember(ctx, meshA, owner.Key); removed {
+		t.Errorf("a second RemoveMember removed something")
+	}
+	if _, err := s.Member(ctx, meshA, owner.Key); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("removed member: %v, want ErrNotFound", err)
+	}
+}
+
+func testInvites(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	owner := store.Member{Key: newKey(), Name: "olga"}
+	if err := s.CreateMesh(ctx, meshA, owner, base); err != nil {
+		t.Fatal(err)
+	}
+	inv := store.Invite{Hash: randBytes(32), Mesh: meshA, CreatedBy: owner.Key, Uses: 2, ExpiresAt: base.Add(time.Hour), CreatedAt: base}
+	if err := s.CreateInvite(ctx, inv); err != nil {
+		t.Fatal(err)
+	}
+	redeem := func(hash []byte, name string, at time.Time) (store.Member, error) {
+		return s.RedeemInvite(ctx, hash, store.Member{Key: newKey(), Name: name}, at)
+	}
+	m, err := redeem(inv.Hash, "ann", base)
+	if err != nil || m.Mesh != meshA || m.Role != "member" || m.Name != "ann" {
+		t.Fatalf("redeem = %+v, %v", m, err)
+	}
+	if got, err := s.Member(ctx, meshA, m.Key); err != nil || got.Name != "ann" {
+		t.Errorf("redeemed member = %+v, %v", got, err)
+	}
+	// A name taken does not spend a use.
+	if _, err := redeem(inv.Hash, "olga", base); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("redeem with a taken name = %v, want ErrConflict", err)
+	}
+	if _, err := redeem(inv.Hash, "ben", base); err != nil {
+		t.Errorf("second use = %v", err)
+	}
+	if _, err := redeem(inv.Hash, "cat", base); !errors.Is(err, store.ErrInvite) {
+		t.Errorf("third use of a 2-use invite = %v, want ErrInvite", err)
+	}
+	// Expired and revoked invites, unknown codes.
+	exp := store.Invite{Hash: randBytes(32), Mesh: meshA, CreatedBy: owner.Key, Uses: 5, ExpiresAt: base.Add(time.Minute), CreatedAt: base}
+	rev := store.Invite{Hash: randBytes(32), Mesh: meshA, CreatedBy: owner.Key, Uses: 5, ExpiresAt: base.Add(time.Hour), CreatedAt: base}
+	for _, i := range []store.Invite{exp, rev} {
+		if err := s.CreateInvite(ctx, i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := redeem(exp.Hash, "dan", base.Add(time.Minute)); !errors.Is(err, store.ErrInvite) {
+		t.Errorf("expired invite = %v, want ErrInvite", err)
+	}
+	if ok, err := s.RevokeInvite(ctx, meshB, rev.Hash); err != nil || ok {
+		t.Errorf("revoke from another mesh = %v, %v; want false", ok, err)
+	}
+	if ok, err := s.RevokeInvite(ctx, meshA, rev.Hash); err != nil || !ok {
+		t.Errorf("revoke = %v, %v", ok, err)
+	}
+	if _, err := redeem(rev.Hash, "eve", base); !errors.Is(err, store.ErrInvite) {
+		t.Errorf("revoked invite = %v, want ErrInvite", err)
+	}
+	if _, err := redeem(randBytes(32), "fay", base); !errors.Is(err, store.ErrInvite) {
+		t.Errorf("unknown invite = %v, want ErrInvite", err)
+	}
+	list, err := s.MemberList(ctx, meshA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, m := range list {
+		names = append(names, m.Name)
+	}
+	if strings.Join(names, ",") != "ann,ben,olga" {
+		t.Errorf("members %v, want ann, ben, olga", names)
 	}
 }
