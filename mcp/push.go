@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 	"unicode/utf8"
+
+	"github.com/claudemesh/claudemesh/internal/rate"
 )
 
 // Delivery modes: how a DM that arrives surfaces in the session.
@@ -106,26 +108,6 @@ func escapeXML(s string) string {
 	return b.String()
 }
 
-// bucket is a token bucket.
-type bucket struct {
-	tokens float64
-	last   time.Time
-}
-
-func (k *bucket) take(now time.Time, burst int, every time.Duration) bool {
-	if k.last.IsZero() {
-		k.tokens = float64(burst)
-	} else {
-		k.tokens = min(float64(burst), k.tokens+float64(now.Sub(k.last))/float64(every))
-	}
-	k.last = now
-	if k.tokens < 1 {
-		return false
-	}
-	k.tokens--
-	return true
-}
-
 // pusher writes DMs into the Claude session through Claude Code's messaging
 // socket, one connection per DM, from its own goroutine so that a slow or
 // absent socket never holds up the broker connection. Claude Code answers
@@ -146,8 +128,8 @@ type pusher struct {
 	once  sync.Once
 
 	// Owned by the run goroutine.
-	per map[string]*bucket
-	all bucket
+	per map[string]*rate.Bucket
+	all rate.Bucket
 }
 
 func newPusher(socket, token string, log *slog.Logger, pushed func(Message, time.Time), also func(Message)) *pusher {
@@ -156,7 +138,8 @@ func newPusher(socket, token string, log *slog.Logger, pushed func(Message, time
 		queue: make(chan Message, pushQueue),
 		stop:  make(chan struct{}),
 		done:  make(chan struct{}),
-		per:   make(map[string]*bucket),
+		per:   make(map[string]*rate.Bucket),
+		all:   rate.Bucket{Burst: allBurst, Every: allEvery},
 	}
 	go p.run()
 	return p
@@ -194,10 +177,10 @@ func (p *pusher) push(m Message) {
 	now := p.now()
 	k := p.per[m.FromKeyID]
 	if k == nil {
-		k = &bucket{}
+		k = &rate.Bucket{Burst: pushBurst, Every: pushEvery}
 		p.per[m.FromKeyID] = k
 	}
-	if !k.take(now, pushBurst, pushEvery) || !p.all.take(now, allBurst, allEvery) {
+	if !k.Allow(now) || !p.all.Allow(now) {
 		p.log.Info("push rate limit reached; DM left for the inbox", "msg_id", m.ID, "from", m.FromKeyID)
 		return
 	}

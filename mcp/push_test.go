@@ -74,25 +74,6 @@ func TestFramePushEscapesAndBounds(t *testing.T) {
 	}
 }
 
-func TestBucket(t *testing.T) {
-	var b bucket
-	now := time.Unix(1000, 0)
-	for i := range 3 {
-		if !b.take(now, 3, time.Second) {
-			t.Fatalf("take %d of a fresh bucket of 3 refused", i)
-		}
-	}
-	if b.take(now, 3, time.Second) {
-		t.Fatal("fourth take at once allowed")
-	}
-	if b.take(now.Add(999*time.Millisecond), 3, time.Second) {
-		t.Fatal("take before a token was back allowed")
-	}
-	if !b.take(now.Add(2*time.Second), 3, time.Second) {
-		t.Fatal("take after refill refused")
-	}
-}
-
 func TestNudgeLine(t *testing.T) {
 	tests := []struct {
 		n    int

@@ -217,6 +217,10 @@ type Store interface {
 	// messages got the time; an unknown state is an error.
 	Receipt(ctx context.Context, mesh string, to []byte, ids []string, state string, at time.Time) (int, error)
 
+	// QueueStats counts the DMs waiting for `to` in mesh at now (unacked,
+	// unexpired) and the bytes of their boxes.
+	QueueStats(ctx context.Context, mesh string, to []byte, now time.Time) (count int, bytes int64, err error)
+
 	// Ack marks messages addressed to `to` in mesh as read at `at` (or,
 	// with cleared, dismissed unread) and forgets their payload. IDs that do
 	// not exist, are addressed to another key, or were already acked are

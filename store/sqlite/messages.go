@@ -277,3 +277,15 @@ func (s *Store) Expire(ctx context.Context, now time.Time, retention time.Durati
 	}
 	return expired, nil
 }
+
+// QueueStats implements store.Store.
+func (s *Store) QueueStats(ctx context.Context, mesh string, to []byte, now time.Time) (int, int64, error) {
+	var n int
+	var size int64
+	err := s.r.QueryRowContext(ctx, `SELECT count(*), coalesce(sum(length(box)), 0) FROM messages
+		WHERE mesh = ? AND to_key = ? AND acked = 0 AND expires_at > ? AND box IS NOT NULL`, mesh, to, nanos(now)).Scan(&n, &size)
+	if err != nil {
+		return 0, 0, s.readErr("queue stats", err)
+	}
+	return n, size, nil
+}

@@ -64,6 +64,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ForgetSession", testForgetSession},
 		{"SessionMember", testSessionMember},
 		{"Meshes", testMeshes},
+		{"QueueStats", testQueueStats},
 		{"Invites", testInvites},
 		{"Sessions", testSessions},
 		{"ConcurrentEnqueue", testConcurrentEnqueue},
@@ -1082,5 +1083,36 @@ func testInvites(t *testing.T, s store.Store) {
 	}
 	if strings.Join(names, ",") != "ann,ben,olga" {
 		t.Errorf("members %v, want ann, ben, olga", names)
+	}
+}
+
+func testQueueStats(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	from, to := newKey(), newKey()
+	stats := func(now time.Time) (int, int64) {
+		t.Helper()
+		n, b, err := s.QueueStats(ctx, meshA, to, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n, b
+	}
+	if n, b := stats(base); n != 0 || b != 0 {
+		t.Errorf("empty queue: %d DMs, %d bytes", n, b)
+	}
+	m1, m2 := newMessage(meshA, from, to, base), newMessage(meshA, from, to, base)
+	other := newMessage(meshB, from, to, base)
+	for _, m := range []store.Message{m1, m2, other} {
+		enqueue(t, s, m, store.Stored)
+	}
+	if n, b := stats(base); n != 2 || b != int64(len(m1.Box)+len(m2.Box)) {
+		t.Errorf("queue: %d DMs, %d bytes; want 2, %d", n, b, len(m1.Box)+len(m2.Box))
+	}
+	ack(t, s, meshA, to, 1, m1.ID)
+	if n, _ := stats(base); n != 1 {
+		t.Errorf("after an ack: %d DMs, want 1", n)
+	}
+	if n, _ := stats(m2.ExpiresAt); n != 0 {
+		t.Errorf("at expiry: %d DMs, want 0", n)
 	}
 }
