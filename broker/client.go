@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -62,6 +63,14 @@ type ClientConfig struct {
 	Instance string
 	// Now is the clock receipts are dated with; nil means time.Now.
 	Now func() time.Time
+	// RootCAs verifies the certificate of a wss:// broker; nil means the
+	// system's roots. LoadRootCAs adds a private CA to them.
+	RootCAs *x509.CertPool
+	// AllowPlaintext lets the client dial a ws:// URL whose host is not a
+	// loopback address (127.0.0.0/8, ::1, localhost). Without it such a
+	// URL is refused before dialing (ErrPlaintext): the credential and the
+	// message metadata would cross the network unencrypted.
+	AllowPlaintext bool
 }
 
 // Errors returned by Client methods.
@@ -618,7 +627,10 @@ func (c *Client) setFailed(url string, err error, attempts int) {
 func (c *Client) connect(ctx context.Context, ep Endpoint) (*clientConn, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.DialTimeout)
 	defer cancel()
-	d := websocket.Dialer{HandshakeTimeout: c.cfg.DialTimeout}
+	d, err := c.dialer(ep.URL)
+	if err != nil {
+		return nil, err
+	}
 	ws, _, err := d.DialContext(ctx, ep.URL, nil)
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", ep.URL, err)
