@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -135,9 +134,10 @@ func LoadOrCreateToken(dataDir string) (string, error) {
 
 // LocalEndpoint resolves the broker a local client talks to. override is
 // an explicit URL (CLAUDEMESH_BROKER); "" means the broker published under
-// home, or DefaultURL. The local credential is only ever sent to the URL
-// the local broker published or to a loopback address, never to a remote
-// broker.
+// home, or DefaultURL. The local credential is only ever sent to the broker
+// the local broker published (the same scheme, host and port: a ws://
+// override never gets the credential of a wss:// broker) or to a loopback
+// address, never to a remote broker.
 func LocalEndpoint(home, override string) func() (Endpoint, error) {
 	return func() (Endpoint, error) {
 		info, infoErr := ReadLocalInfo(home)
@@ -150,7 +150,7 @@ func LocalEndpoint(home, override string) func() (Endpoint, error) {
 			return Endpoint{URL: info.URL, Token: info.Token}, nil
 		}
 		ep := Endpoint{URL: override}
-		if infoErr == nil && (override == info.URL || isLoopbackURL(override)) {
+		if infoErr == nil && (sameOrigin(override, info.URL) || isLoopbackURL(override)) {
 			ep.Token = info.Token
 		}
 		return ep, nil
@@ -159,13 +159,30 @@ func LocalEndpoint(home, override string) func() (Endpoint, error) {
 
 func isLoopbackURL(raw string) bool {
 	u, err := url.Parse(raw)
-	if err != nil {
+	return err == nil && isLoopbackHost(u.Hostname())
+}
+
+// sameOrigin reports whether two WebSocket URLs reach the same server:
+// the same scheme, host (any case) and port (the scheme's default when
+// none is written).
+func sameOrigin(a, b string) bool {
+	ua, errA := url.Parse(a)
+	ub, errB := url.Parse(b)
+	if errA != nil || errB != nil || ua.Hostname() == "" {
 		return false
 	}
-	host := u.Hostname()
-	if host == "localhost" {
-		return true
+	port := func(u *url.URL) string {
+		if p := u.Port(); p != "" {
+			return p
+		}
+		switch strings.ToLower(u.Scheme) {
+		case "ws":
+			return "80"
+		case "wss":
+			return "443"
+		}
+		return ""
 	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
+	return strings.EqualFold(ua.Scheme, ub.Scheme) && strings.EqualFold(ua.Hostname(), ub.Hostname()) &&
+		port(ua) == port(ub)
 }
