@@ -9,6 +9,7 @@ import (
 	"strings"
 	"unicode"
 
+	"github.com/claudemesh/claudemesh/broker"
 	"github.com/claudemesh/claudemesh/identity"
 	"github.com/claudemesh/claudemesh/wire"
 )
@@ -24,6 +25,12 @@ const (
 	EnvProjectDir = "CLAUDE_PROJECT_DIR"
 	EnvDelivery   = "CLAUDEMESH_DELIVERY"
 	EnvChannel    = "CLAUDEMESH_CHANNEL"
+	// EnvCA names a PEM file of CA certificates trusted, besides the
+	// system's roots, to sign a wss:// broker's certificate.
+	EnvCA = "CLAUDEMESH_CA"
+	// EnvAllowPlaintext=1 allows ws:// to a broker that is not on a
+	// loopback address.
+	EnvAllowPlaintext = "CLAUDEMESH_ALLOW_PLAINTEXT"
 	// Claude Code's messaging socket of the session, and its token.
 	EnvMessagingSocket = "CLAUDE_CODE_MESSAGING_SOCKET"
 	EnvMessagingToken  = "CLAUDE_CODE_MESSAGING_TOKEN"
@@ -83,6 +90,18 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		cfg.Channel = true
 	default:
 		return Config{}, fmt.Errorf("%s: %q is not 1 or 0", EnvChannel, v)
+	}
+	if f := getenv(EnvCA); f != "" {
+		if cfg.RootCAs, err = broker.LoadRootCAs(f); err != nil {
+			return Config{}, fmt.Errorf("%s: %w", EnvCA, err)
+		}
+	}
+	switch v := getenv(EnvAllowPlaintext); v {
+	case "", "0", "false":
+	case "1", "true":
+		cfg.AllowPlaintext = true
+	default:
+		return Config{}, fmt.Errorf("%s: %q is not 1 or 0", EnvAllowPlaintext, v)
 	}
 	cfg.UnreadFile = UnreadFile(home)
 	if cfg.Name == "" {

@@ -12,6 +12,7 @@ package mcp
 import (
 	"cmp"
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -68,6 +69,12 @@ type Config struct {
 	// StandbyProbe overrides how often a replaced session checks whether
 	// the other process is gone.
 	StandbyProbe time.Duration
+	// RootCAs verifies a wss:// broker's certificate (CLAUDEMESH_CA); nil
+	// means the system's roots.
+	RootCAs *x509.CertPool
+	// AllowPlaintext allows ws:// to a broker that is not on a loopback
+	// address (CLAUDEMESH_ALLOW_PLAINTEXT).
+	AllowPlaintext bool
 }
 
 // sessionStartPoll is how often the server looks at its SessionStart
@@ -187,6 +194,10 @@ func (s *Server) bind(key *identity.Key, source string) error {
 		MinBackoff:   s.cfg.MinBackoff,
 		MaxBackoff:   s.cfg.MaxBackoff,
 		StandbyProbe: s.cfg.StandbyProbe,
+		// How the connection is secured (CLAUDEMESH_CA,
+		// CLAUDEMESH_ALLOW_PLAINTEXT).
+		RootCAs:        s.cfg.RootCAs,
+		AllowPlaintext: s.cfg.AllowPlaintext,
 	})
 	if err != nil {
 		return err

@@ -1,0 +1,109 @@
+package mcp
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// selfSignedCA writes a throwaway CA certificate as PEM and returns it and
+// its path.
+func selfSignedCA(t *testing.T) (*x509.Certificate, string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "claudemesh test CA"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return cert, path
+}
+
+func TestConfigFromEnvTransport(t *testing.T) {
+	ca, caFile := selfSignedCA(t)
+	notPEM := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(notPEM, []byte("not a certificate\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := func(kv ...string) func(string) string {
+		m := map[string]string{EnvHome: t.TempDir(), EnvName: "alice", EnvProjectDir: "/p"}
+		for i := 0; i+1 < len(kv); i += 2 {
+			m[kv[i]] = kv[i+1]
+		}
+		return func(k string) string { return m[k] }
+	}
+
+	cfg, err := ConfigFromEnv(env())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.RootCAs != nil || cfg.AllowPlaintext {
+		t.Errorf("defaults: RootCAs %v, AllowPlaintext %v; want the system's roots and no plaintext beyond loopback", cfg.RootCAs, cfg.AllowPlaintext)
+	}
+
+	cfg, err = ConfigFromEnv(env(EnvCA, caFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.RootCAs == nil {
+		t.Fatalf("%s set: no roots", EnvCA)
+	}
+	if _, err := ca.Verify(x509.VerifyOptions{Roots: cfg.RootCAs}); err != nil {
+		t.Errorf("the CA from %s is not among the roots: %v", EnvCA, err)
+	}
+
+	for _, v := range []string{"1", "true"} {
+		if cfg, err := ConfigFromEnv(env(EnvAllowPlaintext, v)); err != nil || !cfg.AllowPlaintext {
+			t.Errorf("%s=%s: AllowPlaintext %v, %v; want true", EnvAllowPlaintext, v, cfg.AllowPlaintext, err)
+		}
+	}
+	for _, v := range []string{"0", "false"} {
+		if cfg, err := ConfigFromEnv(env(EnvAllowPlaintext, v)); err != nil || cfg.AllowPlaintext {
+			t.Errorf("%s=%s: AllowPlaintext %v, %v; want false", EnvAllowPlaintext, v, cfg.AllowPlaintext, err)
+		}
+	}
+
+	for _, tc := range []struct {
+		name   string
+		getenv func(string) string
+		want   string
+	}{
+		{"missing CA file", env(EnvCA, filepath.Join(t.TempDir(), "none.pem")), EnvCA},
+		{"CA file without certificates", env(EnvCA, notPEM), EnvCA},
+		{"allow plaintext yes", env(EnvAllowPlaintext, "yes"), EnvAllowPlaintext},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if cfg, err := ConfigFromEnv(tc.getenv); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("ConfigFromEnv = %+v, %v; want an error naming %s", cfg, err, tc.want)
+			}
+		})
+	}
+}
