@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -95,22 +96,58 @@ func runBroker(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	fs := flag.NewFlagSet("broker", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	listen := fs.String("listen", broker.DefaultListen, "address to listen on (host:port; port 0 picks a free one)")
+	listen := fs.String("listen", broker.DefaultListen, "address to listen on (host:port; port 0 picks a free one); a non-loopback address needs --tls-cert or --allow-plaintext")
 	data := fs.String("data", filepath.Join(home, "broker"), "directory of the broker's database and credential")
 	ttl := fs.Duration("ttl", 7*24*time.Hour, "how long an undelivered DM is kept")
 	grace := fs.Duration("grace", 90*time.Second, "how long a session whose connection dropped stays reserved (listed as reconnecting) before it is offline")
 	liveness := fs.Duration("liveness", 75*time.Second, "close a connection from which nothing, not even a pong, arrived for this long")
 	syncMode := fs.String("sync", "full", "SQLite durability: full (survives power loss) or normal (survives process crashes; faster)")
 	logLevel := fs.String("log-level", os.Getenv("CLAUDEMESH_LOG_LEVEL"), "debug, info, warn or error")
+	tlsCert := fs.String("tls-cert", "", "PEM certificate chain to serve wss:// with (with --tls-key)")
+	tlsKey := fs.String("tls-key", "", "PEM private key of --tls-cert")
+	allowPlaintext := fs.Bool("allow-plaintext", false, "allow --listen on a non-loopback address without TLS: the credential and message metadata cross the network unencrypted")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("broker: unexpected argument %q", fs.Arg(0))
 	}
+	if (*tlsCert == "") != (*tlsKey == "") {
+		return errors.New("broker: --tls-cert and --tls-key go together")
+	}
 	log, err := newLogger(stderr, *logLevel)
 	if err != nil {
 		return err
+	}
+	var tlsConfig *tls.Config
+	if *tlsCert != "" {
+		if tlsConfig, err = broker.ServerTLSConfig(*tlsCert, *tlsKey); err != nil {
+			return fmt.Errorf("broker: %w", err)
+		}
+	}
+
+	// Listen first: a refused address leaves nothing behind on disk.
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return fmt.Errorf("broker: %w", err)
+	}
+	defer ln.Close()
+	url := "ws://" + dialable(ln.Addr()) + broker.Path
+	if tlsConfig != nil {
+		leaf := tlsConfig.Certificates[0].Leaf
+		host, ok := broker.TLSHost(ln.Addr(), leaf)
+		if !ok {
+			log.Warn("the TLS certificate names no address of this broker: local sessions will refuse it", "host", host, "dns_names", leaf.DNSNames, "ip_addresses", leaf.IPAddresses)
+		}
+		_, port, _ := net.SplitHostPort(ln.Addr().String())
+		url = "wss://" + net.JoinHostPort(host, port) + broker.Path
+		ln = tls.NewListener(ln, tlsConfig)
+	} else if a, _ := ln.Addr().(*net.TCPAddr); a == nil || !a.IP.IsLoopback() {
+		if !*allowPlaintext {
+			return fmt.Errorf("broker: refusing to listen on %s without TLS: it is not a loopback address, and the credential and message metadata would cross the network unencrypted; "+
+				"give --tls-cert and --tls-key, or --allow-plaintext if the network is trusted", *listen)
+		}
+		log.Warn("PLAINTEXT: the broker listens without TLS on a non-loopback address; anyone on the network path can read the credential, names and message metadata (DMs stay end-to-end encrypted)", "addr", ln.Addr().String())
 	}
 
 	token, err := broker.LoadOrCreateToken(*data)
@@ -131,13 +168,7 @@ func runBroker(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	defer srv.Close()
 
-	ln, err := net.Listen("tcp", *listen)
-	if err != nil {
-		return fmt.Errorf("broker: %w", err)
-	}
-	url := "ws://" + dialable(ln.Addr()) + broker.Path
 	if err := broker.WriteLocalInfo(home, broker.LocalInfo{URL: url, Token: token, PID: os.Getpid(), StartedAt: time.Now().UTC()}); err != nil {
-		ln.Close()
 		return err
 	}
 	mux := http.NewServeMux()
