@@ -63,6 +63,12 @@ type ClientConfig struct {
 	Instance string
 	// Now is the clock receipts are dated with; nil means time.Now.
 	Now func() time.Time
+	// Member is the member key that attests Key in each hello, for a mesh
+	// with members; nil for a mesh without. AttestFor is how long each
+	// attestation is valid (default 24h; the broker accepts up to
+	// wire.MaxAttestation).
+	Member    ed25519.PrivateKey
+	AttestFor time.Duration
 	// RootCAs verifies the certificate of a wss:// broker; nil means the
 	// system's roots. LoadRootCAs adds a private CA to them.
 	RootCAs *x509.CertPool
@@ -95,7 +101,11 @@ type State struct {
 	// Replaced is true while another process holds this session: the
 	// client is in standby (see Client) and LastError says since when.
 	Replaced bool
-	Outbox   int // DMs sent but not yet confirmed
+	// Refused is true when the broker refused the session for good (not a
+	// member, removed, another member's session key): the client does not
+	// reconnect until Reconnect is called; LastError says why.
+	Refused bool
+	Outbox  int // DMs sent but not yet confirmed
 }
 
 // Client is a broker connection that keeps itself up. Its methods are safe
@@ -171,6 +181,7 @@ func Dial(cfg ClientConfig) (*Client, error) {
 	def(&cfg.PingInterval, 30*time.Second)
 	def(&cfg.PongTimeout, 75*time.Second)
 	def(&cfg.StandbyProbe, 30*time.Second)
+	def(&cfg.AttestFor, 24*time.Hour)
 	if cfg.PingInterval >= cfg.PongTimeout {
 		cfg.PingInterval = cfg.PongTimeout / 3
 	}
@@ -561,6 +572,18 @@ func (c *Client) run() {
 			attempts++
 			c.log.Info("broker connection lost", "url", ep.URL, "err", err)
 		}
+		if refused(err) {
+			c.log.Warn("the broker refuses this session; not reconnecting until asked", "err", err)
+			c.setRefused(true)
+			select {
+			case <-c.quit:
+				return
+			case <-c.reconnect:
+				c.setRefused(false)
+			}
+			attempts = 0
+			continue
+		}
 		if c.standby(err) {
 			if we, _ := errors.AsType[*wire.Error](err); we.Code == wire.CodeSessionReplaced {
 				c.log.Warn("this session is active in another process; standing by instead of taking it back", "probe", c.cfg.StandbyProbe)
@@ -584,6 +607,27 @@ func (c *Client) run() {
 		case <-time.After(c.backoff(attempts)):
 		}
 	}
+}
+
+// refused reports whether err is a refusal that retrying cannot fix: the
+// key is not (or no longer) a member, or another member owns the session
+// key.
+func refused(err error) bool {
+	we, ok := errors.AsType[*wire.Error](err)
+	if !ok {
+		return false
+	}
+	switch we.Code {
+	case wire.CodeNotMember, wire.CodeMemberRemoved, wire.CodeSessionOwned, wire.CodeAttestationRequired, wire.CodeBadAttestation:
+		return true
+	}
+	return false
+}
+
+func (c *Client) setRefused(v bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.state.Refused = v
 }
 
 // standby reports whether err means another process holds the session.
@@ -662,6 +706,9 @@ func (c *Client) connect(ctx context.Context, ep Endpoint) (*clientConn, error) 
 		Token:      ep.Token,
 		Instance:   c.cfg.Instance,
 		Standby:    c.inStandbyNow(),
+	}
+	if c.cfg.Member != nil {
+		h.Attestation = wire.Attest(c.cfg.Member, k.Mesh, wire.Key(k.Public), time.Now().Add(c.cfg.AttestFor))
 	}
 	h.Sig = ed25519.Sign(k.Private, wire.HelloTranscript(ch.Nonce, h))
 	b, err := wire.Encode(h)
@@ -840,7 +887,7 @@ func refOf(req uint64) string { return strconv.FormatUint(req, 10) }
 // terminal reports whether an error frame code ends the connection.
 func terminal(code string) bool {
 	switch code {
-	case wire.CodeSessionReplaced, wire.CodeShuttingDown, wire.CodeTooLarge, wire.CodeInternal:
+	case wire.CodeSessionReplaced, wire.CodeShuttingDown, wire.CodeTooLarge, wire.CodeInternal, wire.CodeMemberRemoved:
 		return true
 	}
 	return false

@@ -16,6 +16,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/claudemesh/claudemesh/identity"
+	"github.com/claudemesh/claudemesh/internal/rate"
 	"github.com/claudemesh/claudemesh/store"
 	"github.com/claudemesh/claudemesh/wire"
 )
@@ -48,9 +49,16 @@ type conn struct {
 	pkey     presenceKey
 	keyID    string
 	since    time.Time
-	attached bool // the connection took its session's lease
+	attached bool   // the connection took its session's lease
+	member   []byte // the member key that vouched for the session, or that a member connection speaks for
+	// memberMesh is the mesh of a member connection ("" for a session).
+	memberMesh string
+	// removed: the member was removed; the session leaves no lease.
+	// Guarded by Server.mu.
+	removed bool
 
-	bye *wire.Bye // set by the read loop when the client says bye
+	bye      *wire.Bye    // set by the read loop when the client says bye
+	sendRate *rate.Bucket // DMs this session may send; used by the read loop only
 
 	mu       sync.Mutex
 	inflight map[string]struct{} // DMs pushed on this connection and not yet acked
@@ -66,6 +74,7 @@ func newConn(s *Server, ws *websocket.Conn, id uint64) *conn {
 		quit:       make(chan struct{}),
 		writerDone: make(chan struct{}),
 		kick:       make(chan struct{}, 1),
+		sendRate:   bucketFor(s.cfg.SendRate),
 		inflight:   make(map[string]struct{}),
 	}
 }
@@ -303,17 +312,31 @@ func (c *conn) handshake() bool {
 		c.shutdown(&wire.Error{Code: pe.Code, Message: err.Error()})
 		return false
 	}
+	switch f := f.(type) {
+	case wire.MemberHello:
+		c.serveMember(challenge, f)
+		return false
+	case wire.Join:
+		c.join(challenge, f)
+		return false
+	}
 	h, ok := f.(wire.Hello)
 	if !ok {
 		c.shutdown(wire.Errorf(wire.CodeHelloRequired, "the first frame must be a hello, got %s", f.Type()))
 		return false
 	}
-	if e := c.s.verifyHello(challenge, h); e != nil {
+	member, e := c.s.verifyHello(challenge, h)
+	if e != nil {
 		c.log.Info("hello refused", "code", e.Code, "mesh", h.Mesh, "key_id", identity.KeyID(ed25519.PublicKey(h.Key)))
 		c.shutdown(e)
 		return false
 	}
 
+	if member != nil && c.s.memberConns(h.Mesh, member, keyOf(h.Mesh, h.Key)) >= cfg.MaxMemberConns {
+		c.shutdown(wire.Errorf(wire.CodeTooManyConnections, "this member has %d connections open, the limit", cfg.MaxMemberConns))
+		return false
+	}
+	c.member = member
 	c.hello = h
 	c.pkey = keyOf(h.Mesh, h.Key)
 	c.keyID = identity.KeyID(ed25519.PublicKey(h.Key))
@@ -385,6 +408,7 @@ func (c *conn) session(seen time.Time) store.Session {
 		ProjectDir: c.hello.ProjectDir,
 		FirstSeen:  seen,
 		LastSeen:   seen,
+		Member:     c.member,
 	}
 }
 
@@ -490,6 +514,20 @@ func (c *conn) handleSend(f wire.Send) {
 		fail(wire.CodeUnknownPeer, "recipient key %s is not a valid session key", identity.KeyID(ed25519.PublicKey(f.To)))
 		return
 	}
+	now := s.cfg.Now()
+	if !c.sendRate.Allow(now) || !s.allowSend(mesh, c.member, now) {
+		fail(wire.CodeRateLimited, "too many DMs per second (this session may send %g, its member %g); retry later with the same id", s.cfg.SendRate, s.cfg.MemberSendRate)
+		return
+	}
+	switch n, size, err := s.cfg.Store.QueueStats(ctx, mesh, f.To, now); {
+	case err != nil:
+		c.log.Error("queue stats", "msg_id", f.ID, "err", err)
+		fail(wire.CodeInternal, "broker could not check the recipient's queue; retry with the same id")
+		return
+	case n >= s.cfg.MaxQueued || size+int64(len(f.Box)) > s.cfg.MaxQueuedBytes:
+		fail(wire.CodeQueueFull, "%d DMs (%d bytes) already wait for %s; the limit is %d DMs, %d bytes", n, size, identity.KeyID(ed25519.PublicKey(f.To)), s.cfg.MaxQueued, s.cfg.MaxQueuedBytes)
+		return
+	}
 	if s.live(mesh, f.To) == nil {
 		if _, err := s.cfg.Store.Session(ctx, mesh, f.To); errors.Is(err, store.ErrNotFound) {
 			fail(wire.CodeUnknownPeer, "no session with key %s in mesh %s", identity.KeyID(ed25519.PublicKey(f.To)), mesh)
@@ -500,7 +538,6 @@ func (c *conn) handleSend(f wire.Send) {
 			return
 		}
 	}
-	now := s.cfg.Now()
 	res, err := s.cfg.Store.Enqueue(ctx, store.Message{
 		ID:          f.ID,
 		Mesh:        mesh,

@@ -14,6 +14,7 @@
 package broker
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -28,6 +29,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/claudemesh/claudemesh/identity"
+	"github.com/claudemesh/claudemesh/internal/rate"
 	"github.com/claudemesh/claudemesh/store"
 	"github.com/claudemesh/claudemesh/wire"
 )
@@ -73,6 +75,24 @@ type Config struct {
 	// ExpireInterval is how often expired DMs and sessions are purged.
 	// Default 1 minute.
 	ExpireInterval time.Duration
+
+	// Limits against hostile or runaway clients. A DM over a rate or
+	// queue limit is refused (rate_limited, queue_full) and the
+	// connection stays open; nothing stored is changed.
+	//
+	// SendRate is the DMs per second one session may send, with bursts of
+	// twice as many. Default 20.
+	SendRate float64
+	// MemberSendRate is the DMs per second all sessions of one member may
+	// send together, bursts of twice as many. Default 50.
+	MemberSendRate float64
+	// MaxQueued and MaxQueuedBytes bound the DMs (and their bytes) waiting
+	// for one recipient. Defaults 10000 and 64 MiB.
+	MaxQueued      int
+	MaxQueuedBytes int64
+	// MaxMemberConns bounds the connections of one member (its sessions
+	// and member connections). Default 32.
+	MaxMemberConns int
 }
 
 func (c *Config) setDefaults() {
@@ -100,6 +120,21 @@ func (c *Config) setDefaults() {
 	if c.SendQueue <= 0 {
 		c.SendQueue = 256
 	}
+	if c.SendRate <= 0 {
+		c.SendRate = 20
+	}
+	if c.MemberSendRate <= 0 {
+		c.MemberSendRate = 50
+	}
+	if c.MaxQueued <= 0 {
+		c.MaxQueued = 10000
+	}
+	if c.MaxQueuedBytes <= 0 {
+		c.MaxQueuedBytes = 64 << 20
+	}
+	if c.MaxMemberConns <= 0 {
+		c.MaxMemberConns = 32
+	}
 }
 
 // pendingPage is how many stored DMs a connection's pump reads at a time.
@@ -118,10 +153,57 @@ type Server struct {
 	leases       map[presenceKey]*lease // presence of each session key online or in grace
 	nextConn     uint64
 	replacements uint64
+	memberRates  map[memberKey]*rate.Bucket // DMs per member
 
 	wg       sync.WaitGroup // connection handlers and the janitor
 	stop     chan struct{}
 	stopOnce sync.Once
+}
+
+type memberKey struct {
+	mesh   string
+	member string // member public key bytes
+}
+
+// allowSend takes a token from the sending member's bucket (sessions
+// without a member have none).
+func (s *Server) allowSend(mesh string, member []byte, now time.Time) bool {
+	if len(member) == 0 {
+		return true
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k := memberKey{mesh, string(member)}
+	b := s.memberRates[k]
+	if b == nil {
+		b = bucketFor(s.cfg.MemberSendRate)
+		s.memberRates[k] = b
+	}
+	return b.Allow(now)
+}
+
+// bucketFor allows perSecond events a second with bursts of twice as many.
+func bucketFor(perSecond float64) *rate.Bucket {
+	return &rate.Bucket{Burst: max(1, int(2*perSecond)), Every: time.Duration(float64(time.Second) / perSecond)}
+}
+
+// memberConns counts the connections of member in mesh: its attached
+// sessions, except the one of session key skip (a reconnect replaces it),
+// and its member connections.
+func (s *Server) memberConns(mesh string, member []byte, skip presenceKey) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for c := range s.conns {
+		switch {
+		case !bytes.Equal(c.member, member):
+		case c.memberMesh == mesh:
+			n++
+		case c.attached && c.hello.Mesh == mesh && c.pkey != skip:
+			n++
+		}
+	}
+	return n
 }
 
 type presenceKey struct {
@@ -151,7 +233,9 @@ func NewServer(cfg Config) (*Server, error) {
 		},
 		conns:  make(map[*conn]struct{}),
 		leases: make(map[presenceKey]*lease),
-		stop:   make(chan struct{}),
+
+		memberRates: make(map[memberKey]*rate.Bucket),
+		stop:        make(chan struct{}),
 	}
 	s.wg.Add(1)
 	go s.janitor()
@@ -292,6 +376,7 @@ type lease struct {
 	keyID     string
 	since     time.Time // when the current or last connection said hello
 	droppedAt time.Time // when the connection went away; zero while online
+	member    []byte    // member key that vouched for the session, if any
 }
 
 // state is the lease's state at now.
@@ -356,7 +441,7 @@ func (s *Server) attach(c *conn) (old *conn, other bool, refused *wire.Error) {
 	if other {
 		s.replacements++
 	}
-	*l = lease{conn: c, hello: c.hello, keyID: c.keyID, since: c.since}
+	*l = lease{conn: c, hello: c.hello, keyID: c.keyID, since: c.since, member: c.member}
 	return old, other, nil
 }
 
@@ -375,7 +460,7 @@ func (s *Server) release(c *conn, bye bool) bool {
 	if l == nil || l.conn != c {
 		return false
 	}
-	if bye {
+	if bye || c.removed {
 		delete(s.leases, c.pkey)
 	} else {
 		l.conn, l.droppedAt = nil, s.cfg.Now()
@@ -450,22 +535,56 @@ func (s *Server) onlineSessions() []store.Session {
 	return ss
 }
 
-// verifyHello checks a hello against the challenge it answers and the
-// broker's credential. It returns the wire error to answer with.
-func (s *Server) verifyHello(challenge []byte, h wire.Hello) *wire.Error {
-	if s.cfg.Token != "" && subtle.ConstantTimeCompare([]byte(h.Token), []byte(s.cfg.Token)) != 1 {
-		return wire.Errorf(wire.CodeUnauthorized, "missing or wrong broker credential")
-	}
+// verifyHello checks a hello against the challenge it answers. A mesh
+// with members admits a session only with a valid, unexpired attestation
+// by a current member, and only if no other member vouched for that
+// session key before; any other mesh needs the broker's credential. It
+// returns the vouching member's key, or the wire error to answer with.
+func (s *Server) verifyHello(challenge []byte, h wire.Hello) ([]byte, *wire.Error) {
 	if err := identity.ValidateMesh(h.Mesh); err != nil {
-		return wire.Errorf(wire.CodeBadMesh, "%v", err)
+		return nil, wire.Errorf(wire.CodeBadMesh, "%v", err)
 	}
 	if _, err := identity.X25519PublicKey(ed25519.PublicKey(h.Key)); err != nil {
-		return wire.Errorf(wire.CodeBadSignature, "session key refused: %v", err)
+		return nil, wire.Errorf(wire.CodeBadSignature, "session key refused: %v", err)
 	}
 	if !ed25519.Verify(ed25519.PublicKey(h.Key), wire.HelloTranscript(challenge, h), h.Sig) {
-		return wire.Errorf(wire.CodeBadSignature, "hello signature does not verify for this key and challenge")
+		return nil, wire.Errorf(wire.CodeBadSignature, "hello signature does not verify for this key and challenge")
 	}
-	return nil
+	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	defer cancel()
+	members, err := s.cfg.Store.MeshExists(ctx, h.Mesh)
+	if err != nil {
+		s.log.Error("look up mesh", "mesh", h.Mesh, "err", err)
+		return nil, wire.Errorf(wire.CodeInternal, "broker could not look up the mesh; retry")
+	}
+	if !members {
+		if s.cfg.Token != "" && subtle.ConstantTimeCompare([]byte(h.Token), []byte(s.cfg.Token)) != 1 {
+			return nil, wire.Errorf(wire.CodeUnauthorized, "missing or wrong broker credential")
+		}
+		return nil, nil
+	}
+	a := h.Attestation
+	if a == nil {
+		return nil, wire.Errorf(wire.CodeAttestationRequired, "mesh %s admits only sessions its members attest: join it first (claudemesh join)", h.Mesh)
+	}
+	if err := a.Verify(h.Mesh, h.Key, s.cfg.Now()); err != nil {
+		return nil, wire.Errorf(wire.CodeBadAttestation, "%v", err)
+	}
+	if _, err := s.cfg.Store.Member(ctx, h.Mesh, a.Member); errors.Is(err, store.ErrNotFound) {
+		return nil, wire.Errorf(wire.CodeNotMember, "member key %s is not a member of mesh %s", identity.KeyID(ed25519.PublicKey(a.Member)), h.Mesh)
+	} else if err != nil {
+		s.log.Error("look up member", "mesh", h.Mesh, "err", err)
+		return nil, wire.Errorf(wire.CodeInternal, "broker could not look up the member; retry")
+	}
+	switch prev, err := s.cfg.Store.Session(ctx, h.Mesh, h.Key); {
+	case errors.Is(err, store.ErrNotFound):
+	case err != nil:
+		s.log.Error("look up session", "mesh", h.Mesh, "err", err)
+		return nil, wire.Errorf(wire.CodeInternal, "broker could not look up the session; retry")
+	case len(prev.Member) > 0 && !bytes.Equal(prev.Member, a.Member):
+		return nil, wire.Errorf(wire.CodeSessionOwned, "session key %s belongs to another member", identity.KeyID(ed25519.PublicKey(h.Key)))
+	}
+	return a.Member, nil
 }
 
 func newChallenge() []byte {

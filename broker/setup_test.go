@@ -205,6 +205,11 @@ func serveConns(t testing.TB, st *sqlite.Store, cfg broker.Config, onConn func(*
 	if cfg.Token == "" {
 		cfg.Token = testToken
 	}
+	// Tests of other behaviour send DMs as fast as they can: no rate
+	// limit unless the test sets one.
+	if cfg.SendRate == 0 {
+		cfg.SendRate, cfg.MemberSendRate = 1e9, 1e9
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = tb.logs.logger()
 	}
