@@ -2,6 +2,7 @@ package mcp
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"os"
 	"os/user"
@@ -102,6 +103,17 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		cfg.AllowPlaintext = true
 	default:
 		return Config{}, fmt.Errorf("%s: %q is not 1 or 0", EnvAllowPlaintext, v)
+	}
+	// A mesh this machine joined: its member key attests the session, and
+	// its broker is the default.
+	switch m, err := identity.LoadMembership(home, cfg.Mesh); {
+	case err == nil:
+		cfg.Member = m.Key
+		if cfg.BrokerURL == "" {
+			cfg.BrokerURL = m.Broker
+		}
+	case !errors.Is(err, identity.ErrNoMembership):
+		return Config{}, err
 	}
 	cfg.UnreadFile = UnreadFile(home)
 	if cfg.Name == "" {

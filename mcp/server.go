@@ -12,6 +12,7 @@ package mcp
 import (
 	"cmp"
 	"context"
+	"crypto/ed25519"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -60,7 +61,10 @@ type Config struct {
 	// UnreadFile is where the server tells the prompt hook about unread
 	// DMs; "" for none.
 	UnreadFile string
-	Logger     *slog.Logger
+	// Member is this machine's member key for the mesh, which attests the
+	// session key; nil for a mesh without members.
+	Member ed25519.PrivateKey
+	Logger *slog.Logger
 	// Endpoint overrides how the broker is found (tests); nil means
 	// broker.LocalEndpoint(Home, BrokerURL).
 	Endpoint func() (broker.Endpoint, error)
@@ -194,6 +198,7 @@ func (s *Server) bind(key *identity.Key, source string) error {
 		MinBackoff:   s.cfg.MinBackoff,
 		MaxBackoff:   s.cfg.MaxBackoff,
 		StandbyProbe: s.cfg.StandbyProbe,
+		Member:       s.cfg.Member,
 		// How the connection is secured (CLAUDEMESH_CA,
 		// CLAUDEMESH_ALLOW_PLAINTEXT).
 		RootCAs:        s.cfg.RootCAs,

@@ -172,6 +172,9 @@ func (s *Server) brokerDown() *mcpgo.CallToolResult {
 	if st.Replaced {
 		return mcpgo.NewToolResultError(standbyText(st))
 	}
+	if st.Refused {
+		return mcpgo.NewToolResultError(fmt.Sprintf("the claudemesh broker refuses this session: %v. It does not retry by itself: a member of mesh %q needs a membership on this machine (`claudemesh join BROKER_URL CODE` with an invite from the mesh's owner), and a removed member cannot come back without a new invite.", st.LastError, s.cfg.Mesh))
+	}
 	why := "no connection yet"
 	if st.LastError != nil {
 		why = st.LastError.Error()

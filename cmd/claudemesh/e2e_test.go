@@ -1669,3 +1669,105 @@ func TestChannelNotification(t *testing.T) {
 		}
 	}
 }
+
+// claudemesh runs the binary with CLAUDEMESH_HOME=home and returns its
+// stdout, failing the test unless the exit status is as wanted.
+func claudemesh(t *testing.T, home string, wantOK bool, args ...string) (stdout, stderr string) {
+	t.Helper()
+	cmd := exec.CommandContext(t.Context(), binary(t), args...)
+	cmd.Env = env(t, home)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	if (err == nil) != wantOK {
+		t.Fatalf("claudemesh %s: %v, want success %v\nstdout: %s\nstderr: %s", strings.Join(args, " "), err, wantOK, out.String(), errb.String())
+	}
+	return out.String(), errb.String()
+}
+
+// invite prints a one-use invite code of the mesh, as its owner at home.
+func invite(t *testing.T, home, mesh string) string {
+	t.Helper()
+	out, _ := claudemesh(t, home, true, "invite", "--mesh", mesh, "--uses", "1", "--expires", "1h")
+	return strings.TrimSpace(out)
+}
+
+// Two machines (two CLAUDEMESH_HOMEs) join a mesh by invite and exchange a
+// DM; a third, uninvited, cannot connect or reuse a code; a removed member
+// is cut off within a second and cannot come back.
+func TestMeshMembershipAcrossMachines(t *testing.T) {
+	t.Parallel()
+	m := newMesh(t) // the broker's machine: m.home has its credential
+	url := m.broker.url
+	claudemesh(t, m.home, true, "mesh", "create", "team", "--name", "olga")
+	// Creating it twice is refused.
+	if _, errOut := claudemesh(t, m.home, false, "mesh", "create", "team", "--name", "olga"); !strings.Contains(errOut, "already a member") {
+		t.Errorf("second mesh create: %s", errOut)
+	}
+
+	homeA, homeB, homeC := t.TempDir(), t.TempDir(), t.TempDir()
+	codeA := invite(t, m.home, "team")
+	claudemesh(t, homeA, true, "join", url, codeA, "--name", "alice")
+	claudemesh(t, homeB, true, "join", url, invite(t, m.home, "team"), "--name", "bob")
+	// A used code admits no one; the uninvited machine cannot use it.
+	if _, errOut := claudemesh(t, homeC, false, "join", url, codeA, "--name", "carol"); !strings.Contains(errOut, "bad_invite") {
+		t.Errorf("join with a used code: %s", errOut)
+	}
+	// A revoked code neither.
+	revoked := invite(t, m.home, "team")
+	claudemesh(t, m.home, true, "invite", "revoke", revoked, "--mesh", "team")
+	if _, errOut := claudemesh(t, homeC, false, "join", url, revoked, "--name", "carol"); !strings.Contains(errOut, "bad_invite") {
+		t.Errorf("join with a revoked code: %s", errOut)
+	}
+
+	alice := startSession(t, sessionConfig{home: homeA, sessionID: uuid.NewString(), name: "alice", mesh: "team"})
+	bob := startSession(t, sessionConfig{home: homeB, sessionID: uuid.NewString(), name: "bob", mesh: "team"})
+	aKey := alice.waitConnected(t).KeyID
+	bob.waitConnected(t)
+	alice.waitPeer(t, bob.whoami(t).KeyID, "online")
+	alice.send(t, "bob", "across machines")
+	if got := bob.waitInbox(t, 1); got[0].Text != "across machines" || got[0].From != "alice" {
+		t.Errorf("bob's inbox: %+v", got)
+	}
+
+	// Carol has no membership: her session is refused, for good.
+	carol := startSession(t, sessionConfig{home: homeC, sessionID: uuid.NewString(), name: "carol", mesh: "team", env: []string{"CLAUDEMESH_BROKER=" + url}})
+	waitFor(t, waitLong, "carol to be refused", func() (bool, error) {
+		w := carol.whoami(t)
+		return strings.Contains(w.LastError, "attestation_required"), nil
+	})
+	if _, text, isError := call[peersResult](t, carol, "list_peers", nil); !isError || !strings.Contains(text, "refuses") {
+		t.Errorf("carol's list_peers: isError=%v %q", isError, text)
+	}
+
+	out, _ := claudemesh(t, m.home, true, "member", "list", "--mesh", "team")
+	for _, want := range []string{"olga", "owner", "alice", "bob"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("member list lacks %q:\n%s", want, out)
+		}
+	}
+	// Only the owner manages the mesh.
+	if _, errOut := claudemesh(t, homeB, false, "member", "remove", "alice", "--mesh", "team"); !strings.Contains(errOut, "not_owner") {
+		t.Errorf("bob removing alice: %s", errOut)
+	}
+
+	removed := time.Now()
+	claudemesh(t, m.home, true, "member", "remove", "alice", "--mesh", "team")
+	waitFor(t, waitLong, "alice to be cut off", func() (bool, error) {
+		return strings.Contains(alice.whoami(t).LastError, "member_removed"), nil
+	})
+	if d := time.Since(removed); d > 3*time.Second {
+		t.Errorf("alice was cut off %v after the removal (the command included)", d)
+	}
+	// Gone from the mesh at once: no ghost in grace.
+	for _, p := range bob.peers(t).Peers {
+		if p.KeyID == aKey && p.State != "away" {
+			t.Errorf("bob sees removed alice as %s", p.State)
+		}
+	}
+	// And she cannot come back.
+	again := startSession(t, sessionConfig{home: homeA, sessionID: uuid.NewString(), name: "alice", mesh: "team"})
+	waitFor(t, waitLong, "alice's new session to be refused", func() (bool, error) {
+		return strings.Contains(again.whoami(t).LastError, "not_member"), nil
+	})
+}

@@ -33,6 +33,10 @@ commands:
   uninstall remove what install registered
   launch    start claude with a session id claudemesh sees from the start
   hook      run a Claude Code hook (session-start, prompt)
+  mesh      mesh create NAME: a mesh with members, you its owner (on the broker's machine)
+  invite    print an invite code for your mesh (invite revoke CODE to cancel one)
+  join      join BROKER_URL CODE: enroll this machine in a mesh
+  member    member list | remove NAME
   version   print the version
 
 Run 'claudemesh <command> -h' for a command's flags.
@@ -60,6 +64,14 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return runBroker(ctx, args[1:], stderr)
 	case "mcp":
 		return runMCP(ctx, args[1:], stdin, stdout, stderr)
+	case "mesh":
+		return runMesh(ctx, args[1:], stdout, stderr)
+	case "invite":
+		return runInvite(ctx, args[1:], stdout, stderr)
+	case "join":
+		return runJoin(ctx, args[1:], stdout, stderr)
+	case "member":
+		return runMember(ctx, args[1:], stdout, stderr)
 	case "hook":
 		return runHook(args[1:], stdin, stdout)
 	case "install":
