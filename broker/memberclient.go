@@ -41,8 +41,7 @@ func (d MemberDial) dial(ctx context.Context) (*websocket.Conn, []byte, error) {
 	if d.Timeout <= 0 {
 		d.Timeout = 15 * time.Second
 	}
-	probe := &Client{cfg: ClientConfig{DialTimeout: d.Timeout, RootCAs: d.RootCAs, AllowPlaintext: d.AllowPlaintext}}
-	dialer, err := probe.dialer(d.URL)
+	dialer, err := newDialer(d.URL, d.Timeout, d.RootCAs, d.AllowPlaintext)
 	if err != nil {
 		return nil, nil, err
 	}

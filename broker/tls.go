@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/gorilla/websocket"
 )
@@ -117,21 +118,25 @@ func isLoopbackHost(host string) bool {
 // AllowPlaintext; a wss:// URL gets TLS 1.2 or newer, verified against
 // RootCAs (nil: the system roots).
 func (c *Client) dialer(raw string) (*websocket.Dialer, error) {
+	return newDialer(raw, c.cfg.DialTimeout, c.cfg.RootCAs, c.cfg.AllowPlaintext)
+}
+
+func newDialer(raw string, timeout time.Duration, roots *x509.CertPool, allowPlaintext bool) (*websocket.Dialer, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return nil, fmt.Errorf("broker URL %q: %w", raw, err)
 	}
-	d := &websocket.Dialer{HandshakeTimeout: c.cfg.DialTimeout}
+	d := &websocket.Dialer{HandshakeTimeout: timeout}
 	switch u.Scheme {
 	case "ws":
-		if !c.cfg.AllowPlaintext && !isLoopbackHost(u.Hostname()) {
+		if !allowPlaintext && !isLoopbackHost(u.Hostname()) {
 			return nil, fmt.Errorf("connect to %s: %w: the broker credential and message metadata would cross the network unencrypted; "+
 				"use the wss:// URL of a broker started with --tls-cert and --tls-key, "+
 				"or set CLAUDEMESH_ALLOW_PLAINTEXT=1 if the network is trusted", raw, ErrPlaintext)
 		}
 	case "wss":
 		td := &tls.Dialer{Config: &tls.Config{
-			RootCAs:    c.cfg.RootCAs,
+			RootCAs:    roots,
 			ServerName: u.Hostname(),
 			MinVersion: tls.VersionTLS12,
 		}}

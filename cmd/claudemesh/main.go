@@ -117,6 +117,13 @@ func runBroker(ctx context.Context, args []string, stderr io.Writer) error {
 	logLevel := fs.String("log-level", os.Getenv("CLAUDEMESH_LOG_LEVEL"), "debug, info, warn or error")
 	tlsCert := fs.String("tls-cert", "", "PEM certificate chain to serve wss:// with (with --tls-key)")
 	tlsKey := fs.String("tls-key", "", "PEM private key of --tls-cert")
+	var limits broker.Config
+	fs.Float64Var(&limits.SendRate, "rate", 20, "DMs per second one session may send (bursts of twice as many)")
+	fs.Float64Var(&limits.MemberSendRate, "member-rate", 50, "DMs per second all sessions of one member may send together")
+	fs.IntVar(&limits.MaxQueued, "max-queued", 10000, "DMs that may wait for one recipient")
+	fs.Int64Var(&limits.MaxQueuedBytes, "max-queued-bytes", 64<<20, "bytes of DMs that may wait for one recipient")
+	fs.IntVar(&limits.MaxMemberConns, "max-member-conns", 32, "connections one member may have open")
+	fs.DurationVar(&limits.HandshakeTimeout, "handshake-timeout", 10*time.Second, "time a new connection has to say hello")
 	allowPlaintext := fs.Bool("allow-plaintext", false, "allow --listen on a non-loopback address without TLS: the credential and message metadata cross the network unencrypted")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -174,7 +181,10 @@ func runBroker(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer st.Close()
-	srv, err := broker.NewServer(broker.Config{Store: st, Token: token, Logger: log, QueueTTL: *ttl, Grace: *grace, PongTimeout: *liveness})
+	cfg := limits
+	cfg.Store, cfg.Token, cfg.Logger = st, token, log
+	cfg.QueueTTL, cfg.Grace, cfg.PongTimeout = *ttl, *grace, *liveness
+	srv, err := broker.NewServer(cfg)
 	if err != nil {
 		return err
 	}
