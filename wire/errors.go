@@ -28,7 +28,6 @@ const (
 	CodeBadInvite           = "bad_invite"           // unknown, used up, expired or revoked invite code
 	CodeNameTaken           = "name_taken"           // a member of the mesh already has that name
 	CodeMeshExists          = "mesh_exists"          // a mesh of that name exists on the broker
-	CodeNoMesh              = "no_mesh"              // no such mesh on the broker
 	CodeMemberRemoved       = "member_removed"       // the member was removed; its sessions are closed
 	CodeRateLimited         = "rate_limited"         // too many DMs per second; retry later with the same id
 	CodeQueueFull           = "queue_full"           // the recipient has too many DMs or bytes waiting
