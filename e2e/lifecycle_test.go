@@ -97,6 +97,8 @@ func TestContinueKeepsIdentityThroughTheHook(t *testing.T) {
 func TestSameSessionInTwoProcessesDoesNotFight(t *testing.T) {
 	h := newHarness(t)
 	xavier, yolanda := h.newSeat("xavier"), h.newSeat("yolanda")
+	// The DM is read with inbox: no push starting turns of its own.
+	xavier.vars = append(xavier.vars, "CLAUDEMESH_DELIVERY=inbox")
 	id := uuid.NewString()
 
 	h.model.Script("x-start", fakemodel.CallTool(toolWhoami, nil), fakemodel.Text("Started."))

@@ -58,6 +58,9 @@ func (s *seat) trustProject() {
 func TestDirectMessageBetweenTwoSessions(t *testing.T) {
 	h := newHarness(t)
 	alice, bob := h.newSeat("alice"), h.newSeat("bob")
+	// This test reads the DM with inbox; a push would start a turn of its
+	// own in bob's live session (push_test.go covers that).
+	bob.vars = append(bob.vars, "CLAUDEMESH_DELIVERY=inbox")
 	secret := "The build is green: ship " + uuid.NewString()
 
 	h.model.Script("bob-hello", fakemodel.CallTool(toolWhoami, nil), fakemodel.Text("I am on the mesh."))
