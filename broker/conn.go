@@ -199,26 +199,10 @@ func (c *conn) serve() {
 	}()
 	c.wake()
 
-	refresh := func() { c.ws.SetReadDeadline(time.Now().Add(c.s.cfg.PongTimeout)) }
-	refresh()
-	c.ws.SetPongHandler(func(string) error { refresh(); return nil })
 	for {
-		typ, data, err := readMessage(c.ws)
-		if err != nil {
-			c.readFailed(err)
+		f, ok := c.next()
+		if !ok {
 			return
-		}
-		refresh()
-		if typ != websocket.TextMessage {
-			c.reply(wire.Errorf(wire.CodeBadFrame, "frames are JSON text messages"))
-			continue
-		}
-		f, err := wire.Decode(data)
-		if err != nil {
-			var pe *wire.ParseError
-			errors.As(err, &pe)
-			c.reply(&wire.Error{Code: pe.Code, Message: err.Error(), Ref: refusedRef(data)})
-			continue
 		}
 		switch f := f.(type) {
 		case wire.Bye:
@@ -240,6 +224,36 @@ func (c *conn) serve() {
 		default:
 			c.reply(wire.Errorf(wire.CodeBadFrame, "a client does not send %s frames", f.Type()))
 		}
+	}
+}
+
+// next returns the next valid frame after the handshake, answering the
+// invalid ones with an error frame on the way; false once the connection
+// is over. Anything arriving (a pong too) counts as the client being alive
+// for PongTimeout more.
+func (c *conn) next() (wire.Frame, bool) {
+	alive := func() { c.ws.SetReadDeadline(time.Now().Add(c.s.cfg.PongTimeout)) }
+	alive()
+	c.ws.SetPongHandler(func(string) error { alive(); return nil })
+	for {
+		typ, data, err := readMessage(c.ws)
+		if err != nil {
+			c.readFailed(err)
+			return nil, false
+		}
+		alive()
+		if typ != websocket.TextMessage {
+			c.reply(wire.Errorf(wire.CodeBadFrame, "frames are JSON text messages"))
+			continue
+		}
+		f, err := wire.Decode(data)
+		if err != nil {
+			var pe *wire.ParseError
+			errors.As(err, &pe)
+			c.reply(&wire.Error{Code: pe.Code, Message: err.Error(), Ref: refusedRef(data)})
+			continue
+		}
+		return f, true
 	}
 }
 

@@ -11,8 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/gorilla/websocket"
-
 	"github.com/claudemesh/claudemesh/identity"
 	"github.com/claudemesh/claudemesh/store"
 	"github.com/claudemesh/claudemesh/wire"
@@ -59,26 +57,10 @@ func (c *conn) serveMember(challenge []byte, h wire.MemberHello) {
 	}
 	c.log.Info("member connected", "name", h.Name, "operator", operator)
 
-	refresh := func() { c.ws.SetReadDeadline(time.Now().Add(s.cfg.PongTimeout)) }
-	refresh()
-	c.ws.SetPongHandler(func(string) error { refresh(); return nil })
 	for {
-		typ, data, err := readMessage(c.ws)
-		if err != nil {
-			c.readFailed(err)
+		f, ok := c.next()
+		if !ok {
 			return
-		}
-		refresh()
-		if typ != websocket.TextMessage {
-			c.reply(wire.Errorf(wire.CodeBadFrame, "frames are JSON text messages"))
-			continue
-		}
-		f, err := wire.Decode(data)
-		if err != nil {
-			var pe *wire.ParseError
-			errors.As(err, &pe)
-			c.reply(&wire.Error{Code: pe.Code, Message: err.Error(), Ref: refusedRef(data)})
-			continue
 		}
 		var req uint64
 		var e *wire.Error
