@@ -236,7 +236,7 @@ func (c *conn) next() (wire.Frame, bool) {
 	alive()
 	c.ws.SetPongHandler(func(string) error { alive(); return nil })
 	for {
-		typ, data, err := readMessage(c.ws)
+		typ, data, err := readMessage(c.ws, c.s.cfg.MaxFrameSize)
 		if err != nil {
 			c.readFailed(err)
 			return nil, false
@@ -257,21 +257,21 @@ func (c *conn) next() (wire.Frame, bool) {
 	}
 }
 
-// readMessage reads one message of at most wire.MaxFrameSize bytes and
+// readMessage reads one message of at most limit bytes and
 // reports websocket.ErrReadLimit for a longer one. It enforces the limit
 // itself instead of through SetReadLimit because on a message over that
 // limit gorilla/websocket writes a close frame of its own, after which the
 // too_large error frame could no longer be sent.
-func readMessage(ws *websocket.Conn) (int, []byte, error) {
+func readMessage(ws *websocket.Conn, limit int) (int, []byte, error) {
 	typ, r, err := ws.NextReader()
 	if err != nil {
 		return 0, nil, err
 	}
-	data, err := io.ReadAll(io.LimitReader(r, wire.MaxFrameSize+1))
+	data, err := io.ReadAll(io.LimitReader(r, int64(limit)+1))
 	if err != nil {
 		return 0, nil, err
 	}
-	if len(data) > wire.MaxFrameSize {
+	if len(data) > limit {
 		return 0, nil, websocket.ErrReadLimit
 	}
 	return typ, data, nil
@@ -283,7 +283,7 @@ func (c *conn) readFailed(err error) {
 	case errors.As(err, &ce):
 		c.log.Debug("client closed", "code", ce.Code)
 	case errors.Is(err, websocket.ErrReadLimit):
-		c.shutdown(wire.Errorf(wire.CodeTooLarge, "frame exceeds the %d-byte limit", wire.MaxFrameSize))
+		c.shutdown(wire.Errorf(wire.CodeTooLarge, "frame exceeds the %d-byte limit", c.s.cfg.MaxFrameSize))
 	default:
 		c.log.Debug("read failed", "err", err)
 	}
@@ -305,7 +305,7 @@ func (c *conn) handshake() bool {
 		return false
 	}
 	c.ws.SetReadDeadline(time.Now().Add(cfg.HandshakeTimeout))
-	typ, data, err := readMessage(c.ws)
+	typ, data, err := readMessage(c.ws, c.s.cfg.MaxFrameSize)
 	if err != nil {
 		var ne interface{ Timeout() bool }
 		if errors.As(err, &ne) && ne.Timeout() {

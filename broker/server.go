@@ -93,6 +93,9 @@ type Config struct {
 	// MaxMemberConns bounds the connections of one member (its sessions
 	// and member connections). Default 32.
 	MaxMemberConns int
+	// MaxFrameSize bounds a frame from a client; a longer one closes the
+	// connection (too_large). Default and maximum wire.MaxFrameSize.
+	MaxFrameSize int
 }
 
 func (c *Config) setDefaults() {
@@ -134,6 +137,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxMemberConns <= 0 {
 		c.MaxMemberConns = 32
+	}
+	if c.MaxFrameSize <= 0 || c.MaxFrameSize > wire.MaxFrameSize {
+		c.MaxFrameSize = wire.MaxFrameSize
 	}
 }
 

@@ -124,6 +124,7 @@ func runBroker(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.Int64Var(&limits.MaxQueuedBytes, "max-queued-bytes", 64<<20, "bytes of DMs that may wait for one recipient")
 	fs.IntVar(&limits.MaxMemberConns, "max-member-conns", 32, "connections one member may have open")
 	fs.DurationVar(&limits.HandshakeTimeout, "handshake-timeout", 10*time.Second, "time a new connection has to say hello")
+	fs.IntVar(&limits.MaxFrameSize, "max-frame", 1<<20, "largest frame a client may send, in bytes (at most 1 MiB)")
 	allowPlaintext := fs.Bool("allow-plaintext", false, "allow --listen on a non-loopback address without TLS: the credential and message metadata cross the network unencrypted")
 	if err := fs.Parse(args); err != nil {
 		return err
