@@ -1,16 +1,10 @@
 package broker_test
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -22,105 +16,9 @@ import (
 	"time"
 
 	"github.com/claudemesh/claudemesh/broker"
+	"github.com/claudemesh/claudemesh/internal/testca"
 	"github.com/claudemesh/claudemesh/wire"
 )
-
-// testCA is a throwaway certificate authority.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	dir  string
-}
-
-func newCA(t testing.TB) *testCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "claudemesh test CA"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &testCA{cert: cert, key: key, dir: t.TempDir()}
-}
-
-// pool holds the CA alone (no system roots).
-func (ca *testCA) pool() *x509.CertPool {
-	p := x509.NewCertPool()
-	p.AddCert(ca.cert)
-	return p
-}
-
-// file writes the CA certificate as PEM and returns its path.
-func (ca *testCA) file(t testing.TB) string {
-	t.Helper()
-	path := filepath.Join(ca.dir, "ca.pem")
-	writePEM(t, path, "CERTIFICATE", ca.cert.Raw)
-	return path
-}
-
-// issue writes a server certificate for hosts (IP addresses or DNS names)
-// signed by ca, and its key, as PEM files.
-func (ca *testCA) issue(t testing.TB, hosts ...string) (certFile, keyFile string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serial, err := rand.Int(rand.Reader, big.NewInt(1<<62))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: hosts[0]},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	for _, h := range hosts {
-		if ip := net.ParseIP(h); ip != nil {
-			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
-		} else {
-			tmpl.DNSNames = append(tmpl.DNSNames, h)
-		}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pkcs8, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	writePEM(t, certFile, "CERTIFICATE", der)
-	writePEM(t, keyFile, "PRIVATE KEY", pkcs8)
-	return certFile, keyFile
-}
-
-func writePEM(t testing.TB, path, typ string, der []byte) {
-	t.Helper()
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // serveOn starts a broker on ln, serving wss:// when tlsConfig is set.
 // The URL names the host host and ln's port.
@@ -179,9 +77,9 @@ func listenLoopback(t testing.TB) net.Listener {
 // newTLSBroker starts a broker serving wss:// on a loopback port, the way
 // `claudemesh broker --tls-cert --tls-key` does, with a certificate for
 // hosts signed by ca.
-func newTLSBroker(t testing.TB, ca *testCA, hosts ...string) *testBroker {
+func newTLSBroker(t testing.TB, ca *testca.CA, hosts ...string) *testBroker {
 	t.Helper()
-	certFile, keyFile := ca.issue(t, hosts...)
+	certFile, keyFile := ca.Issue(t, hosts...)
 	cfg, err := broker.ServerTLSConfig(certFile, keyFile)
 	if err != nil {
 		t.Fatal(err)
@@ -210,9 +108,9 @@ func (p *peer) failure(t testing.TB) error {
 
 func TestTLSDM(t *testing.T) {
 	t.Parallel()
-	ca := newCA(t)
+	ca := testca.New(t)
 	tb := newTLSBroker(t, ca, "127.0.0.1", "::1", "localhost")
-	roots, err := broker.LoadRootCAs(ca.file(t)) // the system's roots and the CA, as CLAUDEMESH_CA gives them
+	roots, err := broker.LoadRootCAs(ca.File(t)) // the system's roots and the CA, as CLAUDEMESH_CA gives them
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,7 +130,7 @@ func TestTLSDM(t *testing.T) {
 
 func TestTLSCertificateRefused(t *testing.T) {
 	t.Parallel()
-	ca := newCA(t)
+	ca := testca.New(t)
 	tb := newTLSBroker(t, ca, "127.0.0.1", "localhost")
 	misnamed := newTLSBroker(t, ca, "broker.example.invalid")
 
@@ -243,8 +141,8 @@ func TestTLSCertificateRefused(t *testing.T) {
 		want  []string // in the error
 	}{
 		{"system roots only", tb, nil, []string{"certificate", "CLAUDEMESH_CA"}},
-		{"another CA", tb, newCA(t).pool(), []string{"certificate", "CLAUDEMESH_CA"}},
-		{"certificate for another name", misnamed, ca.pool(), []string{"certificate", "does not name 127.0.0.1"}},
+		{"another CA", tb, testca.New(t).Pool(), []string{"certificate", "CLAUDEMESH_CA"}},
+		{"certificate for another name", misnamed, ca.Pool(), []string{"certificate", "does not name 127.0.0.1"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -362,8 +260,8 @@ func TestAllowPlaintext(t *testing.T) {
 
 func TestServerTLSConfig(t *testing.T) {
 	t.Parallel()
-	ca := newCA(t)
-	certFile, keyFile := ca.issue(t, "127.0.0.1")
+	ca := testca.New(t)
+	certFile, keyFile := ca.Issue(t, "127.0.0.1")
 	cfg, err := broker.ServerTLSConfig(certFile, keyFile)
 	if err != nil {
 		t.Fatal(err)
@@ -392,9 +290,9 @@ func TestServerTLSConfig(t *testing.T) {
 		wantErr bool
 		alpn    string
 	}{
-		{"TLS 1.2", &tls.Config{RootCAs: ca.pool(), MinVersion: tls.VersionTLS12, MaxVersion: tls.VersionTLS12}, false, ""},
-		{"TLS 1.3 offering h2", &tls.Config{RootCAs: ca.pool(), NextProtos: []string{"h2", "http/1.1"}}, false, "http/1.1"},
-		{"TLS 1.1", &tls.Config{RootCAs: ca.pool(), MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS11}, true, ""},
+		{"TLS 1.2", &tls.Config{RootCAs: ca.Pool(), MinVersion: tls.VersionTLS12, MaxVersion: tls.VersionTLS12}, false, ""},
+		{"TLS 1.3 offering h2", &tls.Config{RootCAs: ca.Pool(), NextProtos: []string{"h2", "http/1.1"}}, false, "http/1.1"},
+		{"TLS 1.1", &tls.Config{RootCAs: ca.Pool(), MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS11}, true, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -416,7 +314,7 @@ func TestServerTLSConfig(t *testing.T) {
 		})
 	}
 
-	otherCert, _ := ca.issue(t, "127.0.0.1")
+	otherCert, _ := ca.Issue(t, "127.0.0.1")
 	for name, files := range map[string][2]string{
 		"missing certificate":          {filepath.Join(t.TempDir(), "none.pem"), keyFile},
 		"key of another certificate":   {otherCert, keyFile},
@@ -430,9 +328,9 @@ func TestServerTLSConfig(t *testing.T) {
 
 func TestTLSHost(t *testing.T) {
 	t.Parallel()
-	ca := newCA(t)
+	ca := testca.New(t)
 	leaf := func(hosts ...string) *x509.Certificate {
-		certFile, keyFile := ca.issue(t, hosts...)
+		certFile, keyFile := ca.Issue(t, hosts...)
 		cfg, err := broker.ServerTLSConfig(certFile, keyFile)
 		if err != nil {
 			t.Fatal(err)
@@ -477,12 +375,12 @@ func TestTLSHost(t *testing.T) {
 
 func TestLoadRootCAs(t *testing.T) {
 	t.Parallel()
-	ca := newCA(t)
-	pool, err := broker.LoadRootCAs(ca.file(t))
+	ca := testca.New(t)
+	pool, err := broker.LoadRootCAs(ca.File(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	certFile, keyFile := ca.issue(t, "localhost")
+	certFile, keyFile := ca.Issue(t, "localhost")
 	cfg, err := broker.ServerTLSConfig(certFile, keyFile)
 	if err != nil {
 		t.Fatal(err)

@@ -1,54 +1,18 @@
 package mcp
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/claudemesh/claudemesh/internal/testca"
 )
 
-// selfSignedCA writes a throwaway CA certificate as PEM and returns it and
-// its path.
-func selfSignedCA(t *testing.T) (*x509.Certificate, string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "claudemesh test CA"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "ca.pem")
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return cert, path
-}
-
 func TestConfigFromEnvTransport(t *testing.T) {
-	ca, caFile := selfSignedCA(t)
+	ca := testca.New(t)
+	caFile := ca.File(t)
 	notPEM := filepath.Join(t.TempDir(), "ca.pem")
 	if err := os.WriteFile(notPEM, []byte("not a certificate\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -76,7 +40,7 @@ func TestConfigFromEnvTransport(t *testing.T) {
 	if cfg.RootCAs == nil {
 		t.Fatalf("%s set: no roots", EnvCA)
 	}
-	if _, err := ca.Verify(x509.VerifyOptions{Roots: cfg.RootCAs}); err != nil {
+	if _, err := ca.Cert.Verify(x509.VerifyOptions{Roots: cfg.RootCAs}); err != nil {
 		t.Errorf("the CA from %s is not among the roots: %v", EnvCA, err)
 	}
 

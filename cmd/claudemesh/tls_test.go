@@ -5,94 +5,18 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/claudemesh/claudemesh/internal/testca"
 )
-
-// testPKI is a throwaway CA and a server certificate it signed, as PEM
-// files.
-type testPKI struct {
-	caFile, certFile, keyFile string
-}
-
-func newPKI(t *testing.T, hosts ...string) testPKI {
-	t.Helper()
-	dir := t.TempDir()
-	p := testPKI{caFile: filepath.Join(dir, "ca.pem"), certFile: filepath.Join(dir, "cert.pem"), keyFile: filepath.Join(dir, "key.pem")}
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caTmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "claudemesh test CA"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2),
-		Subject:      pkix.Name{CommonName: hosts[0]},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	for _, h := range hosts {
-		if ip := net.ParseIP(h); ip != nil {
-			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
-		} else {
-			tmpl.DNSNames = append(tmpl.DNSNames, h)
-		}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pkcs8, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for path, block := range map[string]*pem.Block{
-		p.caFile:   {Type: "CERTIFICATE", Bytes: caDER},
-		p.certFile: {Type: "CERTIFICATE", Bytes: der},
-		p.keyFile:  {Type: "PRIVATE KEY", Bytes: pkcs8},
-	} {
-		if err := os.WriteFile(path, pem.EncodeToMemory(block), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return p
-}
 
 // startBrokerWith runs `claudemesh broker` with args (after --data) and
 // waits until it has published its URL in home/broker.json.
@@ -140,10 +64,12 @@ func (s *session) waitLastError(t *testing.T, want ...string) string {
 
 func TestBrokerServesTLS(t *testing.T) {
 	t.Parallel()
-	pki := newPKI(t, "127.0.0.1", "::1", "localhost")
+	ca := testca.New(t)
+	certFile, keyFile := ca.Issue(t, "127.0.0.1", "::1", "localhost")
+	caFile := ca.File(t)
 	root := t.TempDir()
 	home := filepath.Join(root, "home")
-	b := startBrokerWith(t, home, filepath.Join(root, "data"), "--listen", "127.0.0.1:0", "--tls-cert", pki.certFile, "--tls-key", pki.keyFile)
+	b := startBrokerWith(t, home, filepath.Join(root, "data"), "--listen", "127.0.0.1:0", "--tls-cert", certFile, "--tls-key", keyFile)
 	if !strings.HasPrefix(b.url, "wss://127.0.0.1:") || !strings.HasSuffix(b.url, "/v1/ws") {
 		t.Fatalf("published URL %q, want wss://127.0.0.1:PORT/v1/ws", b.url)
 	}
@@ -151,8 +77,8 @@ func TestBrokerServesTLS(t *testing.T) {
 	join := func(name string, extra ...string) *session {
 		return startSession(t, sessionConfig{home: home, sessionID: uuid.NewString(), name: name, env: extra})
 	}
-	alice := join("alice", "CLAUDEMESH_CA="+pki.caFile)
-	bob := join("bob", "CLAUDEMESH_CA="+pki.caFile)
+	alice := join("alice", "CLAUDEMESH_CA="+caFile)
+	bob := join("bob", "CLAUDEMESH_CA="+caFile)
 	carol := join("carol") // trusts only the system's roots
 	if w := alice.waitConnected(t); w.Broker != b.url {
 		t.Errorf("alice's broker %q, want the published %q", w.Broker, b.url)
@@ -175,7 +101,7 @@ func TestBrokerServesTLS(t *testing.T) {
 
 func TestBrokerRefusesPlaintextBeyondLoopback(t *testing.T) {
 	t.Parallel()
-	pki := newPKI(t, "127.0.0.1")
+	certFile, keyFile := testca.New(t).Issue(t, "127.0.0.1")
 	tests := []struct {
 		name string
 		args []string
@@ -183,8 +109,8 @@ func TestBrokerRefusesPlaintextBeyondLoopback(t *testing.T) {
 	}{
 		{"all interfaces", []string{"--listen", "0.0.0.0:0"}, []string{"without TLS", "--tls-cert", "--allow-plaintext"}},
 		{"all interfaces, no host", []string{"--listen", ":0"}, []string{"without TLS", "--allow-plaintext"}},
-		{"certificate without key", []string{"--listen", "0.0.0.0:0", "--tls-cert", pki.certFile}, []string{"--tls-cert and --tls-key"}},
-		{"key that is no certificate", []string{"--tls-cert", pki.keyFile, "--tls-key", pki.keyFile}, []string{"TLS certificate"}},
+		{"certificate without key", []string{"--listen", "0.0.0.0:0", "--tls-cert", certFile}, []string{"--tls-cert and --tls-key"}},
+		{"key that is no certificate", []string{"--tls-cert", keyFile, "--tls-key", keyFile}, []string{"TLS certificate"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
