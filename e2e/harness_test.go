@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -20,6 +19,7 @@ import (
 	"time"
 
 	"github.com/claudemesh/claudemesh/e2e/fakemodel"
+	"github.com/claudemesh/claudemesh/internal/testproc"
 )
 
 // envClaude names the Claude Code binary the tests drive.
@@ -62,11 +62,9 @@ func testMain(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	bin := filepath.Join(dir, "claudemesh")
-	build := exec.Command("go", "build", "-o", bin, "github.com/claudemesh/claudemesh/cmd/claudemesh")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "e2e: build claudemesh: %v\n%s", err, out)
+	bin, err := testproc.Build(dir)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1
 	}
 	claudemeshBin = bin
@@ -93,24 +91,6 @@ func claudeBinary(t *testing.T) string {
 	return bin
 }
 
-// lockedBuffer collects a process's output.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // tail shortens s to its last n bytes for logs.
 func tail(s string, n int) string {
 	if len(s) <= n {
@@ -119,30 +99,12 @@ func tail(s string, n int) string {
 	return "…" + s[len(s)-n:]
 }
 
-// waitUntil polls cond until it holds, failing the test after timeout.
-func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		select {
-		case <-tick.C:
-		case <-t.Context().Done():
-			t.Fatalf("test ended while waiting for %s", what)
-		}
-	}
-}
-
 // brokerProc is a `claudemesh broker` process on a free loopback port.
 type brokerProc struct {
 	home string // CLAUDEMESH_HOME: broker.json and the session keys
 	data string // database directory
 	cmd  *exec.Cmd
-	out  *lockedBuffer
+	out  *testproc.Buffer
 	done chan struct{}
 	err  error // exit status, once done is closed
 
@@ -157,7 +119,7 @@ func startBroker(t *testing.T) *brokerProc {
 	b := &brokerProc{
 		home: filepath.Join(root, "home"),
 		data: filepath.Join(root, "data"),
-		out:  &lockedBuffer{},
+		out:  &testproc.Buffer{},
 		done: make(chan struct{}),
 	}
 	b.cmd = exec.Command(claudemeshBin, "broker", "--listen", "127.0.0.1:0", "--data", b.data, "--log-level", "debug")
@@ -177,15 +139,7 @@ func startBroker(t *testing.T) *brokerProc {
 			t.Logf("broker output:\n%s", tail(b.out.String(), 20000))
 		}
 	})
-	waitUntil(t, brokerStartup, "broker.json", func() bool {
-		select {
-		case <-b.done:
-			t.Fatalf("broker exited: %v\n%s", b.err, b.out.String())
-		default:
-		}
-		_, err := os.Stat(filepath.Join(b.home, "broker.json"))
-		return err == nil
-	})
+	testproc.WaitBroker(t, brokerStartup, b.home, b.cmd, b.done)
 	return b
 }
 
@@ -211,7 +165,7 @@ func (b *brokerProc) stop(t *testing.T) {
 // waitLog waits until one line of the broker's log holds all of parts.
 func (b *brokerProc) waitLog(t *testing.T, parts ...string) {
 	t.Helper()
-	waitUntil(t, stopGrace, fmt.Sprintf("broker log line with %q", parts), func() bool {
+	testproc.Eventually(t, stopGrace, fmt.Sprintf("broker log line with %q", parts), func() bool {
 		for line := range strings.Lines(b.out.String()) {
 			if !slices.ContainsFunc(parts, func(p string) bool { return !strings.Contains(line, p) }) {
 				return true
@@ -465,7 +419,7 @@ type proc struct {
 	who    string
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser // nil unless started with input
-	stderr *lockedBuffer
+	stderr *testproc.Buffer
 	done   chan struct{}
 	err    error // exit status, once done is closed
 
@@ -489,7 +443,7 @@ func (s *seat) start(input bool, args ...string) *proc {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = stopGrace
-	p := &proc{t: t, who: s.name, cmd: cmd, stderr: &lockedBuffer{}, done: make(chan struct{}), changed: make(chan struct{})}
+	p := &proc{t: t, who: s.name, cmd: cmd, stderr: &testproc.Buffer{}, done: make(chan struct{}), changed: make(chan struct{})}
 	cmd.Stderr = p.stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -719,7 +673,7 @@ func (p *proc) waitGroupGone() {
 	p.t.Helper()
 	<-p.done
 	pgid := p.cmd.Process.Pid
-	waitUntil(p.t, stopGrace, fmt.Sprintf("%s's MCP server to exit", p.who), func() bool {
+	testproc.Eventually(p.t, stopGrace, fmt.Sprintf("%s's MCP server to exit", p.who), func() bool {
 		return len(groupMembers(pgid)) == 0
 	})
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/claudemesh/claudemesh/e2e/fakemodel"
+	"github.com/claudemesh/claudemesh/internal/testproc"
 	"github.com/claudemesh/claudemesh/mcp"
 )
 
@@ -45,7 +46,7 @@ func (h *harness) requestsWith(sessionID, s string) []fakemodel.Request {
 func (h *harness) waitRequestWith(sessionID, s, what string) fakemodel.Request {
 	h.t.Helper()
 	var got []fakemodel.Request
-	waitUntil(h.t, pushBound, what, func() bool {
+	testproc.Eventually(h.t, pushBound, what, func() bool {
 		got = h.requestsWith(sessionID, s)
 		return len(got) > 0
 	})
@@ -152,7 +153,7 @@ func TestPushDuringToolCallLandsAfterItsResult(t *testing.T) {
 	a.turn("a-hello", 1)
 	b := bob.live("--allowedTools", "Bash")
 	b.send(fakemodel.Marker("b-busy") + " Wait, then stop.")
-	waitUntil(t, pushBound, "bob's model to start the Bash call", func() bool { return len(h.model.ScriptRequests("b-busy")) >= 1 })
+	testproc.Eventually(t, pushBound, "bob's model to start the Bash call", func() bool { return len(h.model.ScriptRequests("b-busy")) >= 1 })
 	a.turn("a-send", 2)
 	if sent := structured[mcp.SendResult](t, h.toolResults("a-send", 1)[0]); sent.Status != "delivered" {
 		t.Fatalf("send_dm to the busy session: %+v", sent)

@@ -29,6 +29,8 @@ import (
 	"github.com/mark3labs/mcp-go/client"
 	"github.com/mark3labs/mcp-go/client/transport"
 	mcpgo "github.com/mark3labs/mcp-go/mcp"
+
+	"github.com/claudemesh/claudemesh/internal/testproc"
 )
 
 // Deadlines. They are generous because the machine may be loaded; a
@@ -67,14 +69,7 @@ func binary(t *testing.T) string {
 		if built.err != nil {
 			return
 		}
-		path := filepath.Join(built.dir, "claudemesh")
-		cmd := exec.Command("go", "build", "-o", path, ".")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			built.err = fmt.Errorf("go build with CGO_ENABLED=0: %v\n%s", err, out)
-			return
-		}
-		built.path = path
+		built.path, built.err = testproc.Build(built.dir)
 	})
 	if built.err != nil {
 		t.Fatal(built.err)
@@ -82,59 +77,28 @@ func binary(t *testing.T) string {
 	return built.path
 }
 
-// syncBuffer collects a process's output; it is safe for concurrent use.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // waitFor polls cond until it reports true, failing the test when it
 // returns an error or the deadline passes.
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, error)) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for {
+	testproc.Eventually(t, timeout, what, func() bool {
 		ok, err := cond()
 		if err != nil {
 			t.Fatalf("waiting for %s: %v", what, err)
 		}
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("waiting for %s: still false after %v", what, timeout)
-		}
-		select {
-		case <-t.Context().Done():
-			t.Fatalf("waiting for %s: %v", what, t.Context().Err())
-		case <-tick.C:
-		}
-	}
+		return ok
+	})
 }
 
 // proc is a started child process whose exit is observed by one goroutine.
 type proc struct {
 	what string
 	cmd  *exec.Cmd
-	log  *syncBuffer // stderr (and stdout for a broker)
+	log  *testproc.Buffer // stderr (and stdout for a broker)
 	done chan struct{}
 }
 
-func startProc(t *testing.T, what string, cmd *exec.Cmd, log *syncBuffer) *proc {
+func startProc(t *testing.T, what string, cmd *exec.Cmd, log *testproc.Buffer) *proc {
 	t.Helper()
 	cmd.WaitDelay = exitWait
 	if err := cmd.Start(); err != nil {
@@ -211,39 +175,21 @@ type brokerProc struct {
 // published its URL in home/broker.json.
 func startBroker(t *testing.T, home, data string) *brokerProc {
 	t.Helper()
-	log := new(syncBuffer)
-	cmd := exec.Command(binary(t), "broker", "--listen", "127.0.0.1:0", "--data", data, "--log-level", "debug")
+	return startBrokerWith(t, home, data, "--listen", "127.0.0.1:0")
+}
+
+// startBrokerWith runs `claudemesh broker` with args (after --data) and
+// waits until it has published its URL in home/broker.json.
+func startBrokerWith(t *testing.T, home, data string, args ...string) *brokerProc {
+	t.Helper()
+	log := new(testproc.Buffer)
+	cmd := exec.Command(binary(t), append([]string{"broker", "--data", data, "--log-level", "debug"}, args...)...)
 	cmd.Env = env(t, home)
 	cmd.Dir = t.TempDir()
 	cmd.Stdout, cmd.Stderr = log, log
 	b := &brokerProc{proc: startProc(t, "broker", cmd, log), home: home, data: data}
-	waitFor(t, waitLong, "the broker to publish its URL", func() (bool, error) {
-		if b.exited() {
-			return false, fmt.Errorf("broker exited: %v", b.cmd.ProcessState)
-		}
-		info, err := readBrokerInfo(home)
-		if err != nil || info.PID != b.cmd.Process.Pid || info.URL == "" {
-			return false, nil // not written yet, or still the previous broker's
-		}
-		b.url = info.URL
-		return true, nil
-	})
+	b.url = testproc.WaitBroker(t, waitLong, home, cmd, b.done).URL
 	return b
-}
-
-type brokerInfo struct {
-	URL   string `json:"url"`
-	Token string `json:"token"`
-	PID   int    `json:"pid"`
-}
-
-func readBrokerInfo(home string) (brokerInfo, error) {
-	var info brokerInfo
-	b, err := os.ReadFile(filepath.Join(home, "broker.json"))
-	if err == nil {
-		err = json.Unmarshal(b, &info)
-	}
-	return info, err
 }
 
 // stop ends the broker with SIGTERM, as a service manager does.
@@ -288,7 +234,7 @@ func startSession(t *testing.T, cfg sessionConfig) *session {
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := new(syncBuffer)
+	log := new(testproc.Buffer)
 	cmd := exec.Command(binary(t), "mcp")
 	cmd.Env = env(t, cfg.home, append(vars, cfg.env...)...)
 	cmd.Dir = t.TempDir()
@@ -1117,7 +1063,7 @@ func startRaw(t *testing.T, home string, extraEnv ...string) *rawSession {
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := new(syncBuffer)
+	log := new(testproc.Buffer)
 	cmd.Stdout, cmd.Stderr = outW, log
 	r := &rawSession{stdin: stdin, lines: make(chan []byte, 100)}
 	r.proc = startProc(t, "mcp raw", cmd, log)

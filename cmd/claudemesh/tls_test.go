@@ -18,30 +18,6 @@ import (
 	"github.com/claudemesh/claudemesh/internal/testca"
 )
 
-// startBrokerWith runs `claudemesh broker` with args (after --data) and
-// waits until it has published its URL in home/broker.json.
-func startBrokerWith(t *testing.T, home, data string, args ...string) *brokerProc {
-	t.Helper()
-	log := new(syncBuffer)
-	cmd := exec.Command(binary(t), append([]string{"broker", "--data", data, "--log-level", "debug"}, args...)...)
-	cmd.Env = env(t, home)
-	cmd.Dir = t.TempDir()
-	cmd.Stdout, cmd.Stderr = log, log
-	b := &brokerProc{proc: startProc(t, "broker", cmd, log), home: home, data: data}
-	waitFor(t, waitLong, "the broker to publish its URL", func() (bool, error) {
-		if b.exited() {
-			return false, fmt.Errorf("broker exited: %v", b.cmd.ProcessState)
-		}
-		info, err := readBrokerInfo(home)
-		if err != nil || info.PID != b.cmd.Process.Pid || info.URL == "" {
-			return false, nil
-		}
-		b.url = info.URL
-		return true, nil
-	})
-	return b
-}
-
 // waitLastError waits until whoami reports a last error containing every
 // one of want while not connected, and returns it.
 func (s *session) waitLastError(t *testing.T, want ...string) string {
