@@ -44,12 +44,14 @@ type conn struct {
 	writerDone chan struct{}
 	kick       chan struct{} // wakes the pump; capacity 1
 
-	// Set by the hello, read-only afterwards.
+	// Set by the hello, read-only afterwards. member, memberMesh, hello,
+	// pkey and attached are written under Server.mu: other connections read
+	// them (memberConns, cutMember).
 	hello    wire.Hello
 	pkey     presenceKey
 	keyID    string
 	since    time.Time
-	attached bool   // the connection took its session's lease
+	attached bool   // the connection took its session's lease; set by attach
 	member   []byte // the member key that vouched for the session, or that a member connection speaks for
 	// memberMesh is the mesh of a member connection ("" for a session).
 	memberMesh string
@@ -350,9 +352,11 @@ func (c *conn) handshake() bool {
 		c.shutdown(wire.Errorf(wire.CodeTooManyConnections, "this member has %d connections open, the limit", cfg.MaxMemberConns))
 		return false
 	}
+	c.s.mu.Lock() // memberConns and cutMember read these of every connection
 	c.member = member
 	c.hello = h
 	c.pkey = keyOf(h.Mesh, h.Key)
+	c.s.mu.Unlock()
 	c.keyID = identity.KeyID(ed25519.PublicKey(h.Key))
 	c.since = cfg.Now()
 	c.log = c.log.With("mesh", h.Mesh, "session", h.SessionID, "key_id", c.keyID)
@@ -370,7 +374,6 @@ func (c *conn) handshake() bool {
 		c.shutdown(refused)
 		return false
 	}
-	c.attached = true
 	switch {
 	case other:
 		c.log.Info("session replaced by another process", "old_conn", old.id)

@@ -50,7 +50,9 @@ func (c *conn) serveMember(challenge []byte, h wire.MemberHello) {
 		c.shutdown(wire.Errorf(wire.CodeTooManyConnections, "this member has %d connections open, the limit", s.cfg.MaxMemberConns))
 		return
 	}
+	s.mu.Lock() // memberConns and cutMember read these of every connection
 	c.member, c.memberMesh = h.Key, h.Mesh
+	s.mu.Unlock()
 	c.log = c.log.With("mesh", h.Mesh, "member", identity.KeyID(ed25519.PublicKey(h.Key)))
 	if !c.send(wire.Welcome{Version: wire.Version, KeyID: identity.KeyID(ed25519.PublicKey(h.Key)), ServerTime: s.cfg.Now()}) {
 		return

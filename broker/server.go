@@ -448,6 +448,7 @@ func (s *Server) attach(c *conn) (old *conn, other bool, refused *wire.Error) {
 		s.replacements++
 	}
 	*l = lease{conn: c, hello: c.hello, keyID: c.keyID, since: c.since, member: c.member}
+	c.attached = true
 	return old, other, nil
 }
 
