@@ -281,7 +281,15 @@ func (r InviteRevoke) validate() error {
 }
 
 func (MemberList) validate() error { return nil }
-func (Members) validate() error    { return nil }
+
+func (l Members) validate() error {
+	for i, m := range l.Members {
+		if len(m.Key) != KeySize {
+			return fmt.Errorf("members[%d]: key is required", i)
+		}
+	}
+	return nil
+}
 
 func (r MemberRemove) validate() error {
 	if r.Name == "" || len(r.Name) > MaxNameLen {
