@@ -536,12 +536,12 @@ func (c *conn) handleSend(f wire.Send) {
 		fail(wire.CodeRateLimited, "too many DMs per second (this session may send %g, its member %g); retry later with the same id", s.cfg.SendRate, s.cfg.MemberSendRate)
 		return
 	}
-	switch n, size, err := s.cfg.Store.QueueStats(ctx, mesh, f.To, now); {
+	switch room, n, size, err := s.queueRoom(ctx, mesh, f.To, int64(len(f.Box)), now); {
 	case err != nil:
 		c.log.Error("queue stats", "msg_id", f.ID, "err", err)
 		fail(wire.CodeInternal, "broker could not check the recipient's queue; retry with the same id")
 		return
-	case n >= s.cfg.MaxQueued || size+int64(len(f.Box)) > s.cfg.MaxQueuedBytes:
+	case !room:
 		fail(wire.CodeQueueFull, "%d DMs (%d bytes) already wait for %s; the limit is %d DMs, %d bytes", n, size, identity.KeyID(ed25519.PublicKey(f.To)), s.cfg.MaxQueued, s.cfg.MaxQueuedBytes)
 		return
 	}

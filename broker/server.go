@@ -160,10 +160,54 @@ type Server struct {
 	nextConn     uint64
 	replacements uint64
 	memberRates  map[memberKey]*rate.Bucket // DMs per member
+	queues       map[presenceKey]*queueEstimate
 
 	wg       sync.WaitGroup // connection handlers and the janitor
 	stop     chan struct{}
 	stopOnce sync.Once
+}
+
+// queueEstimate is an upper bound of what waits for a recipient: the
+// store's count when it was read, plus every DM accepted for it since.
+// Acks only lower the truth, so while the bound is under the caps no
+// store read is needed; it is read again when the bound reaches a cap or
+// is queueRecount old.
+type queueEstimate struct {
+	n     int
+	bytes int64
+	at    time.Time
+}
+
+// queueRecount is how long a queue estimate is trusted.
+const queueRecount = time.Second
+
+// queueRoom reports whether one more DM of size bytes fits in the queue
+// of `to`, and counts it in when it does. n and bytes say what waits.
+func (s *Server) queueRoom(ctx context.Context, mesh string, to []byte, size int64, now time.Time) (room bool, n int, bytes int64, err error) {
+	k := keyOf(mesh, to)
+	fits := func(e *queueEstimate) bool {
+		return e.n < s.cfg.MaxQueued && e.bytes+size <= s.cfg.MaxQueuedBytes
+	}
+	s.mu.Lock()
+	if e := s.queues[k]; e != nil && now.Sub(e.at) < queueRecount && fits(e) {
+		e.n, e.bytes = e.n+1, e.bytes+size
+		s.mu.Unlock()
+		return true, e.n - 1, e.bytes - size, nil
+	}
+	s.mu.Unlock()
+	n, bytes, err = s.cfg.Store.QueueStats(ctx, mesh, to, now)
+	if err != nil {
+		return false, 0, 0, err
+	}
+	e := &queueEstimate{n: n, bytes: bytes, at: now}
+	room = fits(e)
+	if room {
+		e.n, e.bytes = e.n+1, e.bytes+size
+	}
+	s.mu.Lock()
+	s.queues[k] = e
+	s.mu.Unlock()
+	return room, n, bytes, nil
 }
 
 type memberKey struct {
@@ -241,6 +285,7 @@ func NewServer(cfg Config) (*Server, error) {
 		leases: make(map[presenceKey]*lease),
 
 		memberRates: make(map[memberKey]*rate.Bucket),
+		queues:      make(map[presenceKey]*queueEstimate),
 		stop:        make(chan struct{}),
 	}
 	s.wg.Add(1)
@@ -482,6 +527,11 @@ func (s *Server) sweep() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.cfg.Now()
+	for k, e := range s.queues {
+		if now.Sub(e.at) >= queueRecount {
+			delete(s.queues, k)
+		}
+	}
 	for k, l := range s.leases {
 		if l.state(now, s.cfg.Grace) == wire.PeerOffline {
 			delete(s.leases, k)
