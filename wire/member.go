@@ -224,8 +224,8 @@ func (MemberRemove) Type() string { return TypeMemberRemove }
 func (OK) Type() string           { return TypeOK }
 
 func (h MemberHello) validate() error {
-	if h.Version != Version {
-		return &ParseError{CodeUnsupportedVersion, fmt.Errorf("protocol version %d not supported (this side speaks %d)", h.Version, Version)}
+	if err := checkVersion(h.Version); err != nil {
+		return err
 	}
 	if h.Mesh == "" || len(h.Key) != KeySize {
 		return errors.New("mesh and key are required")
@@ -240,8 +240,8 @@ func (h MemberHello) validate() error {
 }
 
 func (j Join) validate() error {
-	if j.Version != Version {
-		return &ParseError{CodeUnsupportedVersion, fmt.Errorf("protocol version %d not supported (this side speaks %d)", j.Version, Version)}
+	if err := checkVersion(j.Version); err != nil {
+		return err
 	}
 	if _, err := ParseInviteCode(j.Code); err != nil {
 		return &ParseError{CodeBadInvite, err}

@@ -433,8 +433,8 @@ func (c Challenge) validate() error {
 }
 
 func (h Hello) validate() error {
-	if h.Version != Version {
-		return &ParseError{CodeUnsupportedVersion, fmt.Errorf("protocol version %d not supported (this side speaks %d)", h.Version, Version)}
+	if err := checkVersion(h.Version); err != nil {
+		return err
 	}
 	if h.Mesh == "" {
 		return errors.New("mesh is required")
@@ -576,6 +576,14 @@ func (l PeerList) validate() error {
 		default:
 			return fmt.Errorf("peers[%d]: unknown state %q", i, truncate(p.State, 16))
 		}
+	}
+	return nil
+}
+
+// checkVersion refuses a protocol version this side does not speak.
+func checkVersion(v int) error {
+	if v != Version {
+		return &ParseError{CodeUnsupportedVersion, fmt.Errorf("protocol version %d not supported (this side speaks %d)", v, Version)}
 	}
 	return nil
 }
