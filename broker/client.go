@@ -215,24 +215,24 @@ func (c *Client) Close() error {
 // forgets the session unless DMs wait for it: for an identity that turned
 // out never to be a real session.
 func (c *Client) Leave(ctx context.Context, forget bool) error {
-	for {
-		c.mu.Lock()
-		var first *outgoing
-		if len(c.order) > 0 {
-			first = c.outbox[c.order[0]]
-		}
-		c.mu.Unlock()
-		if first == nil {
-			break
-		}
+	for o := c.oldestOutgoing(); o != nil; o = c.oldestOutgoing() {
 		select {
-		case <-first.done:
-			continue
+		case <-o.done:
 		case <-ctx.Done():
+			return c.close(forget)
 		}
-		break
 	}
 	return c.close(forget)
+}
+
+// oldestOutgoing returns the oldest DM not yet confirmed, or nil.
+func (c *Client) oldestOutgoing() *outgoing {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.order) == 0 {
+		return nil
+	}
+	return c.outbox[c.order[0]]
 }
 
 func (c *Client) close(forget bool) error {
