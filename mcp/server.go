@@ -400,11 +400,15 @@ func (s *Server) rebind(ev SessionStart) error {
 		return nil
 	}
 	err = s.bind(key, "SessionStart hook ("+cmp.Or(ev.Source, "unknown")+")")
+	if err == nil {
+		// Before the new identity's first DM can be received (receive
+		// waits for s.mu): nothing of the new identity is dropped.
+		s.inbox.reset()
+	}
 	s.mu.Unlock()
 	if err != nil {
 		return err
 	}
-	s.inbox.reset()
 	forget := old.key.Ephemeral || !transcriptExists(ev.TranscriptPath, old.key.SessionID)
 	s.log.Info("switched to the session reported by the SessionStart hook",
 		"from_session", old.key.SessionID, "from_key_id", old.key.ID(), "session", key.SessionID, "key_id", key.ID(),
