@@ -46,7 +46,7 @@ type conn struct {
 
 	// Set by the hello, read-only afterwards. member, memberMesh, hello,
 	// pkey and attached are written under Server.mu: other connections read
-	// them (memberConns, cutMember).
+	// them (admit, cutMember).
 	hello    wire.Hello
 	pkey     presenceKey
 	keyID    string
@@ -348,15 +348,10 @@ func (c *conn) handshake() bool {
 		return false
 	}
 
-	if member != nil && c.s.memberConns(h.Mesh, member, keyOf(h.Mesh, h.Key)) >= cfg.MaxMemberConns {
+	if !c.s.admit(c, h.Mesh, member, keyOf(h.Mesh, h.Key), h, false) {
 		c.shutdown(wire.Errorf(wire.CodeTooManyConnections, "this member has %d connections open, the limit", cfg.MaxMemberConns))
 		return false
 	}
-	c.s.mu.Lock() // memberConns and cutMember read these of every connection
-	c.member = member
-	c.hello = h
-	c.pkey = keyOf(h.Mesh, h.Key)
-	c.s.mu.Unlock()
 	c.keyID = identity.KeyID(ed25519.PublicKey(h.Key))
 	c.since = cfg.Now()
 	c.log = c.log.With("mesh", h.Mesh, "session", h.SessionID, "key_id", c.keyID)

@@ -46,13 +46,10 @@ func (c *conn) serveMember(challenge []byte, h wire.MemberHello) {
 		c.shutdown(wire.Errorf(wire.CodeInternal, "broker could not look up the member; retry"))
 		return
 	}
-	if s.memberConns(h.Mesh, h.Key, presenceKey{}) >= s.cfg.MaxMemberConns {
+	if !s.admit(c, h.Mesh, h.Key, presenceKey{}, wire.Hello{}, true) {
 		c.shutdown(wire.Errorf(wire.CodeTooManyConnections, "this member has %d connections open, the limit", s.cfg.MaxMemberConns))
 		return
 	}
-	s.mu.Lock() // memberConns and cutMember read these of every connection
-	c.member, c.memberMesh = h.Key, h.Mesh
-	s.mu.Unlock()
 	c.log = c.log.With("mesh", h.Mesh, "member", identity.KeyID(ed25519.PublicKey(h.Key)))
 	if !c.send(wire.Welcome{Version: wire.Version, KeyID: identity.KeyID(ed25519.PublicKey(h.Key)), ServerTime: s.cfg.Now()}) {
 		return

@@ -237,23 +237,39 @@ func bucketFor(perSecond float64) *rate.Bucket {
 	return &rate.Bucket{Burst: max(1, int(2*perSecond)), Every: time.Duration(float64(time.Second) / perSecond)}
 }
 
-// memberConns counts the connections of member in mesh: its attached
-// sessions, except the one of session key skip (a reconnect replaces it),
-// and its member connections.
-func (s *Server) memberConns(mesh string, member []byte, skip presenceKey) int {
+// admit records who connection c speaks for — a session of mesh with
+// key pkey vouched for by member, or (memberConn) the member itself — in
+// one step with counting the member's connections, so that simultaneous
+// hellos cannot pass the limit together. It reports false, recording
+// nothing, when the member has MaxMemberConns connections already (a
+// session reconnecting over its own key does not count twice).
+func (s *Server) admit(c *conn, mesh string, member []byte, pkey presenceKey, hello wire.Hello, memberConn bool) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	n := 0
-	for c := range s.conns {
-		switch {
-		case !bytes.Equal(c.member, member):
-		case c.memberMesh == mesh:
-			n++
-		case c.attached && c.hello.Mesh == mesh && c.pkey != skip:
-			n++
+	if member != nil {
+		n := 0
+		for o := range s.conns {
+			switch {
+			case o == c || !bytes.Equal(o.member, member):
+			case o.memberMesh == mesh:
+				n++
+			case !memberConn && o.hello.Mesh == mesh && o.pkey == pkey:
+				// the same session again: it replaces that connection
+			case o.hello.Mesh == mesh:
+				n++
+			}
+		}
+		if n >= s.cfg.MaxMemberConns {
+			return false
 		}
 	}
-	return n
+	c.member = member
+	if memberConn {
+		c.memberMesh = mesh
+	} else {
+		c.hello, c.pkey = hello, pkey
+	}
+	return true
 }
 
 type presenceKey struct {
