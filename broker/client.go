@@ -61,7 +61,8 @@ type ClientConfig struct {
 	// Instance identifies this client to the broker across its reconnects;
 	// "" picks a random UUID.
 	Instance string
-	// Now is the clock receipts are dated with; nil means time.Now.
+	// Now is the clock receipts and attestations are dated with; nil means
+	// time.Now.
 	Now func() time.Time
 	// Member is the member key that attests Key in each hello, for a mesh
 	// with members; nil for a mesh without. AttestFor is how long each
@@ -708,7 +709,7 @@ func (c *Client) connect(ctx context.Context, ep Endpoint) (*clientConn, error) 
 		Standby:    c.inStandbyNow(),
 	}
 	if c.cfg.Member != nil {
-		h.Attestation = wire.Attest(c.cfg.Member, k.Mesh, wire.Key(k.Public), time.Now().Add(c.cfg.AttestFor))
+		h.Attestation = wire.Attest(c.cfg.Member, k.Mesh, wire.Key(k.Public), c.cfg.Now().Add(c.cfg.AttestFor))
 	}
 	h.Sig = ed25519.Sign(k.Private, wire.HelloTranscript(ch.Nonce, h))
 	b, err := wire.Encode(h)
