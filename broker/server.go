@@ -190,9 +190,10 @@ func (s *Server) queueRoom(ctx context.Context, mesh string, to []byte, size int
 	}
 	s.mu.Lock()
 	if e := s.queues[k]; e != nil && now.Sub(e.at) < queueRecount && fits(e) {
+		n, bytes = e.n, e.bytes
 		e.n, e.bytes = e.n+1, e.bytes+size
 		s.mu.Unlock()
-		return true, e.n - 1, e.bytes - size, nil
+		return true, n, bytes, nil
 	}
 	s.mu.Unlock()
 	n, bytes, err = s.cfg.Store.QueueStats(ctx, mesh, to, now)
