@@ -2,6 +2,7 @@ package mcp
 
 import (
 	"cmp"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"os"
@@ -85,24 +86,11 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		return Config{}, fmt.Errorf("%s: %w", EnvDelivery, err)
 	}
 	cfg.MessagingSocket, cfg.MessagingToken = getenv(EnvMessagingSocket), getenv(EnvMessagingToken)
-	switch v := getenv(EnvChannel); v {
-	case "", "0", "false":
-	case "1", "true":
-		cfg.Channel = true
-	default:
-		return Config{}, fmt.Errorf("%s: %q is not 1 or 0", EnvChannel, v)
+	if cfg.Channel, err = envBool(getenv, EnvChannel); err != nil {
+		return Config{}, err
 	}
-	if f := getenv(EnvCA); f != "" {
-		if cfg.RootCAs, err = broker.LoadRootCAs(f); err != nil {
-			return Config{}, fmt.Errorf("%s: %w", EnvCA, err)
-		}
-	}
-	switch v := getenv(EnvAllowPlaintext); v {
-	case "", "0", "false":
-	case "1", "true":
-		cfg.AllowPlaintext = true
-	default:
-		return Config{}, fmt.Errorf("%s: %q is not 1 or 0", EnvAllowPlaintext, v)
+	if cfg.RootCAs, cfg.AllowPlaintext, err = TransportFromEnv(getenv); err != nil {
+		return Config{}, err
 	}
 	// A mesh this machine joined: its member key attests the session, and
 	// its broker is the default.
@@ -123,6 +111,31 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		return Config{}, fmt.Errorf("%s: %w", EnvName, err)
 	}
 	return cfg, nil
+}
+
+// TransportFromEnv reads how to reach a broker: the extra CA certificates
+// of CLAUDEMESH_CA (added to the system's roots; nil when unset) and
+// CLAUDEMESH_ALLOW_PLAINTEXT.
+func TransportFromEnv(getenv func(string) string) (roots *x509.CertPool, allowPlaintext bool, err error) {
+	if f := getenv(EnvCA); f != "" {
+		if roots, err = broker.LoadRootCAs(f); err != nil {
+			return nil, false, fmt.Errorf("%s: %w", EnvCA, err)
+		}
+	}
+	allowPlaintext, err = envBool(getenv, EnvAllowPlaintext)
+	return roots, allowPlaintext, err
+}
+
+// envBool reads a yes/no variable: 1 or true, 0, false or unset.
+func envBool(getenv func(string) string, name string) (bool, error) {
+	switch v := getenv(name); v {
+	case "", "0", "false":
+		return false, nil
+	case "1", "true":
+		return true, nil
+	default:
+		return false, fmt.Errorf("%s: %q is not 1 or 0", name, v)
+	}
 }
 
 // HomeFromEnv returns CLAUDEMESH_HOME, or ~/.claudemesh.

@@ -23,16 +23,9 @@ const memberTimeout = 30 * time.Second
 
 // secureDial sets how to reach a broker: CLAUDEMESH_CA and
 // CLAUDEMESH_ALLOW_PLAINTEXT, as the MCP server reads them.
-func secureDial(d *broker.MemberDial) error {
-	if f := os.Getenv(mcp.EnvCA); f != "" {
-		pool, err := broker.LoadRootCAs(f)
-		if err != nil {
-			return fmt.Errorf("%s: %w", mcp.EnvCA, err)
-		}
-		d.RootCAs = pool
-	}
-	d.AllowPlaintext = os.Getenv(mcp.EnvAllowPlaintext) == "1"
-	return nil
+func secureDial(d *broker.MemberDial) (err error) {
+	d.RootCAs, d.AllowPlaintext, err = mcp.TransportFromEnv(os.Getenv)
+	return err
 }
 
 // defaultMemberName is user@host, in the characters a member name allows.
