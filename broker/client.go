@@ -585,7 +585,7 @@ func (c *Client) run() {
 			attempts = 0
 			continue
 		}
-		if c.standby(err) {
+		if standby(err) {
 			if we, _ := errors.AsType[*wire.Error](err); we.Code == wire.CodeSessionReplaced {
 				c.log.Warn("this session is active in another process; standing by instead of taking it back", "probe", c.cfg.StandbyProbe)
 			} else {
@@ -632,7 +632,7 @@ func (c *Client) setRefused(v bool) {
 }
 
 // standby reports whether err means another process holds the session.
-func (c *Client) standby(err error) bool {
+func standby(err error) bool {
 	we, ok := errors.AsType[*wire.Error](err)
 	return ok && (we.Code == wire.CodeSessionReplaced || we.Code == wire.CodeSessionActive)
 }
@@ -663,7 +663,7 @@ func (c *Client) setFailed(url string, err error, attempts int) {
 	c.state.URL = url
 	c.state.LastError = err
 	c.state.Attempts = attempts
-	if c.standby(err) {
+	if standby(err) {
 		c.inStandby, c.state.Replaced = true, true
 	}
 }
@@ -829,7 +829,7 @@ func (c *Client) serve(cc *clientConn) error {
 	c.state.Connected = false
 	c.state.Since = time.Now()
 	c.state.LastError = err
-	if c.standby(err) {
+	if standby(err) {
 		c.inStandby, c.state.Replaced = true, true
 	}
 	for req, ch := range c.reqs {

@@ -201,6 +201,7 @@ func (c *conn) serve() {
 	}()
 	c.wake()
 
+	c.watchLiveness()
 	for {
 		f, ok := c.next()
 		if !ok {
@@ -229,34 +230,51 @@ func (c *conn) serve() {
 	}
 }
 
+// watchLiveness makes anything that arrives after the handshake (a pong
+// too) count as the client being alive for PongTimeout more.
+func (c *conn) watchLiveness() {
+	c.alive()
+	c.ws.SetPongHandler(func(string) error { c.alive(); return nil })
+}
+
+func (c *conn) alive() { c.ws.SetReadDeadline(time.Now().Add(c.s.cfg.PongTimeout)) }
+
 // next returns the next valid frame after the handshake, answering the
 // invalid ones with an error frame on the way; false once the connection
-// is over. Anything arriving (a pong too) counts as the client being alive
-// for PongTimeout more.
+// is over.
 func (c *conn) next() (wire.Frame, bool) {
-	alive := func() { c.ws.SetReadDeadline(time.Now().Add(c.s.cfg.PongTimeout)) }
-	alive()
-	c.ws.SetPongHandler(func(string) error { alive(); return nil })
 	for {
 		typ, data, err := readMessage(c.ws, c.s.cfg.MaxFrameSize)
 		if err != nil {
 			c.readFailed(err)
 			return nil, false
 		}
-		alive()
-		if typ != websocket.TextMessage {
-			c.reply(wire.Errorf(wire.CodeBadFrame, "frames are JSON text messages"))
-			continue
-		}
-		f, err := wire.Decode(data)
-		if err != nil {
-			var pe *wire.ParseError
-			errors.As(err, &pe)
-			c.reply(&wire.Error{Code: pe.Code, Message: err.Error(), Ref: refusedRef(data)})
+		c.alive()
+		f, e := decodeMessage(typ, data)
+		if e != nil {
+			if typ == websocket.TextMessage {
+				e.Ref = refusedRef(data)
+			}
+			c.reply(e)
 			continue
 		}
 		return f, true
 	}
+}
+
+// decodeMessage decodes a WebSocket message into a frame, or returns the
+// error frame that refuses it.
+func decodeMessage(typ int, data []byte) (wire.Frame, *wire.Error) {
+	if typ != websocket.TextMessage {
+		return nil, wire.Errorf(wire.CodeBadFrame, "frames are JSON text messages")
+	}
+	f, err := wire.Decode(data)
+	if err != nil {
+		var pe *wire.ParseError
+		errors.As(err, &pe)
+		return nil, &wire.Error{Code: pe.Code, Message: err.Error()}
+	}
+	return f, nil
 }
 
 // readMessage reads one message of at most limit bytes and
@@ -317,15 +335,9 @@ func (c *conn) handshake() bool {
 		}
 		return false
 	}
-	if typ != websocket.TextMessage {
-		c.shutdown(wire.Errorf(wire.CodeBadFrame, "frames are JSON text messages"))
-		return false
-	}
-	f, err := wire.Decode(data)
-	if err != nil {
-		var pe *wire.ParseError
-		errors.As(err, &pe)
-		c.shutdown(&wire.Error{Code: pe.Code, Message: err.Error()})
+	f, e := decodeMessage(typ, data)
+	if e != nil {
+		c.shutdown(e)
 		return false
 	}
 	switch f := f.(type) {
@@ -531,15 +543,6 @@ func (c *conn) handleSend(f wire.Send) {
 		fail(wire.CodeRateLimited, "too many DMs per second (this session may send %g, its member %g); retry later with the same id", s.cfg.SendRate, s.cfg.MemberSendRate)
 		return
 	}
-	switch room, n, size, err := s.queueRoom(ctx, mesh, f.To, int64(len(f.Box)), now); {
-	case err != nil:
-		c.log.Error("queue stats", "msg_id", f.ID, "err", err)
-		fail(wire.CodeInternal, "broker could not check the recipient's queue; retry with the same id")
-		return
-	case !room:
-		fail(wire.CodeQueueFull, "%d DMs (%d bytes) already wait for %s; the limit is %d DMs, %d bytes", n, size, identity.KeyID(ed25519.PublicKey(f.To)), s.cfg.MaxQueued, s.cfg.MaxQueuedBytes)
-		return
-	}
 	if s.live(mesh, f.To) == nil {
 		if _, err := s.cfg.Store.Session(ctx, mesh, f.To); errors.Is(err, store.ErrNotFound) {
 			fail(wire.CodeUnknownPeer, "no session with key %s in mesh %s", identity.KeyID(ed25519.PublicKey(f.To)), mesh)
@@ -550,6 +553,16 @@ func (c *conn) handleSend(f wire.Send) {
 			return
 		}
 	}
+	switch room, n, size, err := s.queueRoom(ctx, mesh, f.To, int64(len(f.Box)), now); {
+	case err != nil:
+		c.log.Error("queue stats", "msg_id", f.ID, "err", err)
+		fail(wire.CodeInternal, "broker could not check the recipient's queue; retry with the same id")
+		return
+	case !room:
+		fail(wire.CodeQueueFull, "%d DMs (%d bytes) already wait for %s; the limit is %d DMs, %d bytes", n, size, identity.KeyID(ed25519.PublicKey(f.To)), s.cfg.MaxQueued, s.cfg.MaxQueuedBytes)
+		return
+	}
+	expires := now.Add(s.cfg.QueueTTL)
 	res, err := s.cfg.Store.Enqueue(ctx, store.Message{
 		ID:          f.ID,
 		Mesh:        mesh,
@@ -560,7 +573,7 @@ func (c *conn) handleSend(f wire.Send) {
 		Nonce:       f.Nonce,
 		Box:         f.Box,
 		CreatedAt:   now,
-		ExpiresAt:   now.Add(s.cfg.QueueTTL),
+		ExpiresAt:   expires,
 	})
 	switch {
 	case errors.Is(err, store.ErrConflict):
@@ -571,7 +584,6 @@ func (c *conn) handleSend(f wire.Send) {
 		fail(wire.CodeInternal, "broker could not store the DM; retry with the same id")
 		return
 	}
-	expires := now.Add(s.cfg.QueueTTL)
 	if res != store.Stored {
 		expires = c.storedExpiry(ctx, f.ID, now)
 	}

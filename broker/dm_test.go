@@ -97,9 +97,7 @@ func TestDMQueuedForOfflineRecipient(t *testing.T) {
 	t.Parallel()
 	tb := newBroker(t, broker.Config{})
 	alice := tb.dial(t, newKey(t, testMesh), "alice")
-	bobKey := newKey(t, testMesh)
-	closeWithin(t, "bob", tb.dial(t, bobKey, "bob")) // the mesh has seen bob
-	eventually(t, "bob is offline", func() bool { return !alice.peers(t)[bobKey.ID()].Online() })
+	bobKey := offlineRecipient(t, tb, alice, "bob") // the mesh has seen bob
 
 	id, status := sendText(t, alice, bobKey, "read this when you are back")
 	if status != wire.StatusQueued {
@@ -263,9 +261,7 @@ func TestDMSurvivesBrokerRestart(t *testing.T) {
 	st := openStore(t, path, "FULL")
 	tb := serveStore(t, st, broker.Config{})
 	alice := tb.dial(t, newKey(t, testMesh), "alice")
-	bobKey := newKey(t, testMesh)
-	closeWithin(t, "bob", tb.dial(t, bobKey, "bob"))
-	eventually(t, "bob is offline", func() bool { return !alice.peers(t)[bobKey.ID()].Online() })
+	bobKey := offlineRecipient(t, tb, alice, "bob") // the mesh has seen bob
 
 	id, status := sendText(t, alice, bobKey, "survive the restart")
 	if status != wire.StatusQueued {
@@ -294,9 +290,7 @@ func TestDMExpires(t *testing.T) {
 	const ttl = time.Hour
 	tb := newBroker(t, broker.Config{Now: clk.Now, QueueTTL: ttl})
 	alice := tb.dial(t, newKey(t, testMesh), "alice")
-	bobKey := newKey(t, testMesh)
-	closeWithin(t, "bob", tb.dial(t, bobKey, "bob"))
-	eventually(t, "bob is offline", func() bool { return !alice.peers(t)[bobKey.ID()].Online() })
+	bobKey := offlineRecipient(t, tb, alice, "bob") // the mesh has seen bob
 
 	sentAt := clk.Now()
 	id, status := sendText(t, alice, bobKey, "stale soon")

@@ -55,6 +55,7 @@ func (c *conn) serveMember(challenge []byte, h wire.MemberHello) {
 		return
 	}
 	c.log.Info("member connected", "name", h.Name, "operator", operator)
+	c.watchLiveness()
 
 	for {
 		f, ok := c.next()

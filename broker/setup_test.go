@@ -524,3 +524,13 @@ func (tb *testBroker) join(t testing.TB, key *identity.Key, d *websocket.Dialer)
 	}
 	return rc
 }
+
+// offlineRecipient returns the key of a session the mesh has seen and that
+// is offline now.
+func offlineRecipient(t *testing.T, tb *testBroker, observer *peer, name string) *identity.Key {
+	t.Helper()
+	key := newKey(t, testMesh)
+	closeWithin(t, name, tb.dial(t, key, name))
+	waitState(t, observer, key.ID(), wire.PeerOffline)
+	return key
+}

@@ -74,16 +74,6 @@ func unknownStatus(id string) wire.MessageStatus {
 	return wire.MessageStatus{ID: id, State: wire.StateUnknown}
 }
 
-// offlineRecipient returns the key of a session the mesh has seen and that
-// is offline now.
-func offlineRecipient(t *testing.T, tb *testBroker, observer *peer, name string) *identity.Key {
-	t.Helper()
-	key := newKey(t, testMesh)
-	closeWithin(t, name, tb.dial(t, key, name))
-	waitState(t, observer, key.ID(), wire.PeerOffline)
-	return key
-}
-
 func TestDMStatusQueuedDeliveredPushedRead(t *testing.T) {
 	t.Parallel()
 	clk := newClock()

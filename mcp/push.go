@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -123,9 +122,10 @@ type pusher struct {
 	also func(m Message)
 
 	queue chan Message
-	stop  chan struct{}
-	done  chan struct{}
-	once  sync.Once
+	// ctx ends when the pusher closes, cutting a push in progress.
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   chan struct{}
 
 	// Owned by the run goroutine.
 	per map[string]*rate.Bucket
@@ -136,11 +136,11 @@ func newPusher(socket, token string, log *slog.Logger, pushed func(Message, time
 	p := &pusher{
 		socket: socket, token: token, log: log, now: time.Now, pushed: pushed, also: also,
 		queue: make(chan Message, pushQueue),
-		stop:  make(chan struct{}),
 		done:  make(chan struct{}),
 		per:   make(map[string]*rate.Bucket),
 		all:   rate.Bucket{Burst: allBurst, Every: allEvery},
 	}
+	p.ctx, p.cancel = context.WithCancel(context.Background())
 	go p.run()
 	return p
 }
@@ -157,7 +157,7 @@ func (p *pusher) offer(m Message) {
 
 // close stops the pusher and waits for it.
 func (p *pusher) close() {
-	p.once.Do(func() { close(p.stop) })
+	p.cancel()
 	<-p.done
 }
 
@@ -165,7 +165,7 @@ func (p *pusher) run() {
 	defer close(p.done)
 	for {
 		select {
-		case <-p.stop:
+		case <-p.ctx.Done():
 			return
 		case m := <-p.queue:
 			p.push(m)
@@ -190,15 +190,8 @@ func (p *pusher) push(m Message) {
 	if p.socket == "" {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), pushTimeout)
+	ctx, cancel := context.WithTimeout(p.ctx, pushTimeout)
 	defer cancel()
-	go func() {
-		select {
-		case <-p.stop:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	if err := writeMessagingSocket(ctx, p.socket, p.token, framePush(m)); err != nil {
 		p.log.Warn("push into the session failed; DM left for the inbox", "msg_id", m.ID, "err", err)
 		return
