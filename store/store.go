@@ -38,25 +38,41 @@ var (
 	ErrConflict = errors.New("message id already used for a different message")
 	// ErrClosed reports a call on a closed store.
 	ErrClosed = errors.New("store closed")
+	// ErrSessionTaken reports a session UUID that another key of the mesh
+	// registered first: a session UUID belongs to one key.
+	ErrSessionTaken = errors.New("session id registered to another key")
 )
 
 // Message is one sealed DM as the broker keeps it.
 type Message struct {
-	ID          string    // sender-chosen UUID, unique across the store
-	Mesh        string    // mesh the DM travels in
-	From        []byte    // sender's session public key
-	FromName    string    // sender's display name at send time
-	FromSession string    // sender's session UUID ("" for an ephemeral sender)
-	To          []byte    // recipient's session public key
-	Nonce       []byte    // 24-byte NaCl nonce
-	Box         []byte    // NaCl box ciphertext
-	CreatedAt   time.Time // when the broker accepted it
-	ExpiresAt   time.Time // when it expires if still unread
+	ID          string // sender-chosen UUID, unique across the store
+	Mesh        string // mesh the DM travels in
+	From        []byte // sender's session public key
+	FromName    string // sender's display name at send time
+	FromSession string // sender's session UUID ("" for an ephemeral sender)
+	To          []byte // recipient's session public key
+	// Sender is who answers for the DM: the member key that vouched for
+	// the sender in a mesh with members, else the sender's session key.
+	// QueueStats counts per Sender. Empty means From.
+	Sender    []byte
+	Nonce     []byte    // 24-byte NaCl nonce
+	Box       []byte    // NaCl box ciphertext
+	CreatedAt time.Time // when the broker accepted it
+	ExpiresAt time.Time // when it expires if still unread
 	// ReceivedAt and PushedAt are when the recipient first reported the DM
 	// received and pushed (see Receipt); zero if never. Pending returns
 	// them; Enqueue ignores them.
 	ReceivedAt time.Time
 	PushedAt   time.Time
+}
+
+// SenderKey returns who answers for m: Sender, or From when Sender is
+// empty.
+func (m Message) SenderKey() []byte {
+	if len(m.Sender) > 0 {
+		return m.Sender
+	}
+	return m.From
 }
 
 // Receipt states, as the recipient reports them (Store.Receipt).
@@ -218,8 +234,9 @@ type Store interface {
 	Receipt(ctx context.Context, mesh string, to []byte, ids []string, state string, at time.Time) (int, error)
 
 	// QueueStats counts the DMs waiting for `to` in mesh at now (unacked,
-	// unexpired) and the bytes of their boxes.
-	QueueStats(ctx context.Context, mesh string, to []byte, now time.Time) (count int, bytes int64, err error)
+	// unexpired) and the bytes of their boxes: all of them, or with a
+	// non-empty sender only those whose Sender it is.
+	QueueStats(ctx context.Context, mesh string, to, sender []byte, now time.Time) (count int, bytes int64, err error)
 
 	// Ack marks messages addressed to `to` in mesh as read at `at` (or,
 	// with cleared, dismissed unread) and forgets their payload. IDs that do
@@ -247,7 +264,11 @@ type Store interface {
 
 	// UpsertSession records that s was seen: it creates the row or updates
 	// SessionID, Name, ProjectDir and LastSeen (FirstSeen is kept; a zero
-	// FirstSeen on insert takes LastSeen).
+	// FirstSeen on insert takes LastSeen). A non-empty SessionID that
+	// another key of the mesh holds is ErrSessionTaken, and nothing
+	// changes: a session UUID belongs to the first key that registered it
+	// for as long as that session is kept (until ForgetSession or Expire
+	// removes it).
 	UpsertSession(ctx context.Context, s Session) error
 
 	// ForgetSession deletes the session with that key in mesh unless a

@@ -24,9 +24,9 @@ func (s *Store) Enqueue(ctx context.Context, m store.Message) (store.EnqueueResu
 	var res store.EnqueueResult
 	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		r, err := tx.ExecContext(ctx, `INSERT INTO messages
-			(id, mesh, from_key, from_name, from_session, to_key, nonce, box, box_len, created_at, expires_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
-			m.ID, m.Mesh, m.From, m.FromName, m.FromSession, m.To, m.Nonce, m.Box, len(m.Box),
+			(id, mesh, from_key, from_name, from_session, to_key, sender, nonce, box, box_len, created_at, expires_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
+			m.ID, m.Mesh, m.From, m.FromName, m.FromSession, m.To, m.SenderKey(), m.Nonce, m.Box, len(m.Box),
 			nanos(m.CreatedAt), nanos(m.ExpiresAt))
 		if err != nil {
 			return fmt.Errorf("insert: %w", err)
@@ -279,11 +279,15 @@ func (s *Store) Expire(ctx context.Context, now time.Time, retention time.Durati
 }
 
 // QueueStats implements store.Store.
-func (s *Store) QueueStats(ctx context.Context, mesh string, to []byte, now time.Time) (int, int64, error) {
+func (s *Store) QueueStats(ctx context.Context, mesh string, to, sender []byte, now time.Time) (int, int64, error) {
 	var n int
 	var size int64
-	err := s.r.QueryRowContext(ctx, `SELECT count(*), coalesce(sum(box_len), 0) FROM messages
-		WHERE mesh = ? AND to_key = ? AND acked = 0 AND expires_at > ?`, mesh, to, nanos(now)).Scan(&n, &size)
+	q, args := `SELECT count(*), coalesce(sum(box_len), 0) FROM messages
+		WHERE mesh = ? AND to_key = ? AND acked = 0 AND expires_at > ?`, []any{mesh, to, nanos(now)}
+	if len(sender) > 0 {
+		q, args = q+` AND sender = ?`, append(args, sender)
+	}
+	err := s.r.QueryRowContext(ctx, q, args...).Scan(&n, &size)
 	if err != nil {
 		return 0, 0, s.readErr("queue stats", err)
 	}

@@ -18,7 +18,21 @@ func (s *Store) UpsertSession(ctx context.Context, sess store.Session) error {
 		return errors.New("upsert session: empty public key")
 	}
 	first := cmp.Or(sess.FirstSeen, sess.LastSeen)
+	taken := false
 	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		if sess.SessionID != "" {
+			// The writer runs one operation at a time: no other key can
+			// register the id between this check and the insert.
+			err := tx.QueryRowContext(ctx, `SELECT 1 FROM sessions WHERE mesh = ? AND session_id = ? AND key <> ?`,
+				sess.Mesh, sess.SessionID, sess.PublicKey).Scan(new(int))
+			if err == nil {
+				taken = true
+				return nil
+			}
+			if !errors.Is(err, sql.ErrNoRows) {
+				return err
+			}
+		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO sessions
 			(mesh, key, session_id, name, project_dir, first_seen, last_seen, member_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (mesh, key) DO UPDATE SET session_id = excluded.session_id, name = excluded.name,
@@ -27,8 +41,11 @@ func (s *Store) UpsertSession(ctx context.Context, sess store.Session) error {
 			sess.Mesh, sess.PublicKey, sess.SessionID, sess.Name, sess.ProjectDir, nanos(first), nanos(sess.LastSeen), nullBytes(sess.Member))
 		return err
 	})
+	if err == nil && taken {
+		err = store.ErrSessionTaken
+	}
 	if err != nil {
-		return fmt.Errorf("upsert session: %w", err)
+		return fmt.Errorf("upsert session %s: %w", sess.SessionID, err)
 	}
 	return nil
 }

@@ -340,3 +340,55 @@ func BenchmarkEnqueue(b *testing.B) { benchmarkEnqueue(b, false) }
 
 // BenchmarkEnqueueParallel measures many senders, whose writes share commits.
 func BenchmarkEnqueueParallel(b *testing.B) { benchmarkEnqueue(b, true) }
+
+// A database from before session ids were bound to keys may hold one id
+// under two keys (a session that posed as another). Migrating keeps the id
+// with the key that registered it first; the later key loses its claim and
+// cannot take the id back.
+func TestMigrateKeepsFirstSessionIDOwner(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "broker.db")
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.ExecContext(ctx, `CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY) STRICT`); err != nil {
+		t.Fatal(err)
+	}
+	for v, name := range []string{"0001_init.sql", "0002_delivery_status.sql", "0003_members.sql", "0004_box_len.sql"} {
+		body, err := migrations.ReadFile("migrations/" + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.ExecContext(ctx, string(body)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.ExecContext(ctx, `INSERT INTO schema_migrations (version) VALUES (?)`, v+1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	id := uuid.NewString()
+	owner, impostor := make([]byte, 32), make([]byte, 32)
+	rand.Read(owner)
+	rand.Read(impostor)
+	now := time.Now()
+	for i, k := range [][]byte{owner, impostor} {
+		if _, err := db.ExecContext(ctx, `INSERT INTO sessions (mesh, key, session_id, name, project_dir, first_seen, last_seen)
+			VALUES ('team', ?, ?, 'amy', '', ?, ?)`, k, id, nanos(now.Add(time.Duration(i)*time.Minute)), nanos(now)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.Close()
+
+	s := openAt(t, path, Config{})
+	if got, err := s.Session(ctx, "team", owner); err != nil || got.SessionID != id {
+		t.Errorf("first key's session id after the migration = %q (err %v), want %s", got.SessionID, err, id)
+	}
+	if got, err := s.Session(ctx, "team", impostor); err != nil || got.SessionID != "" {
+		t.Errorf("later key's session id after the migration = %q (err %v), want none", got.SessionID, err)
+	}
+	err = s.UpsertSession(ctx, store.Session{Mesh: "team", PublicKey: impostor, SessionID: id, Name: "amy", LastSeen: now})
+	if !errors.Is(err, store.ErrSessionTaken) {
+		t.Errorf("the later key presenting the id again: err = %v, want ErrSessionTaken", err)
+	}
+}

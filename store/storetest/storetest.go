@@ -61,10 +61,13 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"AckAfterExpiry", testAckAfterExpiry},
 		{"UpsertSession", testUpsertSession},
 		{"SessionNotFound", testSessionNotFound},
+		{"SessionIDBelongsToFirstKey", testSessionIDBelongsToFirstKey},
+		{"SessionIDRaceHasOneWinner", testSessionIDRaceHasOneWinner},
 		{"ForgetSession", testForgetSession},
 		{"SessionMember", testSessionMember},
 		{"Meshes", testMeshes},
 		{"QueueStats", testQueueStats},
+		{"QueueStatsPerSender", testQueueStatsPerSender},
 		{"Invites", testInvites},
 		{"Sessions", testSessions},
 		{"ConcurrentEnqueue", testConcurrentEnqueue},
@@ -1091,7 +1094,7 @@ func testQueueStats(t *testing.T, s store.Store) {
 	from, to := newKey(), newKey()
 	stats := func(now time.Time) (int, int64) {
 		t.Helper()
-		n, b, err := s.QueueStats(ctx, meshA, to, now)
+		n, b, err := s.QueueStats(ctx, meshA, to, nil, now)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -1114,5 +1117,141 @@ func testQueueStats(t *testing.T, s store.Store) {
 	}
 	if n, _ := stats(m2.ExpiresAt); n != 0 {
 		t.Errorf("at expiry: %d DMs, want 0", n)
+	}
+}
+
+// testSessionIDBelongsToFirstKey: once a key registered a session UUID in a
+// mesh, another key presenting that UUID is refused and the owner's row is
+// not touched; the owner may change its own session id; the UUID is free
+// again once the owner's session is forgotten; other meshes are separate.
+func testSessionIDBelongsToFirstKey(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	id := uuid.NewString()
+	owner := store.Session{Mesh: meshA, PublicKey: newKey(), SessionID: id, Name: "amy", ProjectDir: "/src/amy",
+		FirstSeen: base, LastSeen: base}
+	if err := s.UpsertSession(ctx, owner); err != nil {
+		t.Fatal(err)
+	}
+	impostor := store.Session{Mesh: meshA, PublicKey: newKey(), SessionID: id, Name: "amy", ProjectDir: "/src/amy",
+		FirstSeen: base.Add(time.Minute), LastSeen: base.Add(time.Minute)}
+	if err := s.UpsertSession(ctx, impostor); !errors.Is(err, store.ErrSessionTaken) {
+		t.Fatalf("another key with the owner's session id: err = %v, want ErrSessionTaken", err)
+	}
+	if _, err := s.Session(ctx, meshA, impostor.PublicKey); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("the refused key was recorded anyway: %v", err)
+	}
+	got, err := s.Session(ctx, meshA, owner.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := diffSession(got, owner); d != "" {
+		t.Errorf("the owner's row changed after a refused claim: %s", d)
+	}
+	// A key already known that switches to the owner's id is refused too,
+	// and keeps its own id.
+	other := store.Session{Mesh: meshA, PublicKey: newKey(), SessionID: uuid.NewString(), Name: "ben",
+		FirstSeen: base, LastSeen: base}
+	if err := s.UpsertSession(ctx, other); err != nil {
+		t.Fatal(err)
+	}
+	switched := other
+	switched.SessionID, switched.LastSeen = id, base.Add(time.Minute)
+	if err := s.UpsertSession(ctx, switched); !errors.Is(err, store.ErrSessionTaken) {
+		t.Errorf("a known key switching to a taken id: err = %v, want ErrSessionTaken", err)
+	}
+	if got, err := s.Session(ctx, meshA, other.PublicKey); err != nil || got.SessionID != other.SessionID {
+		t.Errorf("after a refused switch the key's session id is %q (err %v), want %q", got.SessionID, err, other.SessionID)
+	}
+	// The same UUID in another mesh is another session.
+	elsewhere := impostor
+	elsewhere.Mesh = meshB
+	if err := s.UpsertSession(ctx, elsewhere); err != nil {
+		t.Errorf("the same id in another mesh: %v", err)
+	}
+	// Sessions without an id (ephemeral keys) never collide.
+	for range 2 {
+		if err := s.UpsertSession(ctx, store.Session{Mesh: meshA, PublicKey: newKey(), Name: "eph", LastSeen: base}); err != nil {
+			t.Errorf("ephemeral session: %v", err)
+		}
+	}
+	// The owner reconnecting keeps working.
+	again := owner
+	again.LastSeen = base.Add(2 * time.Minute)
+	if err := s.UpsertSession(ctx, again); err != nil {
+		t.Errorf("the owner again: %v", err)
+	}
+	// Forgotten, the id is free.
+	if gone, err := s.ForgetSession(ctx, meshA, owner.PublicKey, base); err != nil || !gone {
+		t.Fatalf("forget owner: gone %v, err %v", gone, err)
+	}
+	if err := s.UpsertSession(ctx, impostor); err != nil {
+		t.Errorf("the id after its owner was forgotten: %v", err)
+	}
+}
+
+// testSessionIDRaceHasOneWinner: keys racing for one session UUID: exactly
+// one gets it.
+func testSessionIDRaceHasOneWinner(t *testing.T, s store.Store) {
+	const n = 16
+	id := uuid.NewString()
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			errs <- s.UpsertSession(t.Context(), store.Session{Mesh: meshA, PublicKey: newKey(), SessionID: id,
+				Name: fmt.Sprint("k", i), LastSeen: base})
+		}()
+	}
+	won := 0
+	for range n {
+		switch err := <-errs; {
+		case err == nil:
+			won++
+		case !errors.Is(err, store.ErrSessionTaken):
+			t.Errorf("racing claim: %v", err)
+		}
+	}
+	if won != 1 {
+		t.Errorf("%d keys got session id %s, want exactly 1", won, id)
+	}
+}
+
+// testQueueStatsPerSender: QueueStats with a sender counts only what that
+// sender answers for (Sender, or From when Sender is empty).
+func testQueueStatsPerSender(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	member, lone, other, to := newKey(), newKey(), newKey(), newKey()
+	fromMember1 := newMessage(meshA, newKey(), to, base)
+	fromMember1.Sender = member
+	fromMember2 := newMessage(meshA, newKey(), to, base) // another session of the same member
+	fromMember2.Sender = member
+	fromLone := newMessage(meshA, lone, to, base)
+	for _, m := range []store.Message{fromMember1, fromMember2, fromLone, newMessage(meshA, other, to, base)} {
+		enqueue(t, s, m, store.Stored)
+	}
+	for _, tc := range []struct {
+		name   string
+		sender []byte
+		want   []store.Message
+	}{
+		{"member", member, []store.Message{fromMember1, fromMember2}},
+		{"session without member", lone, []store.Message{fromLone}},
+		{"a session of the member by its own key", fromMember1.From, nil},
+		{"unknown", newKey(), nil},
+	} {
+		n, b, err := s.QueueStats(ctx, meshA, to, tc.sender, base)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wantB int64
+		for _, m := range tc.want {
+			wantB += int64(len(m.Box))
+		}
+		if n != len(tc.want) || b != wantB {
+			t.Errorf("%s: %d DMs, %d bytes; want %d, %d", tc.name, n, b, len(tc.want), wantB)
+		}
+	}
+	ack(t, s, meshA, to, 1, fromMember1.ID)
+	if n, _, err := s.QueueStats(ctx, meshA, to, member, base); err != nil || n != 1 {
+		t.Errorf("after an ack: %d DMs (err %v), want 1", n, err)
 	}
 }
