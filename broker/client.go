@@ -619,7 +619,7 @@ func refused(err error) bool {
 		return false
 	}
 	switch we.Code {
-	case wire.CodeNotMember, wire.CodeMemberRemoved, wire.CodeSessionOwned, wire.CodeAttestationRequired, wire.CodeBadAttestation:
+	case wire.CodeNotMember, wire.CodeMemberRemoved, wire.CodeSessionOwned, wire.CodeSessionIDTaken, wire.CodeAttestationRequired, wire.CodeBadAttestation:
 		return true
 	}
 	return false

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -370,7 +369,15 @@ func (c *conn) handshake() bool {
 
 	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
 	defer cancel()
-	if err := c.s.cfg.Store.UpsertSession(ctx, c.session(c.since)); err != nil {
+	switch err := c.s.cfg.Store.UpsertSession(ctx, c.session(c.since)); {
+	case errors.Is(err, store.ErrSessionTaken):
+		// Someone presents the session UUID of another key: an impostor,
+		// or a session whose key file was lost. Nothing of the owner's
+		// changes.
+		c.log.Warn("hello refused: session id registered to another key", "code", wire.CodeSessionIDTaken)
+		c.shutdown(wire.Errorf(wire.CodeSessionIDTaken, "session %s is registered in mesh %s to another key; a session UUID belongs to the key that first registered it. If this session's key file was lost or replaced, start a new session: the old registration is forgotten %s after it was last seen", h.SessionID, h.Mesh, c.s.cfg.QueueTTL))
+		return false
+	case err != nil:
 		c.log.Error("record session", "err", err)
 		c.shutdown(wire.Errorf(wire.CodeInternal, "broker could not record the session; retry"))
 		return false
@@ -553,13 +560,21 @@ func (c *conn) handleSend(f wire.Send) {
 			return
 		}
 	}
-	switch room, n, size, err := s.queueRoom(ctx, mesh, f.To, int64(len(f.Box)), now); {
+	sender, who := c.hello.Key, "this session has"
+	if c.member != nil {
+		sender, who = c.member, "this member's sessions have"
+	}
+	switch full, err := s.queueRoom(ctx, mesh, f.To, sender, int64(len(f.Box)), now); {
 	case err != nil:
 		c.log.Error("queue stats", "msg_id", f.ID, "err", err)
 		fail(wire.CodeInternal, "broker could not check the recipient's queue; retry with the same id")
 		return
-	case !room:
-		fail(wire.CodeQueueFull, "%d DMs (%d bytes) already wait for %s; the limit is %d DMs, %d bytes", n, size, identity.KeyID(ed25519.PublicKey(f.To)), s.cfg.MaxQueued, s.cfg.MaxQueuedBytes)
+	case full == nil:
+	case full.perSender:
+		fail(wire.CodeQueueFull, "%s %d DMs (%d bytes) waiting unread for %s; one sender may leave at most %d DMs, %d bytes for one recipient, so that no sender fills its queue. Retry once it has read some", who, full.n, full.bytes, identity.KeyID(ed25519.PublicKey(f.To)), s.cfg.MaxQueuedPerSender, s.cfg.MaxQueuedBytesPerSender)
+		return
+	default:
+		fail(wire.CodeQueueFull, "%d DMs (%d bytes) already wait for %s; a recipient may have at most %d DMs, %d bytes waiting. Retry once it has read some", full.n, full.bytes, identity.KeyID(ed25519.PublicKey(f.To)), s.cfg.MaxQueued, s.cfg.MaxQueuedBytes)
 		return
 	}
 	expires := now.Add(s.cfg.QueueTTL)
@@ -570,6 +585,7 @@ func (c *conn) handleSend(f wire.Send) {
 		FromName:    c.hello.Name,
 		FromSession: c.hello.SessionID,
 		To:          f.To,
+		Sender:      c.member,
 		Nonce:       f.Nonce,
 		Box:         f.Box,
 		CreatedAt:   now,
@@ -698,16 +714,19 @@ func (c *conn) handleStatus(f wire.StatusRequest) {
 func (c *conn) handlePeers(f wire.PeersRequest) {
 	s := c.s
 	mesh := c.hello.Mesh
-	byKey := make(map[presenceKey]wire.Peer)
-	for _, p := range s.present(mesh) {
-		byKey[keyOf(mesh, p.Key)] = p
+	byKey := make(map[presenceKey]listed)
+	for _, l := range s.present(mesh) {
+		byKey[keyOf(mesh, l.peer.Key)] = l
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
 	defer cancel()
+	fail := func(what string, err error) {
+		c.log.Error(what, "err", err)
+		c.reply(&wire.Error{Code: wire.CodeInternal, Message: "broker could not list sessions; retry", Ref: refOf(f.Req)})
+	}
 	seen, err := s.cfg.Store.Sessions(ctx, mesh, s.cfg.Now().Add(-s.cfg.QueueTTL))
 	if err != nil {
-		c.log.Error("list sessions", "err", err)
-		c.reply(&wire.Error{Code: wire.CodeInternal, Message: "broker could not list sessions; retry", Ref: refOf(f.Req)})
+		fail("list sessions", err)
 		return
 	}
 	for _, ss := range seen {
@@ -715,12 +734,32 @@ func (c *conn) handlePeers(f wire.PeersRequest) {
 		if _, ok := byKey[k]; ok {
 			continue
 		}
-		byKey[k] = wire.Peer{
+		byKey[k] = listed{wire.Peer{
 			Key: ss.PublicKey, KeyID: identity.KeyID(ss.PublicKey), Name: ss.Name, SessionID: ss.SessionID,
 			ProjectDir: ss.ProjectDir, State: wire.PeerOffline, LastSeen: ss.LastSeen,
+		}, ss.Member}
+	}
+	// In a mesh with members, say who vouches for each session.
+	var names map[string]string
+	if c.member != nil {
+		members, err := s.cfg.Store.MemberList(ctx, mesh)
+		if err != nil {
+			fail("list members", err)
+			return
+		}
+		names = make(map[string]string, len(members))
+		for _, m := range members {
+			names[string(m.Key)] = m.Name
 		}
 	}
-	peers := slices.Collect(maps.Values(byKey))
+	peers := make([]wire.Peer, 0, len(byKey))
+	for _, l := range byKey {
+		if len(l.member) > 0 {
+			l.peer.MemberKeyID = identity.KeyID(l.member)
+			l.peer.Member = cmp.Or(names[string(l.member)], "(removed member)")
+		}
+		peers = append(peers, l.peer)
+	}
 	rank := map[string]int{wire.PeerOnline: 0, wire.PeerGrace: 1, wire.PeerOffline: 2}
 	slices.SortFunc(peers, func(a, b wire.Peer) int {
 		return cmp.Or(cmp.Compare(rank[a.State], rank[b.State]), cmp.Compare(a.Name, b.Name), cmp.Compare(a.KeyID, b.KeyID))

@@ -361,7 +361,7 @@ func (v *victim) unchanged(t *testing.T, s *scene, syncFrom *peer) {
 	if len(msgs) != 1 || msgs[0].ID != v.dm.ID || !bytes.Equal(msgs[0].Box, v.dm.Box) || !bytes.Equal(msgs[0].Nonce, v.dm.Nonce) || !bytes.Equal(msgs[0].From, v.dm.From) {
 		t.Errorf("victim in %s has %d DMs pending (%+v), want only its DM %s unchanged", mesh, len(msgs), msgs, v.dm.ID)
 	}
-	if n, size, err := s.hb.st.QueueStats(ctx, mesh, v.key.Public, now); err != nil || n != 1 || size != int64(len(v.dm.Box)) {
+	if n, size, err := s.hb.st.QueueStats(ctx, mesh, v.key.Public, nil, now); err != nil || n != 1 || size != int64(len(v.dm.Box)) {
 		t.Errorf("victim in %s: queue of %d DMs, %d bytes (%v), want 1 DM of %d bytes", mesh, n, size, err, len(v.dm.Box))
 	}
 	sts, err := s.hb.st.Status(ctx, mesh, v.sender.key.Public, []string{v.dm.ID}, now)

@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"sync"
 	"time"
@@ -90,6 +91,12 @@ type Config struct {
 	// for one recipient. Defaults 10000 and 64 MiB.
 	MaxQueued      int
 	MaxQueuedBytes int64
+	// MaxQueuedPerSender and MaxQueuedBytesPerSender bound what one sender
+	// — a member in a mesh with members, else a session key — may leave
+	// waiting for one recipient, so that no sender fills a recipient's
+	// whole queue. Defaults 1000 and 8 MiB.
+	MaxQueuedPerSender      int
+	MaxQueuedBytesPerSender int64
 	// MaxMemberConns bounds the connections of one member (its sessions
 	// and member connections). Default 32.
 	MaxMemberConns int
@@ -135,6 +142,12 @@ func (c *Config) setDefaults() {
 	if c.MaxQueuedBytes <= 0 {
 		c.MaxQueuedBytes = 64 << 20
 	}
+	if c.MaxQueuedPerSender <= 0 {
+		c.MaxQueuedPerSender = 1000
+	}
+	if c.MaxQueuedBytesPerSender <= 0 {
+		c.MaxQueuedBytesPerSender = 8 << 20
+	}
 	if c.MaxMemberConns <= 0 {
 		c.MaxMemberConns = 32
 	}
@@ -160,55 +173,99 @@ type Server struct {
 	nextConn     uint64
 	replacements uint64
 	memberRates  map[memberKey]*rate.Bucket // DMs per member
-	queues       map[presenceKey]*queueEstimate
+	queues       map[queueKey]*queueEstimate
 
 	wg       sync.WaitGroup // connection handlers and the janitor
 	stop     chan struct{}
 	stopOnce sync.Once
 }
 
-// queueEstimate is an upper bound of what waits for a recipient: the
-// store's count when it was read, plus every DM accepted for it since.
-// Acks only lower the truth, so while the bound is under the caps no
-// store read is needed; it is read again when the bound reaches a cap or
-// is queueRecount old.
+// queueEstimate is an upper bound of what waits for a recipient (from
+// one sender, or from all): the store's count when it was read, plus every
+// DM accepted for it since. Acks only lower the truth, so while the bound
+// is under the caps no store read is needed; it is read again when the
+// bound reaches a cap or is queueRecount old.
 type queueEstimate struct {
 	n     int
 	bytes int64
 	at    time.Time
 }
 
+// queueKey names a queue estimate: what waits for a recipient from sender,
+// or from everyone when sender is "".
+type queueKey struct {
+	to     presenceKey
+	sender string
+}
+
 // queueRecount is how long a queue estimate is trusted.
 const queueRecount = time.Second
 
-// queueRoom reports whether one more DM of size bytes fits in the queue
-// of `to`, and counts it in when it does. n and bytes say what waits.
-func (s *Server) queueRoom(ctx context.Context, mesh string, to []byte, size int64, now time.Time) (room bool, n int, bytes int64, err error) {
-	k := keyOf(mesh, to)
-	fits := func(e *queueEstimate) bool {
-		return e.n < s.cfg.MaxQueued && e.bytes+size <= s.cfg.MaxQueuedBytes
+// queueRoom reports whether one more DM of size bytes from sender fits in
+// the queue of `to`, both in all that waits for it and in what this
+// sender left waiting; it counts the DM in when it does. Otherwise it
+// says which cap the DM would pass.
+func (s *Server) queueRoom(ctx context.Context, mesh string, to, sender []byte, size int64, now time.Time) (*queueFull, error) {
+	type limit struct {
+		key      queueKey
+		sender   []byte
+		maxN     int
+		maxBytes int64
+	}
+	limits := [2]limit{
+		{queueKey{keyOf(mesh, to), ""}, nil, s.cfg.MaxQueued, s.cfg.MaxQueuedBytes},
+		{queueKey{keyOf(mesh, to), string(sender)}, sender, s.cfg.MaxQueuedPerSender, s.cfg.MaxQueuedBytesPerSender},
+	}
+	fits := func(l limit, e *queueEstimate) bool {
+		return e != nil && e.n < l.maxN && e.bytes+size <= l.maxBytes
+	}
+	// take counts the DM in when every estimate is fresh and fits; it
+	// reports the first limit that does not. s.mu must be held.
+	take := func(fresh func(*queueEstimate) bool) (failed int) {
+		for i, l := range limits {
+			if e := s.queues[l.key]; !fresh(e) || !fits(l, e) {
+				return i
+			}
+		}
+		for _, l := range limits {
+			e := s.queues[l.key]
+			e.n, e.bytes = e.n+1, e.bytes+size
+		}
+		return -1
 	}
 	s.mu.Lock()
-	if e := s.queues[k]; e != nil && now.Sub(e.at) < queueRecount && fits(e) {
-		n, bytes = e.n, e.bytes
-		e.n, e.bytes = e.n+1, e.bytes+size
-		s.mu.Unlock()
-		return true, n, bytes, nil
-	}
+	failed := take(func(e *queueEstimate) bool { return e != nil && now.Sub(e.at) < queueRecount })
 	s.mu.Unlock()
-	n, bytes, err = s.cfg.Store.QueueStats(ctx, mesh, to, now)
-	if err != nil {
-		return false, 0, 0, err
+	if failed < 0 {
+		return nil, nil
 	}
-	e := &queueEstimate{n: n, bytes: bytes, at: now}
-	room = fits(e)
-	if room {
-		e.n, e.bytes = e.n+1, e.bytes+size
+	// Count again from the store what is stale or at a cap.
+	counted := make(map[queueKey]*queueEstimate, len(limits))
+	for _, l := range limits {
+		n, bytes, err := s.cfg.Store.QueueStats(ctx, mesh, to, l.sender, now)
+		if err != nil {
+			return nil, err
+		}
+		counted[l.key] = &queueEstimate{n: n, bytes: bytes, at: now}
 	}
 	s.mu.Lock()
-	s.queues[k] = e
-	s.mu.Unlock()
-	return room, n, bytes, nil
+	defer s.mu.Unlock()
+	maps.Copy(s.queues, counted)
+	failed = take(func(*queueEstimate) bool { return true })
+	if failed < 0 {
+		return nil, nil
+	}
+	e := s.queues[limits[failed].key]
+	return &queueFull{perSender: failed == 1, n: e.n, bytes: e.bytes}, nil
+}
+
+// queueFull says which cap a DM would pass: all that waits for the
+// recipient, or what its sender left waiting (perSender), and how much
+// waits.
+type queueFull struct {
+	perSender bool
+	n         int
+	bytes     int64
 }
 
 type memberKey struct {
@@ -302,7 +359,7 @@ func NewServer(cfg Config) (*Server, error) {
 		leases: make(map[presenceKey]*lease),
 
 		memberRates: make(map[memberKey]*rate.Bucket),
-		queues:      make(map[presenceKey]*queueEstimate),
+		queues:      make(map[queueKey]*queueEstimate),
 		stop:        make(chan struct{}),
 	}
 	s.wg.Add(1)
@@ -567,13 +624,19 @@ func (s *Server) live(mesh string, key []byte) *conn {
 	return nil
 }
 
-// present returns the sessions of mesh that are online or in grace, as
-// peers.
-func (s *Server) present(mesh string) []wire.Peer {
+// listed is one session as peer_list shows it, with the key of the
+// member that vouches for it (nil in a mesh without members).
+type listed struct {
+	peer   wire.Peer
+	member []byte
+}
+
+// present returns the sessions of mesh that are online or in grace.
+func (s *Server) present(mesh string) []listed {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.cfg.Now()
-	var ps []wire.Peer
+	var ps []listed
 	for k, l := range s.leases {
 		if k.mesh != mesh {
 			continue
@@ -591,7 +654,7 @@ func (s *Server) present(mesh string) []wire.Peer {
 		default:
 			continue
 		}
-		ps = append(ps, p)
+		ps = append(ps, listed{p, l.member})
 	}
 	return ps
 }

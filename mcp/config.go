@@ -105,7 +105,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	}
 	cfg.UnreadFile = UnreadFile(home)
 	if cfg.Name == "" {
-		cfg.Name = DefaultName(getenv, cfg.ProjectDir)
+		cfg.Name, cfg.TagName = DefaultName(getenv, cfg.ProjectDir), true
 	}
 	if err := validName(cfg.Name); err != nil {
 		return Config{}, fmt.Errorf("%s: %w", EnvName, err)
@@ -151,7 +151,8 @@ func HomeFromEnv(getenv func(string) string) (string, error) {
 }
 
 // DefaultName derives a display name from the user, the host and the
-// project directory, e.g. "alice@laptop/claudemesh".
+// project directory, e.g. "alice@laptop/claudemesh". The server tags it per
+// identity (see TaggedName): "alice@laptop/claudemesh#3f2a".
 func DefaultName(getenv func(string) string, projectDir string) string {
 	who := getenv("USER")
 	if who == "" {

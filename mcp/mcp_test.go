@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/claudemesh/claudemesh/identity"
 	"github.com/claudemesh/claudemesh/wire"
@@ -45,7 +46,8 @@ func TestResolve(t *testing.T) {
 	dave1 := testPeer(t, "dave", "da7e01", "", false)
 	dave2 := testPeer(t, "dave", "da7e02", "", false)
 	erin := testPeer(t, "erin", "e41a00", erinSession, true)
-	peers := []wire.Peer{alice, bobOnline, bobAway, carol1, carol2, dave1, dave2, erin}
+	e41a := testPeer(t, "e41a", "fa4e00", "", true)
+	peers := []wire.Peer{alice, bobOnline, bobAway, carol1, carol2, dave1, dave2, erin, e41a}
 
 	for _, tc := range []struct {
 		to   string
@@ -55,8 +57,7 @@ func TestResolve(t *testing.T) {
 		{"ALICE", alice},
 		{"@alice", alice},
 		{"  alice ", alice},
-		{"bob", bobOnline}, // an online session wins over an away one
-		{"a11c", alice},    // key id prefix, at least 4 hex digits
+		{"a11c", alice}, // key id prefix, at least 4 hex digits
 		{"A11CE0", alice},
 		{alice.KeyID, alice},
 		{alice.Key.String(), alice},
@@ -80,10 +81,16 @@ func TestResolve(t *testing.T) {
 		excludes []string
 	}{
 		// Two online sessions share the name: the model must pick by key id.
-		{"carol", []string{`"carol" matches 2 peers`, carol1.KeyID, carol2.KeyID, "key id"}, []string{alice.KeyID}},
-		{"ca20", []string{"matches 2 peers", carol1.KeyID, carol2.KeyID}, nil},
+		{"carol", []string{`"carol" matches 2 sessions`, carol1.KeyID, carol2.KeyID, "key id", "Nothing was sent"}, []string{alice.KeyID}},
+		{"ca20", []string{"matches 2 sessions", carol1.KeyID, carol2.KeyID}, nil},
 		// Two away sessions: neither is preferred.
-		{"dave", []string{"matches 2 peers", dave1.KeyID, dave2.KeyID}, nil},
+		{"dave", []string{"matches 2 sessions", dave1.KeyID, dave2.KeyID}, nil},
+		// An online and an away session: the online one is not preferred
+		// either (it may pose as the away one); each is listed with its
+		// state.
+		{"bob", []string{`"bob" matches 2 sessions`, "key id " + bobOnline.KeyID + ", online", "key id " + bobAway.KeyID + ", away"}, nil},
+		// A name matching one session and a key prefix matching another.
+		{"e41a", []string{"matches 2 sessions", erin.KeyID, e41a.KeyID}, nil},
 		// Three hex digits are too few to be a key prefix.
 		{"a11", []string{`no peer named "a11"`}, nil},
 		{"zed", []string{`no peer named "zed"`, "Online: alice (a11ce0000000), bob (b0b001000000)", "Away: bob (b0b002000000)"}, nil},
@@ -412,5 +419,34 @@ func TestConfigFromEnv(t *testing.T) {
 	}
 	if !filepath.IsAbs(cfg.Home) || !strings.HasSuffix(cfg.Home, filepath.Join("rel", "home")) {
 		t.Errorf("home = %q, want an absolute path ending in rel/home", cfg.Home)
+	}
+}
+
+// Two sessions of one user in one project get default names that differ:
+// each carries a tag of its own identity, stable across restarts of the
+// session.
+func TestDefaultNamesOfTwoSessionsDoNotCollide(t *testing.T) {
+	a, err := identity.NewEphemeral("default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := *a
+	a.SessionID, b.SessionID = "3f2a0000-0000-4000-8000-000000000000", "9c1d0000-0000-4000-8000-000000000000"
+	if got, want := TaggedName("amy@laptop/api", a), "amy@laptop/api#3f2a"; got != want {
+		t.Errorf("TaggedName = %q, want %q", got, want)
+	}
+	if TaggedName("amy@laptop/api", a) == TaggedName("amy@laptop/api", &b) {
+		t.Error("two sessions of one project got the same default name")
+	}
+	eph, err := identity.NewEphemeral("default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := TaggedName("amy", eph), "amy#"+eph.ID()[:4]; got != want {
+		t.Errorf("ephemeral: TaggedName = %q, want %q", got, want)
+	}
+	long := TaggedName(strings.Repeat("é", wire.MaxNameLen), a)
+	if len(long) > wire.MaxNameLen || !strings.HasSuffix(long, "#3f2a") || validName(long) != nil || !utf8.ValidString(long) {
+		t.Errorf("a long default name tagged: %q (%d bytes)", long, len(long))
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"log"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -35,10 +36,14 @@ const Version = "0.1.0"
 
 // Config configures a Server.
 type Config struct {
-	Home       string // CLAUDEMESH_HOME: keystore and local broker info
-	BrokerURL  string // explicit broker URL; "" = the local broker
-	Mesh       string
-	Name       string // display name presented to peers
+	Home      string // CLAUDEMESH_HOME: keystore and local broker info
+	BrokerURL string // explicit broker URL; "" = the local broker
+	Mesh      string
+	Name      string // display name presented to peers
+	// TagName appends to Name a short tag of each identity ("#3f2a", the
+	// start of its session UUID), so that two sessions of one user in one
+	// project are told apart by name. Set when Name is the default.
+	TagName    bool
 	ProjectDir string
 	// SessionID is the Claude Code session UUID. "" makes the server use an
 	// ephemeral key: it works, but DMs queued for it are lost for good when
@@ -115,6 +120,7 @@ type Server struct {
 // rebind (the session changed under Claude Code) replaces it.
 type binding struct {
 	key    *identity.Key
+	name   string // display name presented to peers
 	source string // where the session id came from
 	client *broker.Client
 }
@@ -186,12 +192,12 @@ func New(cfg Config) (*Server, error) {
 // bind makes key the server's identity with a new broker client. s.mu must
 // be held; broker.Dial does not block.
 func (s *Server) bind(key *identity.Key, source string) error {
-	b := &binding{key: key, source: source}
+	b := &binding{key: key, source: source, name: s.nameFor(key)}
 	log := s.log.With("session", key.SessionID, "key_id", key.ID())
 	c, err := broker.Dial(broker.ClientConfig{
 		Endpoint:     s.endpoint,
 		Key:          key,
-		Name:         s.cfg.Name,
+		Name:         b.name,
 		ProjectDir:   s.cfg.ProjectDir,
 		OnDM:         func(dm wire.DM) { s.receive(b, dm) },
 		Logger:       log,
@@ -210,6 +216,29 @@ func (s *Server) bind(key *identity.Key, source string) error {
 	b.client = c
 	s.id = b
 	return nil
+}
+
+// nameFor returns the display name identity key presents.
+func (s *Server) nameFor(key *identity.Key) string {
+	if !s.cfg.TagName {
+		return s.cfg.Name
+	}
+	return TaggedName(s.cfg.Name, key)
+}
+
+// TaggedName returns name with the tag of key: "#" and the first four hex
+// digits of its session UUID (of its key id when it has none), cutting
+// name so that the whole fits wire.MaxNameLen.
+func TaggedName(name string, key *identity.Key) string {
+	tag := key.ID()
+	if key.SessionID != "" {
+		tag = key.SessionID
+	}
+	tag = "#" + tag[:4]
+	if len(name) > wire.MaxNameLen-len(tag) {
+		name = strings.ToValidUTF8(name[:wire.MaxNameLen-len(tag)], "")
+	}
+	return name + tag
 }
 
 // current returns the identity the server speaks as now, after following

@@ -50,6 +50,8 @@ type PeerInfo struct {
 	LastSeen       string `json:"last_seen,omitempty"`
 	// ReconnectingUntil is when a reconnecting peer counts as away.
 	ReconnectingUntil string `json:"reconnecting_until,omitempty"`
+	Member            string `json:"member,omitempty" jsonschema:"in a mesh with members: the member (person or machine) that vouches for this session"`
+	MemberKeyID       string `json:"member_key_id,omitempty"`
 }
 
 // PeersResult is list_peers' result.
@@ -64,8 +66,11 @@ type SendResult struct {
 	ID      string `json:"id" jsonschema:"message id"`
 	To      string `json:"to" jsonschema:"recipient's display name"`
 	ToKeyID string `json:"to_key_id"`
-	Status  string `json:"status" jsonschema:"delivered (recipient online), queued (recipient away; kept until it returns) or pending (not yet confirmed by the broker; retried automatically)"`
-	Unread  int    `json:"unread" jsonschema:"DMs sent to you that you have not seen yet: call inbox"`
+	// ToMember is the member that vouches for the recipient, in a mesh
+	// with members.
+	ToMember string `json:"to_member,omitempty" jsonschema:"in a mesh with members: the member that vouches for the recipient"`
+	Status   string `json:"status" jsonschema:"delivered (recipient online), queued (recipient away; kept until it returns) or pending (not yet confirmed by the broker; retried automatically)"`
+	Unread   int    `json:"unread" jsonschema:"DMs sent to you that you have not seen yet: call inbox"`
 }
 
 // StatusResult is message_status' result.
@@ -257,7 +262,7 @@ func (s *Server) sendDM(ctx context.Context, req mcpgo.CallToolRequest) (*mcpgo.
 		return s.toolError("send DM", err), nil
 	}
 	s.log.Info("DM sent", "msg_id", id, "to", p.KeyID, "status", status)
-	res := SendResult{ID: id, To: p.Name, ToKeyID: p.KeyID, Status: status, Unread: s.unread()}
+	res := SendResult{ID: id, To: p.Name, ToKeyID: p.KeyID, ToMember: p.Member, Status: status, Unread: s.unread()}
 	var note string
 	switch status {
 	case wire.StatusDelivered:
@@ -267,7 +272,7 @@ func (s *Server) sendDM(ctx context.Context, req mcpgo.CallToolRequest) (*mcpgo.
 	default:
 		note = "pending: the broker has not confirmed it yet; it is retried automatically with the same id"
 	}
-	return mcpgo.NewToolResultStructured(res, fmt.Sprintf("DM %s to %s (%s): %s.%s", id, p.Name, p.KeyID, note, unreadNote(res.Unread))), nil
+	return mcpgo.NewToolResultStructured(res, fmt.Sprintf("DM %s to %s: %s.%s", id, peerLabel(p), note, unreadNote(res.Unread))), nil
 }
 
 // toolError turns a broker or client failure into a tool error result.
@@ -283,7 +288,9 @@ func (s *Server) toolError(op string, err error) *mcpgo.CallToolResult {
 
 // resolve finds the one peer `to` names: a display name (case-insensitive),
 // a key id or public key prefix (at least 4 hex digits), or a session UUID.
-// When several sessions match, an online one wins over away ones.
+// It never guesses: a `to` that matches several sessions, whatever their
+// states, is an error that lists them with their key ids, so that nobody
+// posing under another session's name or key prefix receives its DMs.
 func resolve(to string, peers []wire.Peer) (wire.Peer, error) {
 	to = strings.TrimPrefix(strings.TrimSpace(to), "@")
 	lower := strings.ToLower(to)
@@ -294,20 +301,42 @@ func resolve(to string, peers []wire.Peer) (wire.Peer, error) {
 			matches = append(matches, p)
 		}
 	}
-	// Prefer the most present: online, then reconnecting, then away.
-	for _, state := range []string{wire.PeerOnline, wire.PeerGrace} {
-		if in := slices.DeleteFunc(slices.Clone(matches), func(p wire.Peer) bool { return p.State != state }); len(in) > 0 {
-			matches = in
-			break
-		}
-	}
 	switch len(matches) {
 	case 1:
 		return matches[0], nil
 	case 0:
 		return wire.Peer{}, fmt.Errorf("no peer named %q. %s", to, describePeers(peers))
 	}
-	return wire.Peer{}, fmt.Errorf("%q matches %d peers: %s. Use a key id as `to`.", to, len(matches), peerList(matches))
+	parts := make([]string, len(matches))
+	for i, p := range matches {
+		parts[i] = fmt.Sprintf("%s (key id %s, %s", p.Name, p.KeyID, stateWord(p.State))
+		if p.Member != "" {
+			parts[i] += ", member " + p.Member
+		}
+		parts[i] += ")"
+	}
+	return wire.Peer{}, fmt.Errorf("%q matches %d sessions: %s. Nothing was sent. Send to one of them by its key id, e.g. to: %q.",
+		to, len(matches), strings.Join(parts, "; "), matches[0].KeyID)
+}
+
+// stateWord is how the tools call a lease state.
+func stateWord(state string) string {
+	switch state {
+	case wire.PeerOnline:
+		return "online"
+	case wire.PeerGrace:
+		return "reconnecting"
+	}
+	return "away"
+}
+
+// peerLabel names a peer in a tool's text: name, key id and, in a mesh
+// with members, the member that vouches for it.
+func peerLabel(p wire.Peer) string {
+	if p.Member != "" {
+		return fmt.Sprintf("%s (key %s, member %s)", p.Name, p.KeyID, p.Member)
+	}
+	return fmt.Sprintf("%s (key %s)", p.Name, p.KeyID)
 }
 
 func describePeers(peers []wire.Peer) string {
@@ -365,17 +394,18 @@ func (s *Server) listPeers(ctx context.Context, _ mcpgo.CallToolRequest) (*mcpgo
 		fmt.Fprintf(&b, "Peers in mesh %q:\n", s.cfg.Mesh)
 	}
 	for _, p := range peers {
-		info := PeerInfo{Name: p.Name, KeyID: p.KeyID, SessionID: p.SessionID, ProjectDir: p.ProjectDir}
+		info := PeerInfo{Name: p.Name, KeyID: p.KeyID, SessionID: p.SessionID, ProjectDir: p.ProjectDir,
+			State: stateWord(p.State), Member: p.Member, MemberKeyID: p.MemberKeyID}
 		switch p.State {
 		case wire.PeerOnline:
-			info.State, info.ConnectedSince = "online", stamp(p.ConnectedSince)
-			fmt.Fprintf(&b, "- %s (key %s) online since %s", p.Name, p.KeyID, info.ConnectedSince)
+			info.ConnectedSince = stamp(p.ConnectedSince)
+			fmt.Fprintf(&b, "- %s online since %s", peerLabel(p), info.ConnectedSince)
 		case wire.PeerGrace:
-			info.State, info.LastSeen, info.ReconnectingUntil = "reconnecting", stamp(p.LastSeen), stamp(p.GraceUntil)
-			fmt.Fprintf(&b, "- %s (key %s) reconnecting (connection lost at %s; DMs are queued)", p.Name, p.KeyID, info.LastSeen)
+			info.LastSeen, info.ReconnectingUntil = stamp(p.LastSeen), stamp(p.GraceUntil)
+			fmt.Fprintf(&b, "- %s reconnecting (connection lost at %s; DMs are queued)", peerLabel(p), info.LastSeen)
 		default:
-			info.State, info.LastSeen = "away", stamp(p.LastSeen)
-			fmt.Fprintf(&b, "- %s (key %s) away, last seen %s", p.Name, p.KeyID, info.LastSeen)
+			info.LastSeen = stamp(p.LastSeen)
+			fmt.Fprintf(&b, "- %s away, last seen %s", peerLabel(p), info.LastSeen)
 		}
 		res.Peers = append(res.Peers, info)
 		if p.ProjectDir != "" {
@@ -479,7 +509,7 @@ func (s *Server) whoami(ctx context.Context, req mcpgo.CallToolRequest) (*mcpgo.
 	}
 	st := b.client.State()
 	res := WhoamiResult{
-		Name:          s.cfg.Name,
+		Name:          b.name,
 		Mesh:          s.cfg.Mesh,
 		KeyID:         b.key.ID(),
 		PublicKey:     wire.Key(b.key.Public).String(),

@@ -24,6 +24,7 @@ const (
 	CodeBadAttestation      = "bad_attestation"      // attestation signature, mesh or expiry refused
 	CodeNotMember           = "not_member"           // the key is not a member of the mesh (or was removed)
 	CodeSessionOwned        = "session_owned"        // another member vouches for this session key
+	CodeSessionIDTaken      = "session_id_taken"     // another key registered this session UUID in the mesh first
 	CodeNotOwner            = "not_owner"            // only the mesh's owner may do that
 	CodeBadInvite           = "bad_invite"           // unknown, used up, expired or revoked invite code
 	CodeNameTaken           = "name_taken"           // a member of the mesh already has that name

@@ -236,6 +236,10 @@ type Peer struct {
 	LastSeen       time.Time `json:"last_seen"`
 	// GraceUntil is when a session in grace goes offline.
 	GraceUntil time.Time `json:"grace_until,omitzero"`
+	// Member and MemberKeyID name the member that vouches for the session
+	// in a mesh with members; empty otherwise.
+	Member      string `json:"member,omitempty"`
+	MemberKeyID string `json:"member_key_id,omitempty"`
 }
 
 // Lease states of a session, as Peer.State reports them.
@@ -570,6 +574,9 @@ func (l PeerList) validate() error {
 	for i, p := range l.Peers {
 		if len(p.Key) != KeySize {
 			return fmt.Errorf("peers[%d]: key is required", i)
+		}
+		if err := validText("member", p.Member, MaxNameLen); err != nil {
+			return fmt.Errorf("peers[%d]: %w", i, err)
 		}
 		switch p.State {
 		case PeerOnline, PeerGrace, PeerOffline:
