@@ -21,8 +21,9 @@
 // plus every other one already queued (up to Config.BatchMax), runs them in
 // one transaction, commits once and then answers each caller. Under load the
 // cost of a sync is thus shared by a whole batch. An operation's own outcome
-// (such as store.ErrConflict) does not affect the others in its batch; a
-// database failure fails every operation of the batch.
+// (such as store.ErrConflict, or any error its statements return) does not
+// affect the others in its batch: each runs under a savepoint of its own. A
+// failure to commit fails every operation of the batch.
 //
 // A caller's context bounds how long it waits, not what happens: once an
 // operation was queued it may still commit after the caller gave up.
@@ -272,33 +273,53 @@ func (s *Store) writeLoop() {
 		if len(batch) == 0 {
 			return // closed and nothing left
 		}
-		err := s.commit(batch)
-		for _, o := range batch {
-			o.done <- err
+		errs := s.commit(batch)
+		for i, o := range batch {
+			o.done <- errs[i]
 		}
 		clear(batch)
 	}
 }
 
-// commit runs batch in one transaction.
-func (s *Store) commit(batch []op) error {
+// commit runs batch in one transaction and returns each operation's
+// outcome. Each operation runs under a savepoint of its own: one that
+// fails (a conflict, an invalid invite) is rolled back alone and the
+// others commit. A failure to begin or commit fails them all.
+func (s *Store) commit(batch []op) []error {
+	errs := make([]error, len(batch))
+	fail := func(err error) []error {
+		for i := range errs {
+			errs[i] = err
+		}
+		return errs
+	}
 	// The writer does not inherit any caller's context: a queued operation
 	// is either committed with its batch or failed with it.
 	ctx := context.Background()
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("begin: %w", err)
+		return fail(fmt.Errorf("begin: %w", err))
 	}
-	for _, o := range batch {
-		if err := o.apply(ctx, tx); err != nil {
+	for i, o := range batch {
+		if _, err := tx.ExecContext(ctx, `SAVEPOINT op`); err != nil {
 			tx.Rollback()
-			return err
+			return fail(fmt.Errorf("savepoint: %w", err))
+		}
+		if errs[i] = o.apply(ctx, tx); errs[i] != nil {
+			_, err = tx.ExecContext(ctx, `ROLLBACK TO op`)
+		}
+		if err == nil {
+			_, err = tx.ExecContext(ctx, `RELEASE op`)
+		}
+		if err != nil {
+			tx.Rollback()
+			return fail(fmt.Errorf("savepoint: %w", err))
 		}
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit: %w", err)
+		return fail(fmt.Errorf("commit: %w", err))
 	}
-	return nil
+	return errs
 }
 
 // nanos encodes t as unix nanoseconds, clamped to the int64 range; the zero

@@ -392,3 +392,48 @@ func TestMigrateKeepsFirstSessionIDOwner(t *testing.T) {
 		t.Errorf("the later key presenting the id again: err = %v, want ErrSessionTaken", err)
 	}
 }
+
+// An operation that fails inside a batch (an invalid invite, a mesh that
+// exists) must not take the other operations of its batch down with it,
+// nor leave behind what it wrote before it failed.
+func TestFailedOperationDoesNotFailItsBatch(t *testing.T) {
+	s := openAt(t, filepath.Join(t.TempDir(), "broker.db"), Config{})
+	insert := func(mesh string) func(context.Context, *sql.Tx) error {
+		return func(ctx context.Context, tx *sql.Tx) error {
+			_, err := tx.ExecContext(ctx, `INSERT INTO meshes (name, created_at) VALUES (?, 0)`, mesh)
+			return err
+		}
+	}
+	refused := errors.New("refused")
+	errs := s.commit([]op{
+		{apply: insert("before")},
+		{apply: func(ctx context.Context, tx *sql.Tx) error {
+			if err := insert("partial")(ctx, tx); err != nil {
+				return err
+			}
+			return refused
+		}},
+		{apply: insert("before")}, // a constraint violation
+		{apply: insert("after")},
+	})
+	for i, want := range []error{nil, refused, nil, nil} {
+		if i == 2 {
+			if errs[i] == nil {
+				t.Errorf("op %d: a duplicate insert succeeded", i)
+			}
+			continue
+		}
+		if !errors.Is(errs[i], want) {
+			t.Errorf("op %d: err = %v, want %v", i, errs[i], want)
+		}
+	}
+	for mesh, want := range map[string]bool{"before": true, "partial": false, "after": true} {
+		got, err := s.MeshExists(t.Context(), mesh)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != want {
+			t.Errorf("mesh %q exists: %v, want %v", mesh, got, want)
+		}
+	}
+}
