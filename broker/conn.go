@@ -138,6 +138,13 @@ func (c *conn) writer() {
 		case <-c.quit:
 			deadline := time.Now().Add(time.Second)
 			code, reason := websocket.CloseNormalClosure, ""
+			if c.final == nil {
+				// A connection that ends normally (a join answered, a
+				// bye) says its last frames before the close; one ended
+				// by an error (replaced, refused) says only the error.
+				c.ws.SetWriteDeadline(deadline)
+				c.flush()
+			}
 			if c.final != nil {
 				if b, err := wire.Encode(c.final); err == nil {
 					c.ws.SetWriteDeadline(deadline)
@@ -146,6 +153,20 @@ func (c *conn) writer() {
 				code, reason = closeCode(c.final.Code), c.final.Code
 			}
 			c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), deadline)
+			return
+		}
+	}
+}
+
+// flush writes the frames already queued, until the first failure.
+func (c *conn) flush() {
+	for {
+		select {
+		case b := <-c.out:
+			if c.ws.WriteMessage(websocket.TextMessage, b) != nil {
+				return
+			}
+		default:
 			return
 		}
 	}
