@@ -177,7 +177,9 @@ func (s *scene) victim(t *testing.T, mesh string, member, senderMember ed25519.P
 	t.Helper()
 	v := &victim{member: member}
 	v.sender = s.hb.dial(t, newKey(t, mesh), "sender", attestedBy(senderMember))
-	v.peer = s.hb.dial(t, newKey(t, mesh), "victim", attestedBy(member))
+	key := newKey(t, mesh)
+	key.SessionID = uuid.NewString()
+	v.peer = s.hb.dial(t, key, "victim", attestedBy(member))
 	id, _ := sendText(t, v.sender, v.key, "for the victim only")
 	v.dm = v.in.wait(t, id)
 	v.listed = wantState(t, v.sender, v.key.ID(), wire.PeerOnline)
@@ -476,6 +478,28 @@ func hostileCases() []hostileCase {
 			return session(rc)
 		}
 	}
+	// impostorHello says a hello of a fresh key with v's session id and
+	// name, attested by the member that by returns (nil: the credential).
+	impostorHello := func(v func(*scene) *victim, by func(*scene) ed25519.PrivateKey) func(t *testing.T, s *scene) target {
+		return func(t *testing.T, s *scene) target {
+			vic := v(s)
+			key := newKey(t, vic.key.Mesh)
+			rc, ch := s.dial(t)
+			rc.write(t, s.hello(ch, key, by(s), func(h *wire.Hello) {
+				h.SessionID, h.Name, h.ProjectDir = vic.key.SessionID, vic.listed.Name, vic.listed.ProjectDir
+			}))
+			return target{rc: rc, after: func(t *testing.T) {
+				if _, err := s.hb.st.Session(t.Context(), key.Mesh, key.Public); !errors.Is(err, store.ErrNotFound) {
+					t.Errorf("the impostor's key was recorded: %v", err)
+				}
+				for _, p := range vic.sender.peers(t) {
+					if p.SessionID == vic.key.SessionID && p.KeyID != vic.key.ID() {
+						t.Errorf("the victim's session id is listed under the impostor's key: %+v", p)
+					}
+				}
+			}}
+		}
+	}
 	vt := func(s *scene) *victim { return s.vt }
 	vc := func(s *scene) *victim { return s.vc }
 	// first answers the challenge with data of type typ.
@@ -682,6 +706,23 @@ func hostileCases() []hostileCase {
 			name:   "standby hello for the victim's session",
 			attack: victimHello(vt, func(_ *scene, h *wire.Hello) { h.Standby = true }),
 			code:   wire.CodeSessionActive, closed: policy,
+		},
+		// Impostors: a hello that presents the victim's session UUID
+		// (public in peer_list) with a key of its own.
+		{
+			name:   "the victim's session id and name under another key",
+			attack: impostorHello(vt, func(*scene) ed25519.PrivateKey { return nil }),
+			code:   wire.CodeSessionIDTaken, closed: policy,
+		},
+		{
+			name:   "another member's session with the victim's session id and name",
+			attack: impostorHello(vc, func(s *scene) ed25519.PrivateKey { return s.ownerKey }),
+			code:   wire.CodeSessionIDTaken, closed: policy,
+		},
+		{
+			name:   "the victim's own member presenting the victim's session id under a new key",
+			attack: impostorHello(vc, func(s *scene) ed25519.PrivateKey { return s.vicKey }),
+			code:   wire.CodeSessionIDTaken, closed: policy,
 		},
 		{
 			name: "hello without attestation to a mesh with members",
@@ -1153,6 +1194,43 @@ func hostileCases() []hostileCase {
 			code: wire.CodeQueueFull,
 		},
 		{
+			name: "one session's DMs waiting for a recipient over MaxQueuedPerSender",
+			cfg:  func(c *broker.Config) { c.MaxQueuedPerSender = 2 },
+			attack: func(t *testing.T, s *scene) target {
+				sink := newKey(t, s.team)
+				s.hb.join(t, sink, websocket.DefaultDialer).Close()
+				one, _ := s.session(t, s.team, nil)
+				return fillPerSender(t, s, sink, 2, func() *rawConn { return one }, func() *rawConn {
+					rc, _ := s.session(t, s.team, nil)
+					return rc
+				})
+			},
+			code: wire.CodeQueueFull,
+		},
+		{
+			name: "one member's sessions together over MaxQueuedPerSender",
+			cfg:  func(c *broker.Config) { c.MaxQueuedPerSender = 2 },
+			attack: func(t *testing.T, s *scene) target {
+				// The owner's DMs come from two sessions; a DM of vic,
+				// another member, still gets through.
+				sink := newKey(t, s.crew)
+				rc := s.hb.dialRaw(t)
+				rc.write(t, s.hello(rc.challenge(t), sink, s.vicKey, nil))
+				if f := rc.frame(t); f.Type() != wire.TypeWelcome {
+					t.Fatalf("sink hello answered with %+v", f)
+				}
+				rc.Close()
+				return fillPerSender(t, s, sink, 2, func() *rawConn {
+					rc, _ := s.session(t, s.crew, s.ownerKey) // a new session for each DM
+					return rc
+				}, func() *rawConn {
+					rc, _ := s.session(t, s.crew, s.vicKey)
+					return rc
+				})
+			},
+			code: wire.CodeQueueFull,
+		},
+		{
 			name: "too many connections for one member",
 			cfg:  func(c *broker.Config) { c.MaxMemberConns = 3 },
 			attack: func(t *testing.T, s *scene) target {
@@ -1167,6 +1245,38 @@ func hostileCases() []hostileCase {
 			code: wire.CodeTooManyConnections, closed: policy,
 		},
 	}
+}
+
+// fillPerSender sends n DMs to sink, each from a connection that sender
+// returns, then one more, whose refusal the case reads. After it, a DM from
+// another sender (other) still reaches sink: the cap is per sender.
+func fillPerSender(t *testing.T, s *scene, sink *identity.Key, n int, sender, other func() *rawConn) target {
+	t.Helper()
+	var stored []string
+	var rc *rawConn
+	for range n + 1 {
+		rc = sender()
+		id := uuid.NewString()
+		rc.write(t, sendFrame(id, sink.Public, 64))
+		if len(stored) == n {
+			return target{rc: rc, ref: id, after: func(t *testing.T) {
+				if got := s.pending(t, sink.Mesh, sink.Public); fmt.Sprint(got) != fmt.Sprint(stored) {
+					t.Errorf("queued for the recipient: %v, want %v", got, stored)
+				}
+				o := other()
+				oid := uuid.NewString()
+				o.write(t, sendFrame(oid, sink.Public, 64))
+				if f, ok := o.frame(t).(wire.Sent); !ok || f.ID != oid {
+					t.Errorf("another sender's DM to the recipient answered with %+v, want sent", f)
+				}
+			}}
+		}
+		if f, ok := rc.frame(t).(wire.Sent); !ok || f.ID != id {
+			t.Fatalf("send below the limit answered with %+v", f)
+		}
+		stored = append(stored, id)
+	}
+	panic("unreachable")
 }
 
 // TestHostileInput is not parallel with other tests: its cases run in
@@ -1244,7 +1354,7 @@ func TestHostileCasesCovered(t *testing.T) {
 		wire.CodeBadFrame, wire.CodeTooLarge, wire.CodeUnsupportedVersion, wire.CodeHelloRequired,
 		wire.CodeHandshakeTimeout, wire.CodeUnauthorized, wire.CodeBadSignature, wire.CodeBadMesh,
 		wire.CodeUnknownPeer, wire.CodeDuplicateID, wire.CodeSessionActive, wire.CodeAttestationRequired,
-		wire.CodeBadAttestation, wire.CodeNotMember, wire.CodeSessionOwned, wire.CodeNotOwner,
+		wire.CodeBadAttestation, wire.CodeNotMember, wire.CodeSessionOwned, wire.CodeSessionIDTaken, wire.CodeNotOwner,
 		wire.CodeBadInvite, wire.CodeRateLimited, wire.CodeQueueFull, wire.CodeTooManyConnections,
 	} {
 		if !codes[code] {
