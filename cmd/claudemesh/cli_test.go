@@ -13,6 +13,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -80,6 +82,7 @@ func TestHelpGoesToStdout(t *testing.T) {
 		{[]string{"join", "-h"}, []string{"usage: claudemesh join BROKER_URL CODE [--name MEMBER_NAME]", "--name NAME"}},
 		{[]string{"member", "-h"}, []string{"claudemesh member list [--mesh MESH]", "claudemesh member remove NAME [--mesh MESH]", "--mesh MESH"}},
 		{[]string{"member", "remove", "alice", "-h"}, []string{"claudemesh member remove NAME"}},
+		{[]string{"help", "version"}, []string{"usage: claudemesh version"}},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
@@ -341,6 +344,50 @@ func TestExitStatus(t *testing.T) {
 				t.Errorf("a refused command line left %d files in CLAUDEMESH_HOME", len(entries))
 			}
 		})
+	}
+}
+
+func TestVersionSaysModuleRevisionAndGo(t *testing.T) {
+	inProcess(t)
+	stdout, stderr, err := runIn(t.Context(), "version")
+	if err != nil || stderr != "" {
+		t.Fatalf("version: %v, stderr %q", err, stderr)
+	}
+	// The MCP server reports mcp.Version to Claude Code: version says the same.
+	for _, want := range []string{"claudemesh " + mcp.Version + "\n", "\nmodule:   ", "\nrevision: ", "\ngo:       go"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("version output does not contain %q:\n%s", want, stdout)
+		}
+	}
+	if _, _, err := runIn(t.Context(), "version", "extra"); report(io.Discard, err) != exitUsage {
+		t.Errorf("version extra: %v; want a usage error", err)
+	}
+
+	rev := "0123456789abcdef0123456789abcdef01234567"
+	tests := []struct {
+		name string
+		info *debug.BuildInfo
+		want []string
+	}{
+		{"no build info", nil, []string{"module:   (devel)\n", "revision: unknown\n", "go:       " + runtime.Version() + "\n"}},
+		{"devel without vcs", &debug.BuildInfo{GoVersion: "go1.99.1", Main: debug.Module{Version: "(devel)"}}, []string{"module:   (devel)\n", "revision: unknown\n", "go:       go1.99.1\n"}},
+		{"release", &debug.BuildInfo{GoVersion: "go1.99.1", Main: debug.Module{Version: "v1.2.3"}, Settings: []debug.BuildSetting{
+			{Key: "vcs.revision", Value: rev}, {Key: "vcs.modified", Value: "false"},
+		}}, []string{"module:   v1.2.3\n", "revision: " + rev + "\n"}},
+		{"modified tree", &debug.BuildInfo{GoVersion: "go1.99.1", Main: debug.Module{Version: "v1.2.4-0.20250101000000-0123456789ab+dirty"}, Settings: []debug.BuildSetting{
+			{Key: "vcs.revision", Value: rev}, {Key: "vcs.modified", Value: "true"},
+		}}, []string{"module:   v1.2.4-0.20250101000000-0123456789ab+dirty\n", "revision: " + rev + "+dirty\n"}},
+	}
+	for _, tt := range tests {
+		got := versionText(tt.info)
+		if !strings.HasPrefix(got, "claudemesh "+mcp.Version+"\n") {
+			t.Errorf("%s: %q does not start with the MCP server's version", tt.name, got)
+		}
+		for _, w := range tt.want {
+			if !strings.Contains(got, w) {
+				t.Errorf("%s: %q does not contain %q", tt.name, got, w)
+			}
+		}
 	}
 }
 

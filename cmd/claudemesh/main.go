@@ -78,8 +78,7 @@ func dispatch(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	case "launch":
 		return runLaunch(args[1:], stdout, stderr)
 	case "version", "--version":
-		fmt.Fprintln(stdout, "claudemesh", mcp.Version)
-		return nil
+		return runVersion(args[1:], stdout)
 	}
 	return usageErrorf("", "unknown command %q", args[0])
 }
