@@ -391,6 +391,49 @@ func TestVersionSaysModuleRevisionAndGo(t *testing.T) {
 	}
 }
 
+// TestUnusableDataDirIsNotBlamedOnAFileInIt: a --data directory the
+// broker cannot use is reported by its own name and the reason, not as a
+// failure to write some temporary file in it.
+func TestUnusableDataDirIsNotBlamedOnAFileInIt(t *testing.T) {
+	inProcess(t)
+	root := t.TempDir()
+	file := filepath.Join(root, "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	readOnly := filepath.Join(root, "read-only")
+	if err := os.Mkdir(readOnly, 0o500); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, data string
+		want       string
+		asRoot     bool // root writes where the mode says no
+	}{
+		{"parent is a file", filepath.Join(file, "data"), "broker data directory " + filepath.Join(file, "data") + " cannot be made: " + file + ": not a directory", true},
+		{"data is a file", file, "broker data directory " + file + " is not a directory", true},
+		{"read-only directory", readOnly, "broker data directory " + readOnly + " is not writable: permission denied", false},
+		{"under a read-only directory", filepath.Join(readOnly, "data"), "broker data directory " + filepath.Join(readOnly, "data") + " cannot be made: permission denied", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if !tt.asRoot && os.Geteuid() == 0 {
+				t.Skip("root writes in a read-only directory")
+			}
+			_, _, err := runIn(canceled(t), "broker", "--listen", "127.0.0.1:0", "--data", tt.data)
+			if err == nil || err.Error() != tt.want {
+				t.Fatalf("broker --data %s: %v; want %q", tt.data, err, tt.want)
+			}
+			if report(io.Discard, err) != exitFailure {
+				t.Errorf("exit status %d, want %d: the command line was fine", report(io.Discard, err), exitFailure)
+			}
+		})
+	}
+	if entries, _ := os.ReadDir(readOnly); len(entries) != 0 {
+		t.Errorf("checking the directory left %d files in it", len(entries))
+	}
+}
+
 // The smallest --max-frame still lets through the largest frames a client
 // that keeps to the protocol sends: a DM with the largest box, and an ack
 // of as many ids as a frame may carry.

@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"math"
 	"net"
@@ -201,6 +202,9 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		log.Warn("PLAINTEXT: the broker listens without TLS on a non-loopback address; anyone on the network path can read the credential, names and message metadata (DMs stay end-to-end encrypted)", "addr", ln.Addr().String())
 	}
 
+	if err := checkDataDir(*data); err != nil {
+		return err
+	}
 	token, err := broker.LoadOrCreateToken(*data)
 	if err != nil {
 		return err
@@ -262,6 +266,38 @@ func dialable(a net.Addr) string {
 		host = "127.0.0.1"
 	}
 	return net.JoinHostPort(host, port)
+}
+
+// checkDataDir makes the broker's data directory if need be and checks
+// that the broker can write in it, so that a directory it cannot use is
+// reported as such, before the store or the credential try to write in it.
+func checkDataDir(dir string) error {
+	if info, err := os.Stat(dir); err == nil && !info.IsDir() {
+		return fmt.Errorf("broker data directory %s is not a directory", dir)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("broker data directory %s cannot be made: %s", dir, pathProblem(dir, err))
+	}
+	f, err := os.CreateTemp(dir, ".write-check-*")
+	if err != nil {
+		return fmt.Errorf("broker data directory %s is not writable: %s", dir, pathProblem(dir, err))
+	}
+	f.Close()
+	os.Remove(f.Name())
+	return nil
+}
+
+// pathProblem says what went wrong with a path in or at dir, naming the
+// path only when it is not dir or a file in it.
+func pathProblem(dir string, err error) string {
+	var pe *fs.PathError
+	if !errors.As(err, &pe) {
+		return err.Error()
+	}
+	if p := filepath.Clean(pe.Path); p == filepath.Clean(dir) || filepath.Dir(p) == filepath.Clean(dir) {
+		return pe.Err.Error()
+	}
+	return pe.Path + ": " + pe.Err.Error()
 }
 
 const mcpHelp = `usage: claudemesh mcp [FLAGS]
