@@ -95,8 +95,8 @@ func newCmdLine(name, help string, stdout io.Writer) *cmdLine {
 	return &cmdLine{FlagSet: fs, help: help, stdout: stdout}
 }
 
-// flags parses flags up to the first argument that is not one.
-func (c *cmdLine) flags(args []string) error {
+// parseFlags parses flags up to the first argument that is not one.
+func (c *cmdLine) parseFlags(args []string) error {
 	err := c.Parse(args)
 	if errors.Is(err, flag.ErrHelp) {
 		c.printHelp()
@@ -108,13 +108,13 @@ func (c *cmdLine) flags(args []string) error {
 	return nil
 }
 
-// args parses flags wherever they stand among the positional arguments
+// parse parses flags wherever they stand among the positional arguments
 // (up to a "--") and checks that the positional arguments are exactly
 // the ones named, which it returns in order.
-func (c *cmdLine) args(args []string, names ...string) ([]string, error) {
+func (c *cmdLine) parse(args []string, names ...string) ([]string, error) {
 	var pos []string
 	for {
-		if err := c.flags(args); err != nil {
+		if err := c.parseFlags(args); err != nil {
 			return nil, err
 		}
 		rest := c.Args()

@@ -30,7 +30,7 @@ func runHook(args []string, stdin io.Reader, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if _, err := newCmdLine(strings.TrimSpace("hook "+sub), hookHelp, stdout).args(args); err != nil {
+	if _, err := newCmdLine(strings.TrimSpace("hook "+sub), hookHelp, stdout).parse(args); err != nil {
 		return err
 	}
 	if sub == "session-start" {

@@ -30,7 +30,7 @@ func runInstall(args []string, stdout, stderr io.Writer) error {
 	c := newCmdLine("install", installHelp, stdout)
 	project, dir := scopeFlags(c)
 	force := c.Bool("force", false, "replace an mcpServers.claudemesh entry that runs something other than claudemesh")
-	if _, err := c.args(args); err != nil {
+	if _, err := c.parse(args); err != nil {
 		return err
 	}
 	reg, err := registration(c, *project, *dir)
@@ -54,7 +54,7 @@ func runInstall(args []string, stdout, stderr io.Writer) error {
 func runUninstall(args []string, stdout io.Writer) error {
 	c := newCmdLine("uninstall", uninstallHelp, stdout)
 	project, dir := scopeFlags(c)
-	if _, err := c.args(args); err != nil {
+	if _, err := c.parse(args); err != nil {
 		return err
 	}
 	reg, err := registration(c, *project, *dir)

@@ -68,7 +68,7 @@ func planLaunch(args []string, stdout io.Writer, getenv func(string) string, env
 	name := c.String("name", "", "display `NAME` shown to peers (sets CLAUDEMESH_NAME for the session)")
 	resume := c.String("resume", "", "resume the session with this `UUID`")
 	cont := c.Bool("continue", false, "continue the most recent session of the current directory")
-	if err := c.flags(args); err != nil {
+	if err := c.parseFlags(args); err != nil {
 		return launchPlan{}, err
 	}
 	rest := c.Args()

@@ -154,7 +154,7 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	durationVar(c.FlagSet, &limits.HandshakeTimeout, "handshake-timeout", 10*time.Second, time.Second, 10*time.Minute, "time a new connection has to say hello")
 	numberVar(c.FlagSet, &limits.MaxFrameSize, "max-frame", wire.MaxFrameSize, minFrameSize, wire.MaxFrameSize, "(bytes: 512 KiB to 1 MiB)", "largest frame a client may send, in bytes")
 	allowPlaintext := c.Bool("allow-plaintext", false, "allow --listen on a non-loopback address without TLS: the credential and message metadata cross the network unencrypted")
-	if _, err := c.args(args); err != nil {
+	if _, err := c.parse(args); err != nil {
 		return err
 	}
 	if (*tlsCert == "") != (*tlsKey == "") {
@@ -314,7 +314,7 @@ func runMCP(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 	var delivery string
 	choiceVar(c.FlagSet, &delivery, "delivery", "", []string{mcp.DeliveryPush, mcp.DeliveryInbox, mcp.DeliveryOff}, "how arriving DMs surface (default $"+mcp.EnvDelivery+", else push)")
 	channel := c.Bool("channel", false, "also send pushed DMs as claude/channel notifications (or $"+mcp.EnvChannel+"=1)")
-	if _, err := c.args(args); err != nil {
+	if _, err := c.parse(args); err != nil {
 		return err
 	}
 	log, err := newLogger(stderr, *logLevel)

@@ -67,7 +67,7 @@ func runMesh(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	c := newCmdLine(strings.TrimSpace("mesh "+sub), meshHelp, stdout)
 	name := c.String("name", "", "your member `NAME` in the mesh (default user@host)")
 	brokerURL := c.String("broker", "", "the broker's `URL` (default: the broker running under CLAUDEMESH_HOME)")
-	pos, err := c.args(args, "NAME")
+	pos, err := c.parse(args, "NAME")
 	if err != nil {
 		return err
 	}
@@ -202,7 +202,7 @@ func runInvite(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	var expires time.Duration
 	var code string
 	if revoke {
-		pos, err := c.args(args, "CODE")
+		pos, err := c.parse(args, "CODE")
 		if err != nil {
 			return err
 		}
@@ -213,7 +213,7 @@ func runInvite(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	} else {
 		numberVar(c.FlagSet, &uses, "uses", 1, 1, maxInviteUses, "", "how many machines may join with the code")
 		durationVar(c.FlagSet, &expires, "expires", day, time.Minute, broker.MaxInviteLifetime, "how long the code is valid")
-		if _, err := c.args(args); err != nil {
+		if _, err := c.parse(args); err != nil {
 			return err
 		}
 	}
@@ -253,7 +253,7 @@ CLAUDEMESH_MESH set to the mesh then use it.
 func runJoin(ctx context.Context, args []string, stdout io.Writer) error {
 	c := newCmdLine("join", joinHelp, stdout)
 	name := c.String("name", "", "your member `NAME` in the mesh (default user@host)")
-	pos, err := c.args(args, "BROKER_URL", "CODE")
+	pos, err := c.parse(args, "BROKER_URL", "CODE")
 	if err != nil {
 		return err
 	}
@@ -308,7 +308,7 @@ func runMember(ctx context.Context, args []string, stdout io.Writer) error {
 	if sub == "remove" {
 		names = append(names, "NAME")
 	}
-	pos, err := c.args(args, names...)
+	pos, err := c.parse(args, names...)
 	if err != nil {
 		return err
 	}

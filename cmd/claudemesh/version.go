@@ -17,7 +17,7 @@ binary was built from: the module version, the version control revision
 `
 
 func runVersion(args []string, stdout io.Writer) error {
-	if _, err := newCmdLine("version", versionHelp, stdout).args(args); err != nil {
+	if _, err := newCmdLine("version", versionHelp, stdout).parse(args); err != nil {
 		return err
 	}
 	info, ok := debug.ReadBuildInfo()
