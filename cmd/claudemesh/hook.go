@@ -1,28 +1,42 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/claudemesh/claudemesh/mcp"
 )
 
+const hookHelp = `usage: claudemesh hook session-start|prompt
+
+Runs a Claude Code hook, with the hook's JSON on stdin; 'claudemesh install'
+registers both:
+  session-start   (SessionStart) tells the claudemesh MCP server of the same
+                  claude process which session it is really in
+  prompt          (UserPromptSubmit) adds one line to the prompt's context
+                  while DMs wait unshown; nothing otherwise
+`
+
 // runHook runs a Claude Code hook command. What a hook prints on stdout
 // goes into Claude's context, so it prints nothing there; problems go to
-// stderr and the exit status.
+// stderr and the exit status. Claude Code takes exit status 2 from a hook
+// as "block" (a UserPromptSubmit hook's prompt is dropped), so only a
+// command line that names no hook of ours exits with it: the hooks
+// themselves fail with 1 at most, and the prompt hook never fails.
 func runHook(args []string, stdin io.Reader, stdout io.Writer) error {
-	if len(args) != 1 {
-		return errors.New("usage: claudemesh hook session-start|prompt (run by Claude Code with the hook's JSON on stdin)")
+	sub, args, err := subcommand("hook", args, "session-start", "prompt")
+	if err != nil {
+		return err
 	}
-	switch args[0] {
-	case "session-start":
+	if _, err := newCmdLine(strings.TrimSpace("hook "+sub), hookHelp, stdout).parse(args); err != nil {
+		return err
+	}
+	if sub == "session-start" {
 		return hookSessionStart(stdin)
-	case "prompt":
-		return hookPrompt(stdin, stdout)
 	}
-	return fmt.Errorf("hook: unknown hook %q (known: session-start, prompt)", args[0])
+	return hookPrompt(stdin, stdout)
 }
 
 // hookPrompt runs on UserPromptSubmit: when DMs wait unshown it prints one

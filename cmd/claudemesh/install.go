@@ -12,20 +12,28 @@ import (
 	"github.com/claudemesh/claudemesh/claudecode"
 )
 
+const installHelp = `usage: claudemesh install [--project [--dir DIR]] [--force]
+
+Registers claudemesh with Claude Code: its MCP server and its SessionStart
+and UserPromptSubmit hooks, for the user (in ~/.claude.json and
+~/.claude/settings.json, with this binary's absolute path) or for a project
+(in its .mcp.json and .claude/settings.json, to commit, with claudemesh from
+the PATH). Run it while no Claude Code is open.
+`
+
+const uninstallHelp = `usage: claudemesh uninstall [--project [--dir DIR]]
+
+Removes what 'claudemesh install' registered with Claude Code, and nothing else.
+`
+
 func runInstall(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("install", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: claudemesh install [--project [--dir DIR]] [--force]")
-		fmt.Fprintln(stderr, "\nRegisters claudemesh with Claude Code: its MCP server and its SessionStart hook.")
-		fs.PrintDefaults()
-	}
-	project, dir := scopeFlags(fs)
-	force := fs.Bool("force", false, "replace an mcpServers.claudemesh entry that runs something other than claudemesh")
-	if err := fs.Parse(args); err != nil {
+	c := newCmdLine("install", installHelp, stdout)
+	project, dir := scopeFlags(c)
+	force := c.Bool("force", false, "replace an mcpServers.claudemesh entry that runs something other than claudemesh")
+	if _, err := c.parse(args); err != nil {
 		return err
 	}
-	reg, err := registration(fs, *project, *dir)
+	reg, err := registration(c, *project, *dir)
 	if err != nil {
 		return err
 	}
@@ -43,19 +51,13 @@ func runInstall(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-func runUninstall(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("uninstall", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: claudemesh uninstall [--project [--dir DIR]]")
-		fmt.Fprintln(stderr, "\nRemoves what 'claudemesh install' registered with Claude Code, and nothing else.")
-		fs.PrintDefaults()
-	}
-	project, dir := scopeFlags(fs)
-	if err := fs.Parse(args); err != nil {
+func runUninstall(args []string, stdout io.Writer) error {
+	c := newCmdLine("uninstall", uninstallHelp, stdout)
+	project, dir := scopeFlags(c)
+	if _, err := c.parse(args); err != nil {
 		return err
 	}
-	reg, err := registration(fs, *project, *dir)
+	reg, err := registration(c, *project, *dir)
 	if err != nil {
 		return err
 	}
@@ -67,26 +69,23 @@ func runUninstall(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-func scopeFlags(fs *flag.FlagSet) (project *bool, dir *string) {
-	project = fs.Bool("project", false, "register for the project (its .mcp.json and .claude/settings.json, to commit) instead of for the user")
-	dir = fs.String("dir", ".", "the project's directory; implies --project")
+func scopeFlags(c *cmdLine) (project *bool, dir *string) {
+	project = c.Bool("project", false, "register for the project (its .mcp.json and .claude/settings.json, to commit) instead of for the user")
+	dir = c.String("dir", ".", "the project's directory `DIR`; implies --project")
 	return project, dir
 }
 
 // registration returns where to register: for the user, with this binary's
 // absolute path, or for a project, with "claudemesh" from the PATH.
-func registration(fs *flag.FlagSet, project bool, dir string) (claudecode.Registration, error) {
-	if fs.NArg() > 0 {
-		return claudecode.Registration{}, fmt.Errorf("%s: unexpected argument %q", fs.Name(), fs.Arg(0))
-	}
-	fs.Visit(func(f *flag.Flag) { project = project || f.Name == "dir" })
+func registration(c *cmdLine, project bool, dir string) (claudecode.Registration, error) {
+	c.Visit(func(f *flag.Flag) { project = project || f.Name == "dir" })
 	if project {
 		abs, err := filepath.Abs(dir)
 		if err != nil {
-			return claudecode.Registration{}, fmt.Errorf("%s: %w", fs.Name(), err)
+			return claudecode.Registration{}, fmt.Errorf("%s: %w", c.Name(), err)
 		}
 		if info, err := os.Stat(abs); err != nil || !info.IsDir() {
-			return claudecode.Registration{}, fmt.Errorf("%s: %s is not a directory", fs.Name(), abs)
+			return claudecode.Registration{}, usageErrorf(c.Name(), "--dir: %s is not a directory", abs)
 		}
 		return claudecode.ProjectScope(abs), nil
 	}
@@ -95,7 +94,7 @@ func registration(fs *flag.FlagSet, project bool, dir string) (claudecode.Regist
 		self, err = filepath.EvalSymlinks(self)
 	}
 	if err != nil {
-		return claudecode.Registration{}, fmt.Errorf("%s: find this binary: %w", fs.Name(), err)
+		return claudecode.Registration{}, fmt.Errorf("%s: find this binary: %w", c.Name(), err)
 	}
 	return claudecode.UserScope(os.Getenv, self)
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -30,12 +29,12 @@ type launchPlan struct {
 
 // runLaunch replaces this process with claude, so that signals, the
 // terminal and the exit status are claude's own.
-func runLaunch(args []string, stderr io.Writer) error {
+func runLaunch(args []string, stdout, stderr io.Writer) error {
 	cwd, err := os.Getwd()
 	if err != nil {
 		return fmt.Errorf("launch: %w", err)
 	}
-	p, err := planLaunch(args, stderr, os.Getenv, os.Environ(), cwd)
+	p, err := planLaunch(args, stdout, os.Getenv, os.Environ(), cwd)
 	if err != nil {
 		return err
 	}
@@ -56,26 +55,28 @@ func runLaunch(args []string, stderr io.Writer) error {
 // --session-id or --resume name. --continue would give the MCP server a
 // throwaway id instead, so it is resolved here to the session it would
 // continue and passed on as --resume.
-func planLaunch(args []string, stderr io.Writer, getenv func(string) string, environ []string, cwd string) (launchPlan, error) {
-	fs := flag.NewFlagSet("launch", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: claudemesh launch [--name N] [--resume ID | --continue] [-- claude args...]")
-		fmt.Fprintln(stderr, "\nRuns Claude Code ($"+envClaude+" or claude on the PATH) with a session id claudemesh's MCP server sees from the start.")
-		fs.PrintDefaults()
-	}
-	name := fs.String("name", "", "display name shown to peers (sets CLAUDEMESH_NAME for the session)")
-	resume := fs.String("resume", "", "resume the session with this UUID")
-	cont := fs.Bool("continue", false, "continue the most recent session of the current directory")
-	if err := fs.Parse(args); err != nil {
+const launchHelp = `usage: claudemesh launch [--name N] [--resume ID | --continue] [-- CLAUDE_ARGS...]
+
+Runs Claude Code ($` + envClaude + ` or claude on the PATH) with a session id that
+claudemesh's MCP server sees from the start: a new one, the one of --resume,
+or the most recent one of this directory for --continue. CLAUDE_ARGS go to
+claude as they are, except the flags that choose the session.
+`
+
+func planLaunch(args []string, stdout io.Writer, getenv func(string) string, environ []string, cwd string) (launchPlan, error) {
+	c := newCmdLine("launch", launchHelp, stdout)
+	name := c.String("name", "", "display `NAME` shown to peers (sets CLAUDEMESH_NAME for the session)")
+	resume := c.String("resume", "", "resume the session with this `UUID`")
+	cont := c.Bool("continue", false, "continue the most recent session of the current directory")
+	if err := c.parseFlags(args); err != nil {
 		return launchPlan{}, err
 	}
-	rest := fs.Args()
+	rest := c.Args()
 	if err := checkClaudeArgs(rest); err != nil {
 		return launchPlan{}, err
 	}
 	if *resume != "" && *cont {
-		return launchPlan{}, fmt.Errorf("launch: --resume and --continue exclude each other")
+		return launchPlan{}, usageErrorf(c.Name(), "--resume and --continue exclude each other")
 	}
 
 	sessionFlag, id, note := "--session-id", "", ""
@@ -83,7 +84,7 @@ func planLaunch(args []string, stderr io.Writer, getenv func(string) string, env
 	case *resume != "":
 		var err error
 		if id, err = identity.ParseSessionID(*resume); err != nil {
-			return launchPlan{}, fmt.Errorf("launch: --resume: %w", err)
+			return launchPlan{}, usageErrorf(c.Name(), "--resume: %v", err)
 		}
 		sessionFlag, note = "--resume", "claudemesh: resuming session "+id
 	case *cont:
@@ -148,7 +149,7 @@ func checkClaudeArgs(args []string) error {
 		default:
 			continue
 		}
-		return fmt.Errorf("launch: claude flag %s chooses the session, which launch does: use 'claudemesh launch --resume ID' or '--continue' instead", a)
+		return usageErrorf("launch", "claude flag %s chooses the session, which launch does: use 'claudemesh launch --resume ID' or '--continue' instead", a)
 	}
 	return nil
 }

@@ -9,12 +9,15 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -22,46 +25,41 @@ import (
 	"github.com/claudemesh/claudemesh/broker"
 	"github.com/claudemesh/claudemesh/mcp"
 	"github.com/claudemesh/claudemesh/store/sqlite"
+	"github.com/claudemesh/claudemesh/wire"
 )
-
-const usage = `usage: claudemesh <command> [flags]
-
-commands:
-  broker    run a broker (embedded SQLite store; loopback by default)
-  mcp       run the MCP stdio server for one Claude Code session
-  install   register claudemesh with Claude Code (user, or --project)
-  uninstall remove what install registered
-  launch    start claude with a session id claudemesh sees from the start
-  hook      run a Claude Code hook (session-start, prompt)
-  mesh      mesh create NAME: a mesh with members, you its owner (on the broker's machine)
-  invite    print an invite code for your mesh (invite revoke CODE to cancel one)
-  join      join BROKER_URL CODE: enroll this machine in a mesh
-  member    member list | remove NAME
-  version   print the version
-
-Run 'claudemesh <command> -h' for a command's flags.
-`
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
-	if err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "claudemesh:", err)
-		}
-		os.Exit(1)
-	}
+	os.Exit(report(os.Stderr, err))
 }
 
+// run runs the command in args. Help goes to stdout and returns nil; a
+// mistake in the command line returns a *usageError.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) > 0 && (args[0] == "help" || isHelp(args[0])) {
+		if len(args) == 1 || args[0] != "help" || args[1] == "help" || isHelp(args[1]) {
+			fmt.Fprint(stdout, overview)
+			return nil
+		}
+		// help CMD [SUB] is CMD [SUB] -h.
+		args = append(slices.Clone(args[1:]), "-h")
+	}
+	err := dispatch(ctx, args, stdin, stdout, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil // the help is printed
+	}
+	return err
+}
+
+func dispatch(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return errors.New("no command given")
+		return usageErrorf("", "no command given")
 	}
 	switch args[0] {
 	case "broker":
-		return runBroker(ctx, args[1:], stderr)
+		return runBroker(ctx, args[1:], stdout, stderr)
 	case "mcp":
 		return runMCP(ctx, args[1:], stdin, stdout, stderr)
 	case "mesh":
@@ -69,75 +67,109 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	case "invite":
 		return runInvite(ctx, args[1:], stdout, stderr)
 	case "join":
-		return runJoin(ctx, args[1:], stdout, stderr)
+		return runJoin(ctx, args[1:], stdout)
 	case "member":
-		return runMember(ctx, args[1:], stdout, stderr)
+		return runMember(ctx, args[1:], stdout)
 	case "hook":
 		return runHook(args[1:], stdin, stdout)
 	case "install":
 		return runInstall(args[1:], stdout, stderr)
 	case "uninstall":
-		return runUninstall(args[1:], stdout, stderr)
+		return runUninstall(args[1:], stdout)
 	case "launch":
-		return runLaunch(args[1:], stderr)
+		return runLaunch(args[1:], stdout, stderr)
 	case "version", "--version":
-		fmt.Fprintln(stdout, "claudemesh", mcp.Version)
-		return nil
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
-		return nil
+		return runVersion(args[1:], stdout)
 	}
-	fmt.Fprint(stderr, usage)
-	return fmt.Errorf("unknown command %q", args[0])
+	return usageErrorf("", "unknown command %q", args[0])
 }
 
+// envLogLevel sets the log level where --log-level is not given.
+const envLogLevel = "CLAUDEMESH_LOG_LEVEL"
+
+// logFlag defines --log-level; its default is $CLAUDEMESH_LOG_LEVEL.
+func logFlag(c *cmdLine, usage string) *string {
+	level := new(string)
+	choiceVar(c.FlagSet, level, "log-level", "", []string{"debug", "info", "warn", "error"}, usage+" (default $"+envLogLevel+", else info)")
+	return level
+}
+
+// newLogger returns a logger to w at level, or where that is "" at the
+// level $CLAUDEMESH_LOG_LEVEL names.
 func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+	from := "--log-level"
+	if level == "" {
+		level, from = os.Getenv(envLogLevel), envLogLevel
+	}
 	var l slog.Level
 	if level != "" {
 		if err := l.UnmarshalText([]byte(level)); err != nil {
-			return nil, fmt.Errorf("log level %q: %w", level, err)
+			return nil, fmt.Errorf("%s %q: want debug, info, warn or error", from, level)
 		}
 	}
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
 }
 
-func runBroker(ctx context.Context, args []string, stderr io.Writer) error {
-	home, err := mcp.HomeFromEnv(os.Getenv)
-	if err != nil {
-		return err
-	}
-	fs := flag.NewFlagSet("broker", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	listen := fs.String("listen", broker.DefaultListen, "address to listen on (host:port; port 0 picks a free one); a non-loopback address needs --tls-cert or --allow-plaintext")
-	data := fs.String("data", filepath.Join(home, "broker"), "directory of the broker's database and credential")
-	ttl := fs.Duration("ttl", 7*24*time.Hour, "how long an undelivered DM is kept")
-	grace := fs.Duration("grace", 90*time.Second, "how long a session whose connection dropped stays reserved (listed as reconnecting) before it is offline")
-	liveness := fs.Duration("liveness", 75*time.Second, "close a connection from which nothing, not even a pong, arrived for this long")
-	syncMode := fs.String("sync", "full", "SQLite durability: full (survives power loss) or normal (survives process crashes; faster)")
-	logLevel := fs.String("log-level", os.Getenv("CLAUDEMESH_LOG_LEVEL"), "debug, info, warn or error")
-	tlsCert := fs.String("tls-cert", "", "PEM certificate chain to serve wss:// with (with --tls-key)")
-	tlsKey := fs.String("tls-key", "", "PEM private key of --tls-cert")
+const brokerHelp = `usage: claudemesh broker [FLAGS]
+
+Runs a broker in the foreground until interrupted: the WebSocket server that
+routes the DMs of a mesh's sessions, with its SQLite store in --data. It
+writes $CLAUDEMESH_HOME/broker.json (its URL and credential) so that the
+sessions of this machine find it and are let in.
+
+Durations are written like 90s, 10m, 36h, 7d or 1d12h (d is 24 hours).
+`
+
+// Bounds of the broker's flags. Each refuses what would leave the broker
+// unusable rather than replacing it with a default.
+const (
+	// minFrameSize is the smallest --max-frame: a send frame carrying the
+	// largest DM (a box of wire.MaxBoxSize bytes, base64 in the JSON) fits
+	// in it, so that no client that keeps to the protocol is cut off.
+	minFrameSize = 512 << 10
+	// minQueuedBytes is the smallest --max-queued-bytes: one DM of the
+	// largest size can always wait.
+	minQueuedBytes = wire.MaxBoxSize
+)
+
+func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	c := newCmdLine("broker", brokerHelp, stdout)
+	listen := c.String("listen", broker.DefaultListen, "`ADDR` to listen on (host:port; port 0 picks a free one); a non-loopback address needs --tls-cert or --allow-plaintext")
+	data := c.String("data", "", "directory `DIR` of the broker's database and credential (default $CLAUDEMESH_HOME/broker)")
+	var ttl, grace, liveness time.Duration
+	durationVar(c.FlagSet, &ttl, "ttl", 7*day, time.Minute, 3650*day, "how long an undelivered DM, and a session not seen, is kept")
+	durationVar(c.FlagSet, &grace, "grace", 90*time.Second, time.Second, day, "how long a session whose connection dropped stays reserved (listed as reconnecting) before it is away")
+	durationVar(c.FlagSet, &liveness, "liveness", 75*time.Second, 3*time.Second, time.Hour, "close a connection from which nothing, not even a pong, arrived for this long")
+	var syncMode string
+	choiceVar(c.FlagSet, &syncMode, "sync", "full", []string{"full", "normal"}, "SQLite durability: full (survives power loss) or normal (survives process crashes; faster)")
+	logLevel := logFlag(c, "debug, info, warn or error")
+	tlsCert := c.String("tls-cert", "", "PEM certificate chain `FILE` to serve wss:// with (with --tls-key)")
+	tlsKey := c.String("tls-key", "", "PEM private key `FILE` of --tls-cert")
 	var limits broker.Config
-	fs.Float64Var(&limits.SendRate, "rate", 20, "DMs per second one session may send (bursts of twice as many)")
-	fs.Float64Var(&limits.MemberSendRate, "member-rate", 50, "DMs per second all sessions of one member may send together")
-	fs.IntVar(&limits.MaxQueued, "max-queued", 10000, "DMs that may wait for one recipient")
-	fs.Int64Var(&limits.MaxQueuedBytes, "max-queued-bytes", 64<<20, "bytes of DMs that may wait for one recipient")
-	fs.IntVar(&limits.MaxMemberConns, "max-member-conns", 32, "connections one member may have open")
-	fs.DurationVar(&limits.HandshakeTimeout, "handshake-timeout", 10*time.Second, "time a new connection has to say hello")
-	fs.IntVar(&limits.MaxFrameSize, "max-frame", 1<<20, "largest frame a client may send, in bytes (at most 1 MiB)")
-	allowPlaintext := fs.Bool("allow-plaintext", false, "allow --listen on a non-loopback address without TLS: the credential and message metadata cross the network unencrypted")
-	if err := fs.Parse(args); err != nil {
+	numberVar(c.FlagSet, &limits.SendRate, "rate", 20, 0.01, 1e6, "", "DMs per second one session may send (bursts of twice as many)")
+	numberVar(c.FlagSet, &limits.MemberSendRate, "member-rate", 50, 0.01, 1e6, "", "DMs per second all sessions of one member may send together")
+	numberVar(c.FlagSet, &limits.MaxQueued, "max-queued", 10000, 1, math.MaxInt, "", "DMs that may wait for one recipient")
+	numberVar(c.FlagSet, &limits.MaxQueuedBytes, "max-queued-bytes", 64<<20, minQueuedBytes, math.MaxInt64, "(bytes; 256 KiB, the largest DM)", "bytes of DMs that may wait for one recipient")
+	numberVar(c.FlagSet, &limits.MaxMemberConns, "max-member-conns", 32, 1, math.MaxInt, "", "connections one member may have open")
+	durationVar(c.FlagSet, &limits.HandshakeTimeout, "handshake-timeout", 10*time.Second, time.Second, 10*time.Minute, "time a new connection has to say hello")
+	numberVar(c.FlagSet, &limits.MaxFrameSize, "max-frame", wire.MaxFrameSize, minFrameSize, wire.MaxFrameSize, "(bytes: 512 KiB to 1 MiB)", "largest frame a client may send, in bytes")
+	allowPlaintext := c.Bool("allow-plaintext", false, "allow --listen on a non-loopback address without TLS: the credential and message metadata cross the network unencrypted")
+	if _, err := c.parse(args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("broker: unexpected argument %q", fs.Arg(0))
 	}
 	if (*tlsCert == "") != (*tlsKey == "") {
-		return errors.New("broker: --tls-cert and --tls-key go together")
+		return usageErrorf(c.Name(), "--tls-cert and --tls-key go together")
 	}
 	log, err := newLogger(stderr, *logLevel)
 	if err != nil {
 		return err
+	}
+	home, err := mcp.HomeFromEnv(os.Getenv)
+	if err != nil {
+		return err
+	}
+	if *data == "" {
+		*data = filepath.Join(home, "broker")
 	}
 	var tlsConfig *tls.Config
 	if *tlsCert != "" {
@@ -170,13 +202,16 @@ func runBroker(ctx context.Context, args []string, stderr io.Writer) error {
 		log.Warn("PLAINTEXT: the broker listens without TLS on a non-loopback address; anyone on the network path can read the credential, names and message metadata (DMs stay end-to-end encrypted)", "addr", ln.Addr().String())
 	}
 
+	if err := checkDataDir(*data); err != nil {
+		return err
+	}
 	token, err := broker.LoadOrCreateToken(*data)
 	if err != nil {
 		return err
 	}
 	st, err := sqlite.Open(ctx, filepath.Join(*data, "claudemesh.db"), sqlite.Config{
 		Logger:      log,
-		Synchronous: strings.ToUpper(*syncMode),
+		Synchronous: strings.ToUpper(syncMode),
 	})
 	if err != nil {
 		return err
@@ -184,7 +219,7 @@ func runBroker(ctx context.Context, args []string, stderr io.Writer) error {
 	defer st.Close()
 	cfg := limits
 	cfg.Store, cfg.Token, cfg.Logger = st, token, log
-	cfg.QueueTTL, cfg.Grace, cfg.PongTimeout = *ttl, *grace, *liveness
+	cfg.QueueTTL, cfg.Grace, cfg.PongTimeout = ttl, grace, liveness
 	srv, err := broker.NewServer(cfg)
 	if err != nil {
 		return err
@@ -198,7 +233,7 @@ func runBroker(ctx context.Context, args []string, stderr io.Writer) error {
 	mux.Handle(broker.Path, srv)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
-	log.Info("broker listening", "url", url, "data", *data)
+	log.Info("broker listening", "url", url, "data", *data, "ttl", ttl, "grace", grace, "liveness", liveness)
 
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
@@ -233,13 +268,53 @@ func dialable(a net.Addr) string {
 	return net.JoinHostPort(host, port)
 }
 
+// checkDataDir makes the broker's data directory if need be and checks
+// that the broker can write in it, so that a directory it cannot use is
+// reported as such, before the store or the credential try to write in it.
+func checkDataDir(dir string) error {
+	if info, err := os.Stat(dir); err == nil && !info.IsDir() {
+		return fmt.Errorf("broker data directory %s is not a directory", dir)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("broker data directory %s cannot be made: %s", dir, pathProblem(dir, err))
+	}
+	f, err := os.CreateTemp(dir, ".write-check-*")
+	if err != nil {
+		return fmt.Errorf("broker data directory %s is not writable: %s", dir, pathProblem(dir, err))
+	}
+	f.Close()
+	os.Remove(f.Name())
+	return nil
+}
+
+// pathProblem says what went wrong with a path in or at dir, naming the
+// path only when it is not dir or a file in it.
+func pathProblem(dir string, err error) string {
+	var pe *fs.PathError
+	if !errors.As(err, &pe) {
+		return err.Error()
+	}
+	if p := filepath.Clean(pe.Path); p == filepath.Clean(dir) || filepath.Dir(p) == filepath.Clean(dir) {
+		return pe.Err.Error()
+	}
+	return pe.Path + ": " + pe.Err.Error()
+}
+
+const mcpHelp = `usage: claudemesh mcp [FLAGS]
+
+Runs the MCP stdio server of one Claude Code session. Claude Code starts it
+('claudemesh install' registers it); its stdout carries JSON-RPC only, its
+logs go to stderr. The session, mesh, name and broker come from the
+environment (CLAUDE_CODE_SESSION_ID, CLAUDEMESH_MESH, ...: see the README).
+`
+
 func runMCP(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("mcp", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	logLevel := fs.String("log-level", os.Getenv("CLAUDEMESH_LOG_LEVEL"), "debug, info, warn or error (logs go to stderr)")
-	delivery := fs.String("delivery", "", "how arriving DMs surface: push, inbox or off (default $"+mcp.EnvDelivery+", else push)")
-	channel := fs.Bool("channel", false, "also send pushed DMs as claude/channel notifications (or $"+mcp.EnvChannel+"=1)")
-	if err := fs.Parse(args); err != nil {
+	c := newCmdLine("mcp", mcpHelp, stdout)
+	logLevel := logFlag(c, "debug, info, warn or error")
+	var delivery string
+	choiceVar(c.FlagSet, &delivery, "delivery", "", []string{mcp.DeliveryPush, mcp.DeliveryInbox, mcp.DeliveryOff}, "how arriving DMs surface (default $"+mcp.EnvDelivery+", else push)")
+	channel := c.Bool("channel", false, "also send pushed DMs as claude/channel notifications (or $"+mcp.EnvChannel+"=1)")
+	if _, err := c.parse(args); err != nil {
 		return err
 	}
 	log, err := newLogger(stderr, *logLevel)
@@ -251,8 +326,8 @@ func runMCP(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 		return fmt.Errorf("mcp: %w", err)
 	}
 	cfg.Logger = log
-	if *delivery != "" {
-		cfg.Delivery = *delivery
+	if delivery != "" {
+		cfg.Delivery = delivery
 	}
 	cfg.Channel = cfg.Channel || *channel
 	s, err := mcp.New(cfg)

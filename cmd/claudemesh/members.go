@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -51,24 +50,32 @@ func defaultMemberName() string {
 	return name
 }
 
+const meshHelp = `usage: claudemesh mesh create NAME [--name MEMBER_NAME] [--broker URL]
+
+Creates the mesh NAME (1 to 64 of a-z 0-9 . _ -) with members, this machine
+its owner. Run it where the broker runs: it needs the broker's credential
+from $CLAUDEMESH_HOME. Others join it with an invite (claudemesh invite).
+`
+
 // runMesh: claudemesh mesh create NAME — run where the broker runs (it
 // needs the broker's operator credential from CLAUDEMESH_HOME).
 func runMesh(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] != "create" {
-		return errors.New("usage: claudemesh mesh create NAME [--name MEMBER_NAME] [--broker URL]")
-	}
-	fs := flag.NewFlagSet("mesh create", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	name := fs.String("name", defaultMemberName(), "your member name in the mesh")
-	brokerURL := fs.String("broker", "", "the broker's URL (default: the broker running under CLAUDEMESH_HOME)")
-	mesh, err := parseWithArg(fs, args[1:], "mesh name")
+	sub, args, err := subcommand("mesh", args, "create")
 	if err != nil {
 		return err
 	}
-	if err := identity.ValidateMesh(mesh); err != nil {
+	c := newCmdLine(strings.TrimSpace("mesh "+sub), meshHelp, stdout)
+	name := c.String("name", "", "your member `NAME` in the mesh (default user@host)")
+	brokerURL := c.String("broker", "", "the broker's `URL` (default: the broker running under CLAUDEMESH_HOME)")
+	pos, err := c.parse(args, "NAME")
+	if err != nil {
 		return err
 	}
-	if err := wire.ValidMemberName(*name); err != nil {
+	mesh := pos[0]
+	if err := identity.ValidateMesh(mesh); err != nil {
+		return usageErrorf(c.Name(), "%v", err)
+	}
+	if *name, err = memberName(c, *name); err != nil {
 		return err
 	}
 	home, err := mcp.HomeFromEnv(os.Getenv)
@@ -110,32 +117,20 @@ func runMesh(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	return nil
 }
 
-// parseWithArg parses flags and one positional argument, in either order.
-func parseWithArg(fs *flag.FlagSet, args []string, what string) (string, error) {
-	pos, err := parseArgs(fs, args)
-	if err != nil {
-		return "", err
-	}
-	if len(pos) != 1 {
-		return "", fmt.Errorf("%s: want one %s, got %d arguments", fs.Name(), what, len(pos))
-	}
-	return pos[0], nil
-}
-
-// parseArgs parses flags wherever they stand and returns the positional
-// arguments.
-func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
+// memberName checks the --name of command c, or where it is "" picks
+// the default name.
+func memberName(c *cmdLine, name string) (string, error) {
+	if name != "" {
+		if err := wire.ValidMemberName(name); err != nil {
+			return "", usageErrorf(c.Name(), "--name: %v", err)
 		}
-		if fs.NArg() == 0 {
-			return pos, nil
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
+		return name, nil
 	}
+	name = defaultMemberName()
+	if err := wire.ValidMemberName(name); err != nil {
+		return "", fmt.Errorf("%s: member name %s from the user and host names: %w; give one with --name", c.Name(), name, err)
+	}
+	return name, nil
 }
 
 // memberConn opens a member connection for a mesh this machine belongs
@@ -152,6 +147,9 @@ func memberConn(ctx context.Context, mesh string) (*broker.MemberConn, identity.
 		all, err := identity.Memberships(home)
 		if err != nil {
 			return nil, identity.Membership{}, err
+		}
+		if len(all) == 0 {
+			return nil, identity.Membership{}, errors.New("this machine is not a member of any mesh (claudemesh join, or claudemesh mesh create)")
 		}
 		if len(all) != 1 {
 			return nil, identity.Membership{}, fmt.Errorf("name the mesh with --mesh (this machine is a member of %d meshes: %s)", len(all), strings.Join(all, ", "))
@@ -173,30 +171,51 @@ func memberConn(ctx context.Context, mesh string) (*broker.MemberConn, identity.
 	return mc, m, err
 }
 
+const inviteHelp = `usage: claudemesh invite [--mesh MESH] [--uses N] [--expires DURATION]
+       claudemesh invite revoke CODE [--mesh MESH]
+
+Prints an invite code to your mesh, with which other machines join it
+(claudemesh join); any member may invite. 'invite revoke' cancels a code:
+it admits no one any more.
+`
+
+const inviteRevokeHelp = `usage: claudemesh invite revoke CODE [--mesh MESH]
+
+Cancels an invite code to your mesh: it admits no one any more.
+`
+
+// maxInviteUses is the most uses an invite code may have, as the
+// broker's InviteCreate frame allows.
+const maxInviteUses = 1000
+
 // runInvite: claudemesh invite [--uses N] [--expires D], and
 // claudemesh invite revoke CODE.
 func runInvite(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	revoke := len(args) > 0 && args[0] == "revoke"
+	c := newCmdLine("invite", inviteHelp, stdout)
 	if revoke {
 		args = args[1:]
+		c = newCmdLine("invite revoke", inviteRevokeHelp, stdout)
 	}
-	fs := flag.NewFlagSet("invite", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	mesh := fs.String("mesh", "", "the mesh (default: $CLAUDEMESH_MESH, or the only mesh this machine joined)")
-	uses := fs.Int("uses", 1, "how many machines may join with the code")
-	expires := fs.Duration("expires", 24*time.Hour, "how long the code is valid (at most 720h)")
+	mesh := c.String("mesh", "", "the `MESH` (default: $CLAUDEMESH_MESH, or the only mesh this machine joined)")
+	var uses int
+	var expires time.Duration
 	var code string
-	var err error
 	if revoke {
-		code, err = parseWithArg(fs, args, "invite code")
-	} else {
-		err = fs.Parse(args)
-		if err == nil && fs.NArg() > 0 {
-			err = fmt.Errorf("invite: unexpected argument %q", fs.Arg(0))
+		pos, err := c.parse(args, "CODE")
+		if err != nil {
+			return err
 		}
-	}
-	if err != nil {
-		return err
+		code = pos[0]
+		if _, err := wire.ParseInviteCode(code); err != nil {
+			return usageErrorf(c.Name(), "%v", err)
+		}
+	} else {
+		numberVar(c.FlagSet, &uses, "uses", 1, 1, maxInviteUses, "", "how many machines may join with the code")
+		durationVar(c.FlagSet, &expires, "expires", day, time.Minute, broker.MaxInviteLifetime, "how long the code is valid")
+		if _, err := c.parse(args); err != nil {
+			return err
+		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, memberTimeout)
 	defer cancel()
@@ -212,7 +231,7 @@ func runInvite(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fmt.Fprintln(stdout, "revoked; the code admits no one any more")
 		return nil
 	}
-	inv, err := mc.Invite(ctx, *uses, time.Now().Add(*expires))
+	inv, err := mc.Invite(ctx, uses, time.Now().Add(expires))
 	if err != nil {
 		return fmt.Errorf("invite: %w", err)
 	}
@@ -222,24 +241,28 @@ func runInvite(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	return nil
 }
 
+const joinHelp = `usage: claudemesh join BROKER_URL CODE [--name MEMBER_NAME]
+
+Enrolls this machine in the mesh of an invite code (from claudemesh invite):
+makes this machine's member key for the mesh and registers its public half
+with the broker at BROKER_URL (wss://HOST:PORT/v1/ws). Sessions started with
+CLAUDEMESH_MESH set to the mesh then use it.
+`
+
 // runJoin: claudemesh join BROKER_URL CODE [--name NAME].
-func runJoin(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("join", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	name := fs.String("name", defaultMemberName(), "your member name in the mesh")
-	pos, err := parseArgs(fs, args)
+func runJoin(ctx context.Context, args []string, stdout io.Writer) error {
+	c := newCmdLine("join", joinHelp, stdout)
+	name := c.String("name", "", "your member `NAME` in the mesh (default user@host)")
+	pos, err := c.parse(args, "BROKER_URL", "CODE")
 	if err != nil {
 		return err
 	}
-	if len(pos) != 2 {
-		return errors.New("usage: claudemesh join BROKER_URL CODE [--name MEMBER_NAME]")
-	}
 	url, code := pos[0], pos[1]
 	if _, err := wire.ParseInviteCode(code); err != nil {
-		return fmt.Errorf("join: %w", err)
+		return usageErrorf(c.Name(), "%v", err)
 	}
-	if err := wire.ValidMemberName(*name); err != nil {
-		return fmt.Errorf("join: %w", err)
+	if *name, err = memberName(c, *name); err != nil {
+		return err
 	}
 	home, err := mcp.HomeFromEnv(os.Getenv)
 	if err != nil {
@@ -266,22 +289,26 @@ func runJoin(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	return nil
 }
 
+const memberHelp = `usage: claudemesh member list [--mesh MESH]
+       claudemesh member remove NAME [--mesh MESH]
+
+Lists the members of your mesh, or (its owner) removes one, named by its
+name or key id: its sessions are closed at once and it cannot connect again.
+`
+
 // runMember: claudemesh member list | remove NAME.
-func runMember(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || (args[0] != "list" && args[0] != "remove") {
-		return errors.New("usage: claudemesh member list | remove NAME [--mesh M]")
+func runMember(ctx context.Context, args []string, stdout io.Writer) error {
+	sub, args, err := subcommand("member", args, "list", "remove")
+	if err != nil {
+		return err
 	}
-	sub := args[0]
-	fs := flag.NewFlagSet("member "+sub, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	mesh := fs.String("mesh", "", "the mesh (default: $CLAUDEMESH_MESH, or the only mesh this machine joined)")
-	var target string
-	var err error
+	c := newCmdLine(strings.TrimSpace("member "+sub), memberHelp, stdout)
+	mesh := c.String("mesh", "", "the `MESH` (default: $CLAUDEMESH_MESH, or the only mesh this machine joined)")
+	names := []string{}
 	if sub == "remove" {
-		target, err = parseWithArg(fs, args[1:], "member name or key id")
-	} else {
-		err = fs.Parse(args[1:])
+		names = append(names, "NAME")
 	}
+	pos, err := c.parse(args, names...)
 	if err != nil {
 		return err
 	}
@@ -293,10 +320,10 @@ func runMember(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	defer mc.Close()
 	if sub == "remove" {
-		if err := mc.Remove(ctx, target); err != nil {
+		if err := mc.Remove(ctx, pos[0]); err != nil {
 			return fmt.Errorf("member remove: %w", err)
 		}
-		fmt.Fprintf(stdout, "removed %s: its sessions are closed and it cannot connect again\n", target)
+		fmt.Fprintf(stdout, "removed %s: its sessions are closed and it cannot connect again\n", pos[0])
 		return nil
 	}
 	list, err := mc.Members(ctx)
