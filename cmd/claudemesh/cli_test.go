@@ -143,6 +143,8 @@ func TestBadFlagValueDoesNotFallBackToDefault(t *testing.T) {
 		{brokerArgs, "max-queued", "many", "at least 1"},
 		{brokerArgs, "max-queued-bytes", "0", "at least 262144"},
 		{brokerArgs, "max-queued-bytes", "1000", "at least 262144"},
+		{brokerArgs, "max-queued-per-sender", "0", "at least 1"},
+		{brokerArgs, "max-queued-bytes-per-sender", "1000", "at least 262144"},
 		{brokerArgs, "max-member-conns", "0", "at least 1"},
 		{brokerArgs, "max-member-conns", "-1", "at least 1"},
 		{brokerArgs, "max-frame", "0", "from 524288 to 1048576"},

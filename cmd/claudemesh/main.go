@@ -150,6 +150,8 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	numberVar(c.FlagSet, &limits.MemberSendRate, "member-rate", 50, 0.01, 1e6, "", "DMs per second all sessions of one member may send together")
 	numberVar(c.FlagSet, &limits.MaxQueued, "max-queued", 10000, 1, math.MaxInt, "", "DMs that may wait for one recipient")
 	numberVar(c.FlagSet, &limits.MaxQueuedBytes, "max-queued-bytes", 64<<20, minQueuedBytes, math.MaxInt64, "(bytes; 256 KiB, the largest DM)", "bytes of DMs that may wait for one recipient")
+	numberVar(c.FlagSet, &limits.MaxQueuedPerSender, "max-queued-per-sender", 1000, 1, math.MaxInt, "", "DMs one sender (a member, or a session without one) may leave waiting for one recipient")
+	numberVar(c.FlagSet, &limits.MaxQueuedBytesPerSender, "max-queued-bytes-per-sender", 8<<20, minQueuedBytes, math.MaxInt64, "(bytes; 256 KiB, the largest DM)", "bytes of DMs one sender may leave waiting for one recipient")
 	numberVar(c.FlagSet, &limits.MaxMemberConns, "max-member-conns", 32, 1, math.MaxInt, "", "connections one member may have open")
 	durationVar(c.FlagSet, &limits.HandshakeTimeout, "handshake-timeout", 10*time.Second, time.Second, 10*time.Minute, "time a new connection has to say hello")
 	numberVar(c.FlagSet, &limits.MaxFrameSize, "max-frame", wire.MaxFrameSize, minFrameSize, wire.MaxFrameSize, "(bytes: 512 KiB to 1 MiB)", "largest frame a client may send, in bytes")
