@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"strconv"
 	"sync"
 	"time"
@@ -675,6 +676,29 @@ func (c *Client) connect(ctx context.Context, ep Endpoint) (*clientConn, error) 
 	d, err := c.dialer(ep.URL)
 	if err != nil {
 		return nil, err
+	}
+	// The WebSocket handshake heeds ctx's deadline but not its
+	// cancellation: close the socket when ctx ends, so that Close never
+	// waits for a dial that hangs. Deferred after cancel, stop runs first.
+	var stop func() bool
+	defer func() {
+		if stop != nil {
+			stop()
+		}
+	}()
+	closeOnDone := func(dial func(context.Context, string, string) (net.Conn, error)) func(context.Context, string, string) (net.Conn, error) {
+		return func(dctx context.Context, network, addr string) (net.Conn, error) {
+			conn, err := dial(dctx, network, addr)
+			if err == nil {
+				stop = context.AfterFunc(ctx, func() { conn.Close() })
+			}
+			return conn, err
+		}
+	}
+	if d.NetDialTLSContext != nil {
+		d.NetDialTLSContext = closeOnDone(d.NetDialTLSContext)
+	} else {
+		d.NetDialContext = closeOnDone((&net.Dialer{}).DialContext)
 	}
 	ws, _, err := d.DialContext(ctx, ep.URL, nil)
 	if err != nil {
