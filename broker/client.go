@@ -135,6 +135,12 @@ type Client struct {
 	closed    bool
 	inStandby bool          // another process holds the session
 	reconnect chan struct{} // capacity 1: wakes a client that stopped retrying
+	// changed is closed and replaced whenever state changes (a connection
+	// is up or lost, an attempt failed, standby, refusal).
+	changed chan struct{}
+	// started and ended count connection attempts begun and finished
+	// (connected or failed); attempts run one at a time.
+	started, ended uint64
 
 	quit     chan struct{}
 	done     chan struct{}
@@ -197,6 +203,7 @@ func Dial(cfg ClientConfig) (*Client, error) {
 		outbox:    make(map[string]*outgoing),
 		reqs:      make(map[uint64]chan reqResult),
 		reconnect: make(chan struct{}, 1),
+		changed:   make(chan struct{}),
 		quit:      make(chan struct{}),
 		done:      make(chan struct{}),
 	}
@@ -300,6 +307,85 @@ func (c *Client) WaitConnected(ctx context.Context) error {
 	}
 }
 
+// Ready returns nil when the client is connected. Otherwise it returns why
+// not (an error wrapping ErrNotConnected and the last error, or ErrClosed),
+// at once when the reason is known: the last connection attempt failed
+// (the client keeps retrying in the background), the broker refused the
+// session, or another process holds it. Only while no attempt has ended
+// since the client started or lost its connection does it wait, until an
+// attempt ends or ctx does.
+func (c *Client) Ready(ctx context.Context) error {
+	for {
+		c.mu.Lock()
+		switch {
+		case c.closed:
+			c.mu.Unlock()
+			return ErrClosed
+		case c.cur != nil:
+			c.mu.Unlock()
+			return nil
+		case c.state.Attempts > 0 || c.state.Refused || c.state.Replaced:
+			err := c.notConnected()
+			c.mu.Unlock()
+			return err
+		}
+		changed := c.changed
+		c.mu.Unlock()
+		select {
+		case <-changed:
+		case <-c.quit:
+			return ErrClosed
+		case <-ctx.Done():
+			c.mu.Lock()
+			err := c.notConnected()
+			c.mu.Unlock()
+			return err
+		}
+	}
+}
+
+// TakeOver makes a client in standby (another process holds its session)
+// take the session back now, which puts the other process in standby, and
+// waits until the client is connected (nil), that attempt failed (why), or
+// ctx ends. A client not in standby is left as it is: TakeOver returns nil
+// at once.
+func (c *Client) TakeOver(ctx context.Context) error {
+	c.mu.Lock()
+	if !c.state.Replaced {
+		c.mu.Unlock()
+		return nil
+	}
+	// An attempt in flight now may be a standby probe: wait for one that
+	// begins after the request.
+	after := c.started
+	c.mu.Unlock()
+	c.Reconnect()
+	for {
+		c.mu.Lock()
+		switch {
+		case c.closed:
+			c.mu.Unlock()
+			return ErrClosed
+		case c.cur != nil:
+			c.mu.Unlock()
+			return nil
+		case c.ended > after:
+			err := c.notConnected()
+			c.mu.Unlock()
+			return err
+		}
+		changed := c.changed
+		c.mu.Unlock()
+		select {
+		case <-changed:
+		case <-c.quit:
+			return ErrClosed
+		case <-ctx.Done():
+			return fmt.Errorf("take over the session: %w", ctx.Err())
+		}
+	}
+}
+
 // Send hands one sealed DM to the broker and waits for the broker's
 // confirmation that it is stored: wire.StatusDelivered or
 // wire.StatusQueued. A broker refusal is returned as a *wire.Error.
@@ -348,10 +434,7 @@ func (c *Client) Send(ctx context.Context, id string, to ed25519.PublicKey, nonc
 			return "", ErrUnconfirmed
 		}
 		c.dropOutgoing(id)
-		if c.state.LastError != nil {
-			return "", fmt.Errorf("%w: %v", ErrNotConnected, c.state.LastError)
-		}
-		return "", ErrNotConnected
+		return "", c.notConnected()
 	}
 }
 
@@ -463,12 +546,20 @@ func (c *Client) request(ctx context.Context, what string, build func(req uint64
 	}
 }
 
-// notConnected explains the outage. c.mu must be held.
+// notConnected explains the outage: ErrNotConnected, wrapping the last
+// error too (a broker's refusal stays a *wire.Error). c.mu must be held.
 func (c *Client) notConnected() error {
 	if c.state.LastError != nil {
-		return fmt.Errorf("%w: %v", ErrNotConnected, c.state.LastError)
+		return fmt.Errorf("%w: %w", ErrNotConnected, c.state.LastError)
 	}
 	return ErrNotConnected
+}
+
+// changedLocked wakes whoever waits for a change of state. c.mu must be
+// held.
+func (c *Client) changedLocked() {
+	close(c.changed)
+	c.changed = make(chan struct{})
 }
 
 // Ack tells the broker that DMs were read (returned to the model) so it
@@ -556,6 +647,9 @@ func (c *Client) run() {
 			return
 		default:
 		}
+		c.mu.Lock()
+		c.started++
+		c.mu.Unlock()
 		ep, err := c.cfg.Endpoint()
 		var cc *clientConn
 		if err == nil {
@@ -630,6 +724,7 @@ func (c *Client) setRefused(v bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.state.Refused = v
+	c.changedLocked()
 }
 
 // standby reports whether err means another process holds the session.
@@ -643,6 +738,7 @@ func (c *Client) setStandby(v bool) {
 	defer c.mu.Unlock()
 	c.inStandby = v
 	c.state.Replaced = v
+	c.changedLocked()
 }
 
 // jitter returns a random duration between d/2 and d.
@@ -661,12 +757,14 @@ func (c *Client) backoff(attempts int) time.Duration {
 func (c *Client) setFailed(url string, err error, attempts int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.ended++
 	c.state.URL = url
 	c.state.LastError = err
 	c.state.Attempts = attempts
 	if standby(err) {
 		c.inStandby, c.state.Replaced = true, true
 	}
+	c.changedLocked()
 }
 
 // connect dials ep and completes the hello.
@@ -793,8 +891,10 @@ func (c *Client) serve(cc *clientConn) error {
 	c.mu.Lock()
 	c.cur = cc
 	c.inStandby = false
+	c.ended++
 	c.state = State{Connected: true, URL: cc.url, Since: time.Now()}
 	close(c.up)
+	c.changedLocked()
 	var resend [][]byte
 	for _, id := range c.order {
 		o := c.outbox[id]
@@ -856,6 +956,7 @@ func (c *Client) serve(cc *clientConn) error {
 	if standby(err) {
 		c.inStandby, c.state.Replaced = true, true
 	}
+	c.changedLocked()
 	for req, ch := range c.reqs {
 		ch <- reqResult{err: ErrNotConnected}
 		delete(c.reqs, req)

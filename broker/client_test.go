@@ -1,6 +1,8 @@
 package broker_test
 
 import (
+	"context"
+	"errors"
 	"net"
 	"sync"
 	"testing"
@@ -8,6 +10,18 @@ import (
 
 	"github.com/claudemesh/claudemesh/broker"
 )
+
+// closedURL returns a loopback WebSocket URL on which nothing listens.
+func closedURL(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return "ws://" + addr + broker.Path
+}
 
 // silentURL returns a loopback WebSocket URL whose listener accepts
 // connections and never answers: a connection attempt to it stays in
@@ -48,6 +62,101 @@ func silentURL(t *testing.T) (url string, accepted <-chan struct{}) {
 		mu.Unlock()
 	})
 	return "ws://" + ln.Addr().String() + broker.Path, acc
+}
+
+func dialURL(t *testing.T, url string, opts ...func(*broker.ClientConfig)) *broker.Client {
+	t.Helper()
+	cfg := broker.ClientConfig{
+		Endpoint: func() (broker.Endpoint, error) { return broker.Endpoint{URL: url}, nil },
+		Key:      newKey(t, testMesh),
+		// No second attempt during the test: what Ready says comes from
+		// the first one.
+		MinBackoff: time.Hour,
+		MaxBackoff: time.Hour,
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	c, err := broker.Dial(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { closeWithin(t, "client", c) })
+	return c
+}
+
+// Once an attempt has failed, Ready answers with its reason without
+// waiting for the next one.
+func TestReadyDoesNotWaitAfterAFailedAttempt(t *testing.T) {
+	url := closedURL(t)
+	c := dialURL(t, url)
+	eventually(t, "the first attempt fails", func() bool { return c.State().Attempts > 0 })
+
+	ctx := waitCtx(t)
+	err := c.Ready(ctx)
+	if ctx.Err() != nil {
+		t.Fatalf("Ready waited until its context ended (%v): it must answer at once once an attempt failed", err)
+	}
+	if !errors.Is(err, broker.ErrNotConnected) {
+		t.Fatalf("Ready = %v, want ErrNotConnected", err)
+	}
+	var op *net.OpError
+	if !errors.As(err, &op) {
+		t.Errorf("Ready = %v, want it to carry the dial error", err)
+	}
+	if st := c.State(); st.Connected || st.URL != url || st.LastError == nil {
+		t.Errorf("state = %+v, want not connected to %s, with the dial error", st, url)
+	}
+}
+
+// While the first attempt is in flight Ready waits for it, until its
+// context ends.
+func TestReadyWaitsForTheFirstAttempt(t *testing.T) {
+	url, _ := silentURL(t)
+	c := dialURL(t, url, func(cfg *broker.ClientConfig) { cfg.DialTimeout = time.Hour })
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	err := c.Ready(ctx)
+	if ctx.Err() == nil {
+		t.Fatalf("Ready = %v before its context ended, with an attempt still in flight", err)
+	}
+	if !errors.Is(err, broker.ErrNotConnected) {
+		t.Errorf("Ready = %v, want ErrNotConnected", err)
+	}
+
+	tb := newBroker(t, broker.Config{})
+	p := tb.dialNoWait(t, newKey(t, testMesh), "alice")
+	if err := p.Ready(waitCtx(t)); err != nil {
+		t.Errorf("Ready on a first attempt that succeeds = %v (state %+v)", err, p.State())
+	}
+}
+
+// TakeOver waits for the attempt it asks for and reports its outcome; it
+// leaves a client that holds its session alone.
+func TestTakeOver(t *testing.T) {
+	tb := newBroker(t, broker.Config{})
+	key := newKey(t, testMesh)
+	probe := func(cfg *broker.ClientConfig) { cfg.StandbyProbe = time.Hour }
+	first := tb.dial(t, key, "bob", probe)
+	if err := first.TakeOver(waitCtx(t)); err != nil {
+		t.Errorf("TakeOver of a connected client = %v, want nil", err)
+	}
+	second := tb.dial(t, key, "bob", probe)
+	eventually(t, "the first process stands by", func() bool { return first.State().Replaced })
+	if err := first.Ready(waitCtx(t)); !errors.Is(err, broker.ErrNotConnected) {
+		t.Errorf("Ready in standby = %v, want ErrNotConnected at once", err)
+	}
+
+	if err := first.TakeOver(waitCtx(t)); err != nil {
+		t.Fatalf("TakeOver = %v (state %+v)", err, first.State())
+	}
+	if st := first.State(); !st.Connected || st.Replaced {
+		t.Errorf("after TakeOver: %+v, want connected", st)
+	}
+	eventually(t, "the second process stands by", func() bool { return second.State().Replaced })
+	if n := tb.srv.Stats().Replacements; n != 2 {
+		t.Errorf("%d replacements, want 2", n)
+	}
 }
 
 // Close returns at once while an attempt hangs in the WebSocket handshake,
