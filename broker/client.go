@@ -107,7 +107,14 @@ type State struct {
 	// member, removed, another member's session key): the client does not
 	// reconnect until Reconnect is called; LastError says why.
 	Refused bool
-	Outbox  int // DMs sent but not yet confirmed
+	// Unauthorized is true when the broker refused the credential of the
+	// last attempt (wire.CodeUnauthorized): the endpoint had none, or not
+	// the broker's. The client keeps retrying, and reads the endpoint, and
+	// with it the credential, afresh before every attempt: a client whose
+	// broker was restarted with a new credential gets back in once the
+	// endpoint has it.
+	Unauthorized bool
+	Outbox       int // DMs sent but not yet confirmed
 }
 
 // Client is a broker connection that keeps itself up. Its methods are safe
@@ -657,7 +664,9 @@ func (c *Client) run() {
 		}
 		if err != nil {
 			attempts++
-			c.setFailed(ep.URL, err, attempts)
+			if c.setFailed(ep.URL, err, attempts) {
+				c.log.Warn("the broker refused this session's credential; retrying, with the credential read afresh each time", "url", ep.URL, "err", err)
+			}
 			c.log.Debug("broker connection failed", "url", ep.URL, "attempt", attempts, "err", err)
 		} else {
 			start := time.Now()
@@ -741,6 +750,12 @@ func (c *Client) setStandby(v bool) {
 	c.changedLocked()
 }
 
+// unauthorized reports whether err is the broker refusing the credential.
+func unauthorized(err error) bool {
+	we, ok := errors.AsType[*wire.Error](err)
+	return ok && we.Code == wire.CodeUnauthorized
+}
+
 // jitter returns a random duration between d/2 and d.
 func jitter(d time.Duration) time.Duration {
 	return d/2 + rand.N(d/2+1)
@@ -754,17 +769,23 @@ func (c *Client) backoff(attempts int) time.Duration {
 	return jitter(d)
 }
 
-func (c *Client) setFailed(url string, err error, attempts int) {
+// setFailed records a failed attempt. It reports whether the broker
+// refused the credential where the attempt before did not.
+func (c *Client) setFailed(url string, err error, attempts int) (newlyUnauthorized bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.ended++
 	c.state.URL = url
 	c.state.LastError = err
 	c.state.Attempts = attempts
+	u := unauthorized(err)
+	newlyUnauthorized = u && !c.state.Unauthorized
+	c.state.Unauthorized = u
 	if standby(err) {
 		c.inStandby, c.state.Replaced = true, true
 	}
 	c.changedLocked()
+	return newlyUnauthorized
 }
 
 // connect dials ep and completes the hello.

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/claudemesh/claudemesh/broker"
+	"github.com/claudemesh/claudemesh/wire"
 )
 
 // closedURL returns a loopback WebSocket URL on which nothing listens.
@@ -104,7 +105,7 @@ func TestReadyDoesNotWaitAfterAFailedAttempt(t *testing.T) {
 	if !errors.As(err, &op) {
 		t.Errorf("Ready = %v, want it to carry the dial error", err)
 	}
-	if st := c.State(); st.Connected || st.URL != url || st.LastError == nil {
+	if st := c.State(); st.Connected || st.URL != url || st.LastError == nil || st.Unauthorized {
 		t.Errorf("state = %+v, want not connected to %s, with the dial error", st, url)
 	}
 }
@@ -128,6 +129,44 @@ func TestReadyWaitsForTheFirstAttempt(t *testing.T) {
 	p := tb.dialNoWait(t, newKey(t, testMesh), "alice")
 	if err := p.Ready(waitCtx(t)); err != nil {
 		t.Errorf("Ready on a first attempt that succeeds = %v (state %+v)", err, p.State())
+	}
+}
+
+// A wrong credential is a refusal the client tells apart from an outage;
+// it keeps trying, reading the endpoint afresh, so a corrected credential
+// lets it in without a restart.
+func TestUnauthorizedIsReportedAndRetried(t *testing.T) {
+	tb := newBroker(t, broker.Config{})
+	var mu sync.Mutex
+	token := "stale-" + testToken
+	endpoint := func() (broker.Endpoint, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return broker.Endpoint{URL: tb.url, Token: token}, nil
+	}
+	p := tb.dialNoWait(t, newKey(t, testMesh), "alice", func(cfg *broker.ClientConfig) { cfg.Endpoint = endpoint })
+	eventually(t, "the broker refuses the credential", func() bool { return p.State().Unauthorized })
+
+	err := p.Ready(waitCtx(t))
+	we, ok := errors.AsType[*wire.Error](err)
+	if !errors.Is(err, broker.ErrNotConnected) || !ok || we.Code != wire.CodeUnauthorized {
+		t.Fatalf("Ready = %v, want ErrNotConnected carrying the broker's %s", err, wire.CodeUnauthorized)
+	}
+	if st := p.State(); st.Refused || st.Connected {
+		t.Errorf("state = %+v: a wrong credential must not stop the retries", st)
+	}
+	if n := p.logs.count("the broker refused this session's credential; retrying, with the credential read afresh each time"); n != 1 {
+		t.Errorf("%d warnings about the credential, want 1 however many attempts fail", n)
+	}
+
+	mu.Lock()
+	token = testToken
+	mu.Unlock()
+	if err := p.WaitConnected(waitCtx(t)); err != nil {
+		t.Fatalf("after the credential was corrected: %v (state %+v)", err, p.State())
+	}
+	if st := p.State(); st.Unauthorized || st.LastError != nil {
+		t.Errorf("connected state = %+v, want the refusal forgotten", st)
 	}
 }
 
