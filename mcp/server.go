@@ -159,7 +159,9 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("session key: %w", err)
 	}
-	s.mcp = s.newMCPServer()
+	if s.mcp, err = s.newMCPServer(); err != nil {
+		return nil, err
+	}
 	s.inbox.changed = s.publishUnread
 	if cfg.Delivery == DeliveryPush && (cfg.MessagingSocket != "" || cfg.Channel) {
 		var channel func(Message)

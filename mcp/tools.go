@@ -105,7 +105,23 @@ type WhoamiResult struct {
 	Unread        int    `json:"unread" jsonschema:"DMs sent to you that you have not seen yet: call inbox"`
 }
 
-func (s *Server) newMCPServer() *server.MCPServer {
+// hints are a tool's annotations besides its title.
+type hints struct {
+	readOnly    bool // changes nothing
+	destructive bool // may discard something that cannot be had back
+	idempotent  bool // a second identical call changes nothing more
+}
+
+// param declares an argument with add (mcpgo.WithString, ...) and keeps
+// the order of declaration, for tools/list and for refusals.
+func param(add func(string, ...mcpgo.PropertyOption) mcpgo.ToolOption, name string, opts ...mcpgo.PropertyOption) mcpgo.ToolOption {
+	return func(t *mcpgo.Tool) {
+		add(name, opts...)(t)
+		t.InputSchema.PropertyOrder = append(t.InputSchema.PropertyOrder, name)
+	}
+}
+
+func (s *Server) newMCPServer() (*server.MCPServer, error) {
 	opts := []server.ServerOption{
 		server.WithToolCapabilities(false),
 		server.WithInstructions(instructions),
@@ -116,45 +132,58 @@ func (s *Server) newMCPServer() *server.MCPServer {
 	}
 	m := server.NewMCPServer("claudemesh", Version, opts...)
 	alwaysLoad := &mcpgo.Meta{AdditionalFields: map[string]any{"anthropic/alwaysLoad": true}}
-	tool := func(name, title, desc string, readOnly, idempotent bool, opts ...mcpgo.ToolOption) mcpgo.Tool {
+	// add registers a tool whose handler runs only with arguments its
+	// input schema accepts; retired names arguments it no longer takes.
+	add := func(name, title, desc string, h hints, handler server.ToolHandlerFunc, retired map[string]string, opts ...mcpgo.ToolOption) error {
 		opts = append([]mcpgo.ToolOption{
 			mcpgo.WithDescription(desc),
 			mcpgo.WithTitleAnnotation(title),
-			mcpgo.WithReadOnlyHintAnnotation(readOnly),
-			mcpgo.WithDestructiveHintAnnotation(false),
-			mcpgo.WithIdempotentHintAnnotation(idempotent),
-			mcpgo.WithOpenWorldHintAnnotation(!readOnly),
+			mcpgo.WithReadOnlyHintAnnotation(h.readOnly),
+			mcpgo.WithDestructiveHintAnnotation(h.destructive),
+			mcpgo.WithIdempotentHintAnnotation(h.idempotent),
+			// Every tool but the read-only ones reaches other sessions
+			// through the broker.
+			mcpgo.WithOpenWorldHintAnnotation(!h.readOnly),
+			mcpgo.WithSchemaAdditionalProperties(false),
 		}, opts...)
 		t := mcpgo.NewTool(name, opts...)
 		t.Meta = alwaysLoad
-		return t
+		check, err := newArgCheck(t, retired)
+		if err != nil {
+			return err
+		}
+		m.AddTool(t, check.guard(handler))
+		return nil
 	}
-	m.AddTool(tool("send_dm", "Send a DM",
-		"Send an end-to-end encrypted direct message to another Claude Code session in the mesh. `to` is a peer's name or key id (see list_peers). A peer that is away gets it when it returns.",
-		false, false,
-		mcpgo.WithString("to", mcpgo.Required(), mcpgo.Description("recipient: a peer name or key id from list_peers")),
-		mcpgo.WithString("message", mcpgo.Required(), mcpgo.Description("the text to send"), mcpgo.MaxLength(MaxText)),
-		mcpgo.WithOutputSchema[SendResult](),
-	), s.sendDM)
-	m.AddTool(tool("list_peers", "List peers",
-		"List the other Claude Code sessions in this mesh: online ones and recently away ones (DMs to those are queued).",
-		true, true, mcpgo.WithOutputSchema[PeersResult]()), s.listPeers)
-	m.AddTool(tool("inbox", "Read DMs",
-		"Return the unread DMs sent to this session, oldest first, and mark them read (each DM is returned once). DMs already shown in this session as they arrived are included, with status pushed. clear: true dismisses all unread DMs without returning them, when the user asks for that.",
-		false, false,
-		mcpgo.WithBoolean("clear", mcpgo.Description("dismiss every unread DM without returning it (only when the user asks to clear the inbox)"), mcpgo.DefaultBool(false)),
-		mcpgo.WithOutputSchema[InboxResult]()), s.readInbox)
-	m.AddTool(tool("message_status", "Status of a sent DM",
-		"Say what happened to a DM this session sent: queued, delivered, pushed into the recipient's session, read, cleared, or expired, with times.",
-		true, true,
-		mcpgo.WithString("id", mcpgo.Required(), mcpgo.Description("the message id send_dm returned")),
-		mcpgo.WithOutputSchema[StatusResult]()), s.messageStatus)
-	m.AddTool(tool("whoami", "This session's identity",
-		"Show this session's claudemesh identity (name, key id, session id, mesh) and broker connection state. If the session is active in another process, take_over: true makes this process the active one.",
-		true, false,
-		mcpgo.WithBoolean("take_over", mcpgo.Description("only when whoami reports standby and the user wants this process to hold the session: the other process then stands by"), mcpgo.DefaultBool(false)),
-		mcpgo.WithOutputSchema[WhoamiResult]()), s.whoami)
-	return m
+	return m, errors.Join(
+		add("send_dm", "Send a DM",
+			"Send an end-to-end encrypted direct message to another Claude Code session in the mesh. `to` is a peer's name or key id (see list_peers). A peer that is away gets it when it returns.",
+			hints{}, s.sendDM, nil,
+			param(mcpgo.WithString, "to", mcpgo.Required(), mcpgo.Description("recipient: a peer name or key id from list_peers")),
+			param(mcpgo.WithString, "message", mcpgo.Required(), mcpgo.MaxLength(MaxText),
+				mcpgo.Description(fmt.Sprintf("the text to send: at most %d bytes (%d KiB) of UTF-8, counted in bytes, not characters", MaxText, MaxText>>10))),
+			mcpgo.WithOutputSchema[SendResult](),
+		),
+		add("list_peers", "List peers",
+			"List the other Claude Code sessions in this mesh: online ones and recently away ones (DMs to those are queued).",
+			hints{readOnly: true, idempotent: true}, s.listPeers, nil,
+			mcpgo.WithOutputSchema[PeersResult]()),
+		add("inbox", "Read DMs",
+			"Return the unread DMs sent to this session, oldest first, and mark them read (each DM is returned once). DMs already shown in this session as they arrived are included, with status pushed. clear: true dismisses all unread DMs without returning them, when the user asks for that.",
+			hints{}, s.readInbox, nil,
+			param(mcpgo.WithBoolean, "clear", mcpgo.Description("dismiss every unread DM without returning it (only when the user asks to clear the inbox)"), mcpgo.DefaultBool(false)),
+			mcpgo.WithOutputSchema[InboxResult]()),
+		add("message_status", "Status of a sent DM",
+			"Say what happened to a DM this session sent: queued, delivered, pushed into the recipient's session, read, cleared, or expired, with times.",
+			hints{readOnly: true, idempotent: true}, s.messageStatus, nil,
+			param(mcpgo.WithString, "id", mcpgo.Required(), mcpgo.Description("the message id send_dm returned")),
+			mcpgo.WithOutputSchema[StatusResult]()),
+		add("whoami", "This session's identity",
+			"Show this session's claudemesh identity (name, key id, session id, mesh) and broker connection state. If the session is active in another process, take_over: true makes this process the active one.",
+			hints{readOnly: true}, s.whoami, nil,
+			param(mcpgo.WithBoolean, "take_over", mcpgo.Description("only when whoami reports standby and the user wants this process to hold the session: the other process then stands by"), mcpgo.DefaultBool(false)),
+			mcpgo.WithOutputSchema[WhoamiResult]()),
+	)
 }
 
 // standbyText explains a session that another process holds.
@@ -221,11 +250,11 @@ func (s *Server) sendDM(ctx context.Context, req mcpgo.CallToolRequest) (*mcpgo.
 	text := req.GetString("message", "")
 	switch {
 	case to == "":
-		return mcpgo.NewToolResultError("`to` is required: a peer name or key id from list_peers"), nil
+		return mcpgo.NewToolResultError("`to` is empty: give a peer name or key id from list_peers; nothing was sent."), nil
 	case strings.TrimSpace(text) == "":
-		return mcpgo.NewToolResultError("`message` is empty; nothing was sent"), nil
+		return mcpgo.NewToolResultError("`message` is empty; nothing was sent."), nil
 	case len(text) > MaxText:
-		return mcpgo.NewToolResultError(fmt.Sprintf("`message` is %d bytes; the limit is %d. Split it into several DMs.", len(text), MaxText)), nil
+		return mcpgo.NewToolResultError(tooLong("message", len(text), MaxText) + "; nothing was sent."), nil
 	}
 	b := s.current()
 	if !s.connected(ctx, b) {
