@@ -3,6 +3,7 @@ package mcp
 import (
 	"context"
 	"encoding/json"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -76,6 +77,18 @@ func startBroker(t *testing.T) *testBroker {
 
 func (tb *testBroker) endpoint() func() (broker.Endpoint, error) {
 	return func() (broker.Endpoint, error) { return broker.Endpoint{URL: tb.url, Token: tb.token}, nil }
+}
+
+// closedURL returns a loopback WebSocket URL on which nothing listens.
+func closedURL(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return "ws://" + addr + broker.Path
 }
 
 // session is an MCP server spoken to by an in-process MCP client.
@@ -236,9 +249,10 @@ func TestToolsRefuseBadArguments(t *testing.T) {
 		{"send_dm over the limit", alice, "send_dm", map[string]any{"to": "bob", "message": strings.Repeat("x", MaxText+1)}, []string{"`message` is 65537 bytes; the limit is 65536 bytes"}},
 		{"send_dm arguments not an object", alice, "send_dm", []any{"bob", "hi"}, []string{"must be an object of named arguments, got an array", "send_dm takes: to, message"}},
 		{"list_peers unknown argument", alice, "list_peers", map[string]any{"online": true}, []string{"unknown argument `online`; list_peers takes no arguments"}},
-		{"inbox clear a string", bob, "inbox", map[string]any{"clear": "yes"}, []string{"`clear` must be a boolean, got a string (\"yes\")"}},
-		{"inbox clear a number", bob, "inbox", map[string]any{"clear": 1}, []string{"`clear` must be a boolean, got a number (1)"}},
-		{"inbox unknown argument", bob, "inbox", map[string]any{"limit": 5}, []string{"unknown argument `limit`; inbox takes: clear"}},
+		{"inbox clear a string", bob, "inbox", map[string]any{"clear": "yes"}, []string{"inbox no longer takes `clear`", "clear_inbox"}},
+		{"inbox clear true", bob, "inbox", map[string]any{"clear": true}, []string{"inbox no longer takes `clear`", "clear_inbox"}},
+		{"inbox unknown argument", bob, "inbox", map[string]any{"limit": 5}, []string{"unknown argument `limit`; inbox takes no arguments"}},
+		{"clear_inbox unknown argument", bob, "clear_inbox", map[string]any{"ids": []any{waiting}}, []string{"unknown argument `ids`; clear_inbox takes no arguments"}},
 		{"message_status id a number", alice, "message_status", map[string]any{"id": 42}, []string{"`id` must be a string, got a number (42)"}},
 		{"message_status missing id", alice, "message_status", map[string]any{}, []string{"`id` is required (the message id send_dm returned)", "message_status takes: id"}},
 		{"message_status two unknown", alice, "message_status", map[string]any{"id": waiting, "b": 1, "a": 2}, []string{"unknown arguments `a`, `b`"}},
@@ -302,12 +316,13 @@ func TestInboxClearStringDoesNotAcknowledge(t *testing.T) {
 		}
 	}
 
-	// clear: true is how DMs are dismissed unread; the senders see it.
-	if got := mustCall[InboxResult](t, bob, "inbox", map[string]any{"clear": true}); got.Cleared != 2 {
-		t.Errorf("inbox{clear: true} = %+v, want 2 cleared", got)
+	// clear_inbox is how DMs are dismissed unread; the senders see it.
+	cleared := mustCall[ClearResult](t, bob, "clear_inbox", nil)
+	if cleared.Cleared != 2 || cleared.Unread != 0 {
+		t.Errorf("clear_inbox = %+v, want 2 cleared, 0 unread", cleared)
 	}
 	if got := bob.unreadIDs(); len(got) != 0 {
-		t.Errorf("after the clear bob's inbox = %v", got)
+		t.Errorf("after clear_inbox bob's inbox = %v", got)
 	}
 	for _, id := range []string{first, second} {
 		eventually(t, "alice sees "+id+" cleared", func() bool { return alice.status(t, id) == "cleared" })
@@ -342,4 +357,76 @@ func TestWhoamiTakeOverStringDoesNotTakeOver(t *testing.T) {
 		t.Errorf("whoami{take_over: true} = %+v, want connected", w)
 	}
 	eventually(t, "the second process stands by", func() bool { return second.srv.bound().client.State().Replaced })
+}
+
+// The annotations say what each tool changes; every input schema is
+// closed.
+func TestToolAnnotations(t *testing.T) {
+	ss := startSession(t, nil, "alice", func(cfg *Config) { cfg.Endpoint = staticEndpoint(closedURL(t), "") })
+	list, err := ss.c.ListTools(waitCtx(t), mcpgo.ListToolsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type hint struct{ readOnly, destructive, idempotent bool }
+	want := map[string]hint{
+		"send_dm":        {false, false, false},
+		"list_peers":     {true, false, true},
+		"inbox":          {false, false, false},
+		"clear_inbox":    {false, true, false},
+		"message_status": {true, false, true},
+		"whoami":         {false, false, true}, // take_over changes which process holds the session
+	}
+	var names []string
+	for _, tool := range list.Tools {
+		names = append(names, tool.Name)
+		a := tool.Annotations
+		got := hint{*a.ReadOnlyHint, *a.DestructiveHint, *a.IdempotentHint}
+		if got != want[tool.Name] {
+			t.Errorf("%s: hints %+v, want %+v", tool.Name, got, want[tool.Name])
+		}
+		if tool.InputSchema.AdditionalProperties != false {
+			t.Errorf("%s: additionalProperties %v, want false", tool.Name, tool.InputSchema.AdditionalProperties)
+		}
+	}
+	slices.Sort(names)
+	if want := []string{"clear_inbox", "inbox", "list_peers", "message_status", "send_dm", "whoami"}; !slices.Equal(names, want) {
+		t.Errorf("tools = %v, want %v", names, want)
+	}
+	for _, tool := range list.Tools {
+		if tool.Name != "send_dm" {
+			continue
+		}
+		p, _ := tool.InputSchema.Properties["message"].(map[string]any)
+		if d, _ := p["description"].(string); !strings.Contains(d, "bytes") {
+			t.Errorf("send_dm message description %q does not say the limit is in bytes", d)
+		}
+		if got := tool.InputSchema.PropertyOrder; !slices.Equal(got, []string{"to", "message"}) {
+			t.Errorf("send_dm arguments in order %v, want to, message", got)
+		}
+	}
+}
+
+func staticEndpoint(url, token string) func() (broker.Endpoint, error) {
+	return func() (broker.Endpoint, error) { return broker.Endpoint{URL: url, Token: token}, nil }
+}
+
+// inbox's result carries unread like every other tool's: the DMs not yet
+// shown that are still unread after the call.
+func TestInboxResultCarriesUnread(t *testing.T) {
+	_, alice, bob := pair(t)
+	for i := range inboxBatch + 2 {
+		mustCall[SendResult](t, alice, "send_dm", map[string]any{"to": bob.keyID(), "message": "dm " + string(rune('a'+i%26))})
+	}
+	eventually(t, "bob has every DM", func() bool { return len(bob.unreadIDs()) == inboxBatch+2 })
+	got := mustCall[InboxResult](t, bob, "inbox", nil)
+	if len(got.Messages) != inboxBatch || got.Remaining != 2 || got.Unread != 2 {
+		t.Errorf("inbox = %d DMs, remaining %d, unread %d; want %d, 2, 2", len(got.Messages), got.Remaining, got.Unread, inboxBatch)
+	}
+	res, _ := bob.call(t, "inbox", nil)
+	var raw map[string]any
+	b, _ := json.Marshal(res.StructuredContent)
+	json.Unmarshal(b, &raw)
+	if n, ok := raw["unread"]; !ok || n != float64(0) {
+		t.Errorf("second inbox result %v: want unread present and 0", raw)
+	}
 }
