@@ -73,6 +73,10 @@ type Config struct {
 	// StandbyProbe overrides how often a replaced session checks whether
 	// the other process is gone.
 	StandbyProbe time.Duration
+	// ConnectWait bounds how long a tool waits for a connection attempt in
+	// flight when no attempt has failed yet; 0 means 1s. Once an attempt
+	// failed, tools answer at once with its reason.
+	ConnectWait time.Duration
 	// RootCAs verifies a wss:// broker's certificate (CLAUDEMESH_CA); nil
 	// means the system's roots.
 	RootCAs *x509.CertPool
@@ -130,6 +134,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.Delivery == "" {
 		cfg.Delivery = DeliveryPush
+	}
+	if cfg.ConnectWait <= 0 {
+		cfg.ConnectWait = connectWait
 	}
 	if err := validDelivery(cfg.Delivery); err != nil {
 		return nil, err

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -428,5 +429,139 @@ func TestInboxResultCarriesUnread(t *testing.T) {
 	json.Unmarshal(b, &raw)
 	if n, ok := raw["unread"]; !ok || n != float64(0) {
 		t.Errorf("second inbox result %v: want unread present and 0", raw)
+	}
+}
+
+// With nothing listening at the broker's address every tool answers with
+// the reason as soon as a connection attempt has failed, without waiting
+// for the next attempt.
+func TestToolsAnswerAtOnceWithoutBroker(t *testing.T) {
+	url := closedURL(t)
+	ss := startSession(t, nil, "alice", func(cfg *Config) {
+		cfg.Endpoint = staticEndpoint(url, "")
+		// Tools wait for an attempt in flight at most this long: an answer
+		// well before it shows they did not wait.
+		cfg.ConnectWait = time.Minute
+		cfg.MinBackoff, cfg.MaxBackoff = time.Hour, time.Hour
+	})
+	eventually(t, "the first attempt fails", func() bool { return ss.srv.bound().client.State().Attempts > 0 })
+
+	for _, c := range []struct {
+		tool string
+		args map[string]any
+	}{
+		{"send_dm", map[string]any{"to": "bob", "message": "hi"}},
+		{"list_peers", nil},
+		{"message_status", map[string]any{"id": uuid.NewString()}},
+	} {
+		start := time.Now()
+		res, text := ss.call(t, c.tool, c.args)
+		// A bound that cannot flake: the tool would otherwise wait a
+		// minute (ConnectWait).
+		if d := time.Since(start); d > 30*time.Second {
+			t.Errorf("%s took %v: it waited for the next attempt", c.tool, d)
+		}
+		if !res.IsError || !strings.Contains(text, "cannot reach the claudemesh broker at "+url) || !strings.Contains(text, "connection refused") ||
+			!strings.Contains(text, "claudemesh broker") {
+			t.Errorf("%s without a broker: isError=%v %q, want the address, the reason and how to start the broker", c.tool, res.IsError, text)
+		}
+	}
+	// Tools that need no broker answer too.
+	if res, text := ss.call(t, "inbox", nil); res.IsError || !strings.Contains(text, "Not connected") {
+		t.Errorf("inbox without a broker: isError=%v %q", res.IsError, text)
+	}
+	if w := mustCall[WhoamiResult](t, ss, "whoami", nil); w.Connection != "connecting" || !strings.Contains(w.LastError, "connection refused") {
+		t.Errorf("whoami without a broker = %+v", w)
+	}
+	if c := mustCall[ClearResult](t, ss, "clear_inbox", nil); c.Cleared != 0 {
+		t.Errorf("clear_inbox without a broker = %+v", c)
+	}
+}
+
+// While the first attempt has no answer yet, a tool waits ConnectWait for
+// it and then says so.
+func TestToolsWaitBrieflyForTheFirstAttempt(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var held []net.Conn
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			held = append(held, c) // accepted, never answered
+		}
+	})
+	t.Cleanup(func() {
+		ln.Close()
+		wg.Wait()
+		for _, c := range held {
+			c.Close()
+		}
+	})
+	url := "ws://" + ln.Addr().String() + broker.Path
+	ss := startSession(t, nil, "alice", func(cfg *Config) {
+		cfg.Endpoint = staticEndpoint(url, "")
+		cfg.ConnectWait = 50 * time.Millisecond
+	})
+	res, text := ss.call(t, "list_peers", nil)
+	if !res.IsError || !strings.Contains(text, url) || !strings.Contains(text, "no answer yet") {
+		t.Errorf("list_peers while the first attempt hangs: isError=%v %q", res.IsError, text)
+	}
+}
+
+// A broker that refuses the session's credential is reported as that, with
+// how to fix it, not as a broker that cannot be reached; once broker.json
+// holds the right credential the session gets in by itself.
+func TestWrongCredentialIsReported(t *testing.T) {
+	tb := startBroker(t)
+	home := t.TempDir()
+	if err := broker.WriteLocalInfo(home, broker.LocalInfo{URL: tb.url, Token: "stale-" + testToken}); err != nil {
+		t.Fatal(err)
+	}
+	ss := startSession(t, nil, "alice", func(cfg *Config) { cfg.Home = home })
+	eventually(t, "the broker refuses the credential", func() bool { return ss.srv.bound().client.State().Unauthorized })
+
+	for _, tool := range []string{"list_peers", "send_dm"} {
+		res, text := ss.call(t, tool, map[string]any{"list_peers": nil, "send_dm": map[string]any{"to": "bob", "message": "hi"}}[tool])
+		for _, w := range []string{
+			"the broker at " + tb.url + " refused this session: wrong credential",
+			filepath.Join(home, broker.LocalFile), "$CLAUDEMESH_HOME/broker.json", "same user", "restart this Claude Code session",
+		} {
+			if !res.IsError || !strings.Contains(text, w) {
+				t.Errorf("%s with a stale credential: isError=%v %q, want it to say %q", tool, res.IsError, text, w)
+			}
+		}
+		if strings.Contains(text, "cannot reach") || strings.Contains(text, "Start it") {
+			t.Errorf("%s with a stale credential: %q calls the broker unreachable", tool, text)
+		}
+	}
+	if _, text := ss.call(t, "whoami", nil); !strings.Contains(text, "wrong credential") {
+		t.Errorf("whoami with a stale credential: %q", text)
+	}
+
+	// The broker's credential arrives in broker.json (the broker was
+	// restarted with this home): the session gets in without a restart.
+	if err := broker.WriteLocalInfo(home, broker.LocalInfo{URL: tb.url, Token: testToken}); err != nil {
+		t.Fatal(err)
+	}
+	ss.waitConnected(t)
+	mustCall[PeersResult](t, ss, "list_peers", nil)
+}
+
+// A session that has no credential for the broker says so.
+func TestNoCredentialIsReported(t *testing.T) {
+	tb := startBroker(t)
+	ss := startSession(t, nil, "alice", func(cfg *Config) {
+		cfg.BrokerURL = tb.url // no broker.json in this home
+	})
+	eventually(t, "the broker refuses the session", func() bool { return ss.srv.bound().client.State().Unauthorized })
+	res, text := ss.call(t, "list_peers", nil)
+	if !res.IsError || !strings.Contains(text, "refused this session: no credential") || !strings.Contains(text, "broker.json") {
+		t.Errorf("list_peers without a credential: isError=%v %q", res.IsError, text)
 	}
 }

@@ -843,8 +843,9 @@ func TestWithoutBroker(t *testing.T) {
 	if w.Connection != "connecting" || w.Broker != url || w.Name != "alice" || w.KeyID == "" || w.IdentityMode != "stable" {
 		t.Errorf("whoami without a broker = %+v, want alice connecting to %s", w, url)
 	}
-	// Both calls wait a little for the broker before giving up: run them
-	// side by side.
+	// Both calls answer with the reason: at once when an attempt has
+	// failed, after at most a second while the first is in flight. Run
+	// them side by side.
 	var wg sync.WaitGroup
 	results := make([]toolResult, 2)
 	errs := make([]error, 2)
