@@ -3,10 +3,11 @@
 //
 // It loads the session's key from the identity keystore, keeps a broker
 // client connected, decrypts the DMs the broker pushes into an in-memory
-// inbox, and gives the model the tools send_dm, list_peers, inbox and
-// whoami. A DM is acknowledged to the broker only after the inbox tool has
-// returned it, so a DM is never lost between the broker and the model. The
-// server never touches the broker's store.
+// inbox, and gives the model the tools send_dm, list_peers, inbox,
+// clear_inbox, message_status and whoami, each behind a check of its
+// arguments against its input schema. A DM is acknowledged to the broker
+// only after the inbox tool has returned it, so a DM is never lost between
+// the broker and the model. The server never touches the broker's store.
 package mcp
 
 import (
