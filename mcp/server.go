@@ -297,6 +297,10 @@ func (s *Server) receive(b *binding, dm wire.DM) {
 		if err := b.client.Ack([]string{dm.ID}); err != nil {
 			s.log.Debug("re-ack DM", "msg_id", dm.ID, "err", err)
 		}
+	case alreadyCleared:
+		if err := b.client.Clear([]string{dm.ID}); err != nil {
+			s.log.Debug("re-clear DM", "msg_id", dm.ID, "err", err)
+		}
 	case added:
 		if err := b.client.Receipt([]string{dm.ID}, wire.ReceiptReceived); err != nil {
 			s.log.Debug("receipt", "msg_id", dm.ID, "err", err)

@@ -5,7 +5,6 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
-	"math"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -540,14 +539,13 @@ func (s *Server) clearInbox(ctx context.Context, req mcpgo.CallToolRequest) (*mc
 		// The DMs are the other process's to show or clear.
 		return mcpgo.NewToolResultError(standbyText(st)), nil
 	}
-	msgs, _ := s.inbox.take(math.MaxInt)
+	msgs := s.inbox.clear()
 	ids := make([]string, len(msgs))
 	for i, m := range msgs {
 		ids[i] = m.ID
 	}
 	// If the clear cannot be sent now, the broker delivers these again
-	// and the inbox acknowledges them then without showing them (as read:
-	// it remembers that they were returned, not how).
+	// and the inbox clears them then without showing them.
 	if err := b.client.Clear(ids); err != nil {
 		s.log.Debug("clear DMs", "count", len(ids), "err", err)
 	}
