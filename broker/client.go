@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"strconv"
 	"sync"
 	"time"
@@ -106,7 +107,14 @@ type State struct {
 	// member, removed, another member's session key): the client does not
 	// reconnect until Reconnect is called; LastError says why.
 	Refused bool
-	Outbox  int // DMs sent but not yet confirmed
+	// Unauthorized is true when the broker refused the credential of the
+	// last attempt (wire.CodeUnauthorized): the endpoint had none, or not
+	// the broker's. The client keeps retrying, and reads the endpoint, and
+	// with it the credential, afresh before every attempt: a client whose
+	// broker was restarted with a new credential gets back in once the
+	// endpoint has it.
+	Unauthorized bool
+	Outbox       int // DMs sent but not yet confirmed
 }
 
 // Client is a broker connection that keeps itself up. Its methods are safe
@@ -134,6 +142,12 @@ type Client struct {
 	closed    bool
 	inStandby bool          // another process holds the session
 	reconnect chan struct{} // capacity 1: wakes a client that stopped retrying
+	// changed is closed and replaced whenever state changes (a connection
+	// is up or lost, an attempt failed, standby, refusal).
+	changed chan struct{}
+	// started and ended count connection attempts begun and finished
+	// (connected or failed); attempts run one at a time.
+	started, ended uint64
 
 	quit     chan struct{}
 	done     chan struct{}
@@ -196,6 +210,7 @@ func Dial(cfg ClientConfig) (*Client, error) {
 		outbox:    make(map[string]*outgoing),
 		reqs:      make(map[uint64]chan reqResult),
 		reconnect: make(chan struct{}, 1),
+		changed:   make(chan struct{}),
 		quit:      make(chan struct{}),
 		done:      make(chan struct{}),
 	}
@@ -299,6 +314,85 @@ func (c *Client) WaitConnected(ctx context.Context) error {
 	}
 }
 
+// Ready returns nil when the client is connected. Otherwise it returns why
+// not (an error wrapping ErrNotConnected and the last error, or ErrClosed),
+// at once when the reason is known: the last connection attempt failed
+// (the client keeps retrying in the background), the broker refused the
+// session, or another process holds it. Only while no attempt has ended
+// since the client started or lost its connection does it wait, until an
+// attempt ends or ctx does.
+func (c *Client) Ready(ctx context.Context) error {
+	for {
+		c.mu.Lock()
+		switch {
+		case c.closed:
+			c.mu.Unlock()
+			return ErrClosed
+		case c.cur != nil:
+			c.mu.Unlock()
+			return nil
+		case c.state.Attempts > 0 || c.state.Refused || c.state.Replaced:
+			err := c.notConnected()
+			c.mu.Unlock()
+			return err
+		}
+		changed := c.changed
+		c.mu.Unlock()
+		select {
+		case <-changed:
+		case <-c.quit:
+			return ErrClosed
+		case <-ctx.Done():
+			c.mu.Lock()
+			err := c.notConnected()
+			c.mu.Unlock()
+			return err
+		}
+	}
+}
+
+// TakeOver makes a client in standby (another process holds its session)
+// take the session back now, which puts the other process in standby, and
+// waits until the client is connected (nil), that attempt failed (why), or
+// ctx ends. A client not in standby is left as it is: TakeOver returns nil
+// at once.
+func (c *Client) TakeOver(ctx context.Context) error {
+	c.mu.Lock()
+	if !c.state.Replaced {
+		c.mu.Unlock()
+		return nil
+	}
+	// An attempt in flight now may be a standby probe: wait for one that
+	// begins after the request.
+	after := c.started
+	c.mu.Unlock()
+	c.Reconnect()
+	for {
+		c.mu.Lock()
+		switch {
+		case c.closed:
+			c.mu.Unlock()
+			return ErrClosed
+		case c.cur != nil:
+			c.mu.Unlock()
+			return nil
+		case c.ended > after:
+			err := c.notConnected()
+			c.mu.Unlock()
+			return err
+		}
+		changed := c.changed
+		c.mu.Unlock()
+		select {
+		case <-changed:
+		case <-c.quit:
+			return ErrClosed
+		case <-ctx.Done():
+			return fmt.Errorf("take over the session: %w", ctx.Err())
+		}
+	}
+}
+
 // Send hands one sealed DM to the broker and waits for the broker's
 // confirmation that it is stored: wire.StatusDelivered or
 // wire.StatusQueued. A broker refusal is returned as a *wire.Error.
@@ -347,10 +441,7 @@ func (c *Client) Send(ctx context.Context, id string, to ed25519.PublicKey, nonc
 			return "", ErrUnconfirmed
 		}
 		c.dropOutgoing(id)
-		if c.state.LastError != nil {
-			return "", fmt.Errorf("%w: %v", ErrNotConnected, c.state.LastError)
-		}
-		return "", ErrNotConnected
+		return "", c.notConnected()
 	}
 }
 
@@ -462,12 +553,20 @@ func (c *Client) request(ctx context.Context, what string, build func(req uint64
 	}
 }
 
-// notConnected explains the outage. c.mu must be held.
+// notConnected explains the outage: ErrNotConnected, wrapping the last
+// error too (a broker's refusal stays a *wire.Error). c.mu must be held.
 func (c *Client) notConnected() error {
 	if c.state.LastError != nil {
-		return fmt.Errorf("%w: %v", ErrNotConnected, c.state.LastError)
+		return fmt.Errorf("%w: %w", ErrNotConnected, c.state.LastError)
 	}
 	return ErrNotConnected
+}
+
+// changedLocked wakes whoever waits for a change of state. c.mu must be
+// held.
+func (c *Client) changedLocked() {
+	close(c.changed)
+	c.changed = make(chan struct{})
 }
 
 // Ack tells the broker that DMs were read (returned to the model) so it
@@ -555,6 +654,9 @@ func (c *Client) run() {
 			return
 		default:
 		}
+		c.mu.Lock()
+		c.started++
+		c.mu.Unlock()
 		ep, err := c.cfg.Endpoint()
 		var cc *clientConn
 		if err == nil {
@@ -562,7 +664,9 @@ func (c *Client) run() {
 		}
 		if err != nil {
 			attempts++
-			c.setFailed(ep.URL, err, attempts)
+			if c.setFailed(ep.URL, err, attempts) {
+				c.log.Warn("the broker refused this session's credential; retrying, with the credential read afresh each time", "url", ep.URL, "err", err)
+			}
 			c.log.Debug("broker connection failed", "url", ep.URL, "attempt", attempts, "err", err)
 		} else {
 			start := time.Now()
@@ -629,6 +733,7 @@ func (c *Client) setRefused(v bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.state.Refused = v
+	c.changedLocked()
 }
 
 // standby reports whether err means another process holds the session.
@@ -642,6 +747,13 @@ func (c *Client) setStandby(v bool) {
 	defer c.mu.Unlock()
 	c.inStandby = v
 	c.state.Replaced = v
+	c.changedLocked()
+}
+
+// unauthorized reports whether err is the broker refusing the credential.
+func unauthorized(err error) bool {
+	we, ok := errors.AsType[*wire.Error](err)
+	return ok && we.Code == wire.CodeUnauthorized
 }
 
 // jitter returns a random duration between d/2 and d.
@@ -657,15 +769,23 @@ func (c *Client) backoff(attempts int) time.Duration {
 	return jitter(d)
 }
 
-func (c *Client) setFailed(url string, err error, attempts int) {
+// setFailed records a failed attempt. It reports whether the broker
+// refused the credential where the attempt before did not.
+func (c *Client) setFailed(url string, err error, attempts int) (newlyUnauthorized bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.ended++
 	c.state.URL = url
 	c.state.LastError = err
 	c.state.Attempts = attempts
+	u := unauthorized(err)
+	newlyUnauthorized = u && !c.state.Unauthorized
+	c.state.Unauthorized = u
 	if standby(err) {
 		c.inStandby, c.state.Replaced = true, true
 	}
+	c.changedLocked()
+	return newlyUnauthorized
 }
 
 // connect dials ep and completes the hello.
@@ -675,6 +795,29 @@ func (c *Client) connect(ctx context.Context, ep Endpoint) (*clientConn, error) 
 	d, err := c.dialer(ep.URL)
 	if err != nil {
 		return nil, err
+	}
+	// The WebSocket handshake heeds ctx's deadline but not its
+	// cancellation: close the socket when ctx ends, so that Close never
+	// waits for a dial that hangs. Deferred after cancel, stop runs first.
+	var stop func() bool
+	defer func() {
+		if stop != nil {
+			stop()
+		}
+	}()
+	closeOnDone := func(dial func(context.Context, string, string) (net.Conn, error)) func(context.Context, string, string) (net.Conn, error) {
+		return func(dctx context.Context, network, addr string) (net.Conn, error) {
+			conn, err := dial(dctx, network, addr)
+			if err == nil {
+				stop = context.AfterFunc(ctx, func() { conn.Close() })
+			}
+			return conn, err
+		}
+	}
+	if d.NetDialTLSContext != nil {
+		d.NetDialTLSContext = closeOnDone(d.NetDialTLSContext)
+	} else {
+		d.NetDialContext = closeOnDone((&net.Dialer{}).DialContext)
 	}
 	ws, _, err := d.DialContext(ctx, ep.URL, nil)
 	if err != nil {
@@ -769,8 +912,10 @@ func (c *Client) serve(cc *clientConn) error {
 	c.mu.Lock()
 	c.cur = cc
 	c.inStandby = false
+	c.ended++
 	c.state = State{Connected: true, URL: cc.url, Since: time.Now()}
 	close(c.up)
+	c.changedLocked()
 	var resend [][]byte
 	for _, id := range c.order {
 		o := c.outbox[id]
@@ -832,6 +977,7 @@ func (c *Client) serve(cc *clientConn) error {
 	if standby(err) {
 		c.inStandby, c.state.Replaced = true, true
 	}
+	c.changedLocked()
 	for req, ch := range c.reqs {
 		ch <- reqResult{err: ErrNotConnected}
 		delete(c.reqs, req)

@@ -40,9 +40,10 @@ const (
 	toolWhoami    = "mcp__claudemesh__whoami"
 
 	toolMessageStatus = "mcp__claudemesh__message_status"
+	toolClearInbox    = "mcp__claudemesh__clear_inbox"
 )
 
-var meshTools = []string{toolSendDM, toolListPeers, toolInbox, toolWhoami, toolMessageStatus}
+var meshTools = []string{toolSendDM, toolListPeers, toolInbox, toolWhoami, toolMessageStatus, toolClearInbox}
 
 // claudemeshBin is the claudemesh binary TestMain builds for the package's
 // tests, "" when the tests are skipped.

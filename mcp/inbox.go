@@ -2,6 +2,7 @@ package mcp
 
 import (
 	"container/list"
+	"math"
 	"slices"
 	"sync"
 	"time"
@@ -25,7 +26,7 @@ type inbox struct {
 	unread   []Message
 	have     map[string]int // index in unread by id
 	returned map[string]*list.Element
-	order    *list.List // returned ids, oldest first
+	order    *list.List // returned DMs (gone), oldest first
 	// changed is called, without the lock, after the unread DMs changed.
 	changed func()
 }
@@ -35,8 +36,15 @@ type addResult int
 const (
 	added addResult = iota
 	duplicate
-	alreadyReturned
+	alreadyReturned // returned by the inbox tool: acknowledge it read
+	alreadyCleared  // discarded by clear_inbox: acknowledge it cleared
 )
+
+// gone is a DM the inbox no longer holds, and how it left.
+type gone struct {
+	id      string
+	cleared bool
+}
 
 func newInbox() *inbox {
 	return &inbox{have: make(map[string]int), returned: make(map[string]*list.Element), order: list.New(), changed: func() {}}
@@ -53,7 +61,10 @@ func (b *inbox) add(m Message) addResult {
 func (b *inbox) addLocked(m Message) addResult {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if _, ok := b.returned[m.ID]; ok {
+	if e, ok := b.returned[m.ID]; ok {
+		if e.Value.(gone).cleared {
+			return alreadyCleared
+		}
 		return alreadyReturned
 	}
 	if _, ok := b.have[m.ID]; ok {
@@ -83,14 +94,24 @@ func (b *inbox) markPushed(id string, t time.Time) {
 // take removes and returns up to max unread DMs, oldest first, and how
 // many remain.
 func (b *inbox) take(max int) ([]Message, int) {
-	out, left := b.takeLocked(max)
+	return b.remove(max, false)
+}
+
+// clear removes and returns every unread DM, to be discarded unread.
+func (b *inbox) clear() []Message {
+	out, _ := b.remove(math.MaxInt, true)
+	return out
+}
+
+func (b *inbox) remove(max int, cleared bool) ([]Message, int) {
+	out, left := b.removeLocked(max, cleared)
 	if len(out) > 0 {
 		b.changed()
 	}
 	return out, left
 }
 
-func (b *inbox) takeLocked(max int) ([]Message, int) {
+func (b *inbox) removeLocked(max int, cleared bool) ([]Message, int) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	n := min(max, len(b.unread))
@@ -101,9 +122,9 @@ func (b *inbox) takeLocked(max int) ([]Message, int) {
 		b.have[m.ID] = i
 	}
 	for _, m := range out {
-		b.returned[m.ID] = b.order.PushBack(m.ID)
+		b.returned[m.ID] = b.order.PushBack(gone{id: m.ID, cleared: cleared})
 		if b.order.Len() > returnedMemory {
-			delete(b.returned, b.order.Remove(b.order.Front()).(string))
+			delete(b.returned, b.order.Remove(b.order.Front()).(gone).id)
 		}
 	}
 	return out, len(b.unread)

@@ -203,6 +203,30 @@ func TestInbox(t *testing.T) {
 	}
 }
 
+// A DM the broker delivers again after its ack or clear was lost is
+// acknowledged the way it left the inbox: read if inbox returned it,
+// cleared if clear_inbox discarded it.
+func TestInboxRemembersHowADMLeft(t *testing.T) {
+	b := newInbox()
+	for _, id := range []string{"read", "c1", "c2"} {
+		b.add(msg(id))
+	}
+	if got, _ := b.take(1); fmt.Sprint(ids(got)) != "[read]" {
+		t.Fatalf("take(1) = %v", ids(got))
+	}
+	if got := b.clear(); fmt.Sprint(ids(got)) != "[c1 c2]" {
+		t.Fatalf("clear = %v, want [c1 c2]", ids(got))
+	}
+	if n := b.count(); n != 0 {
+		t.Errorf("%d DMs left after clear", n)
+	}
+	for id, want := range map[string]addResult{"read": alreadyReturned, "c1": alreadyCleared, "c2": alreadyCleared, "new": added} {
+		if r := b.add(msg(id)); r != want {
+			t.Errorf("add(%s) after it left = %v, want %v", id, r, want)
+		}
+	}
+}
+
 // Pushed DMs stay unread, marked, and no longer count as unseen.
 func TestInboxPushedStayUntilRead(t *testing.T) {
 	b := newInbox()

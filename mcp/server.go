@@ -3,10 +3,11 @@
 //
 // It loads the session's key from the identity keystore, keeps a broker
 // client connected, decrypts the DMs the broker pushes into an in-memory
-// inbox, and gives the model the tools send_dm, list_peers, inbox and
-// whoami. A DM is acknowledged to the broker only after the inbox tool has
-// returned it, so a DM is never lost between the broker and the model. The
-// server never touches the broker's store.
+// inbox, and gives the model the tools send_dm, list_peers, inbox,
+// clear_inbox, message_status and whoami, each behind a check of its
+// arguments against its input schema. A DM is acknowledged to the broker
+// only after the inbox tool has returned it, so a DM is never lost between
+// the broker and the model. The server never touches the broker's store.
 package mcp
 
 import (
@@ -78,6 +79,10 @@ type Config struct {
 	// StandbyProbe overrides how often a replaced session checks whether
 	// the other process is gone.
 	StandbyProbe time.Duration
+	// ConnectWait bounds how long a tool waits for a connection attempt in
+	// flight when no attempt has failed yet; 0 means 1s. Once an attempt
+	// failed, tools answer at once with its reason.
+	ConnectWait time.Duration
 	// RootCAs verifies a wss:// broker's certificate (CLAUDEMESH_CA); nil
 	// means the system's roots.
 	RootCAs *x509.CertPool
@@ -137,6 +142,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Delivery == "" {
 		cfg.Delivery = DeliveryPush
 	}
+	if cfg.ConnectWait <= 0 {
+		cfg.ConnectWait = connectWait
+	}
 	if err := validDelivery(cfg.Delivery); err != nil {
 		return nil, err
 	}
@@ -165,7 +173,9 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("session key: %w", err)
 	}
-	s.mcp = s.newMCPServer()
+	if s.mcp, err = s.newMCPServer(); err != nil {
+		return nil, err
+	}
 	s.inbox.changed = s.publishUnread
 	if cfg.Delivery == DeliveryPush && (cfg.MessagingSocket != "" || cfg.Channel) {
 		var channel func(Message)
@@ -315,6 +325,10 @@ func (s *Server) receive(b *binding, dm wire.DM) {
 	case alreadyReturned:
 		if err := b.client.Ack([]string{dm.ID}); err != nil {
 			s.log.Debug("re-ack DM", "msg_id", dm.ID, "err", err)
+		}
+	case alreadyCleared:
+		if err := b.client.Clear([]string{dm.ID}); err != nil {
+			s.log.Debug("re-clear DM", "msg_id", dm.ID, "err", err)
 		}
 	case added:
 		if err := b.client.Receipt([]string{dm.ID}, wire.ReceiptReceived); err != nil {

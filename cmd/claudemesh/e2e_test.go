@@ -843,8 +843,9 @@ func TestWithoutBroker(t *testing.T) {
 	if w.Connection != "connecting" || w.Broker != url || w.Name != "alice" || w.KeyID == "" || w.IdentityMode != "stable" {
 		t.Errorf("whoami without a broker = %+v, want alice connecting to %s", w, url)
 	}
-	// Both calls wait a little for the broker before giving up: run them
-	// side by side.
+	// Both calls answer with the reason: at once when an attempt has
+	// failed, after at most a second while the first is in flight. Run
+	// them side by side.
 	var wg sync.WaitGroup
 	results := make([]toolResult, 2)
 	errs := make([]error, 2)
@@ -1209,7 +1210,8 @@ func TestToolsList(t *testing.T) {
 	if err := json.Unmarshal(res.Result, &list); err != nil {
 		t.Fatal(err)
 	}
-	readOnly := map[string]bool{"send_dm": false, "list_peers": true, "inbox": false, "whoami": true, "message_status": true}
+	readOnly := map[string]bool{"send_dm": false, "list_peers": true, "inbox": false, "clear_inbox": false, "whoami": false, "message_status": true}
+	destructive := map[string]bool{"clear_inbox": true}
 	var names []string
 	for _, tool := range list.Tools {
 		names = append(names, tool.Name)
@@ -1228,7 +1230,7 @@ func TestToolsList(t *testing.T) {
 		}
 		want := map[string]any{
 			"readOnlyHint":    readOnly[tool.Name],
-			"destructiveHint": false,
+			"destructiveHint": destructive[tool.Name],
 			"openWorldHint":   !readOnly[tool.Name],
 		}
 		for k, v := range want {
@@ -1241,7 +1243,7 @@ func TestToolsList(t *testing.T) {
 		}
 	}
 	slices.Sort(names)
-	if want := []string{"inbox", "list_peers", "message_status", "send_dm", "whoami"}; !slices.Equal(names, want) {
+	if want := []string{"clear_inbox", "inbox", "list_peers", "message_status", "send_dm", "whoami"}; !slices.Equal(names, want) {
 		t.Errorf("tools = %v, want %v", names, want)
 	}
 	r.stdin.Close()

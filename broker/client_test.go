@@ -1,0 +1,219 @@
+package broker_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/claudemesh/claudemesh/broker"
+	"github.com/claudemesh/claudemesh/wire"
+)
+
+// closedURL returns a loopback WebSocket URL on which nothing listens.
+func closedURL(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return "ws://" + addr + broker.Path
+}
+
+// silentURL returns a loopback WebSocket URL whose listener accepts
+// connections and never answers: a connection attempt to it stays in
+// flight until the client's dial timeout. accepted receives a value for
+// each connection (buffered; sends never block).
+func silentURL(t *testing.T) (url string, accepted <-chan struct{}) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	acc := make(chan struct{}, 16)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var conns []net.Conn
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			select {
+			case acc <- struct{}{}:
+			default:
+			}
+		}
+	})
+	t.Cleanup(func() {
+		ln.Close()
+		wg.Wait()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+	})
+	return "ws://" + ln.Addr().String() + broker.Path, acc
+}
+
+func dialURL(t *testing.T, url string, opts ...func(*broker.ClientConfig)) *broker.Client {
+	t.Helper()
+	cfg := broker.ClientConfig{
+		Endpoint: func() (broker.Endpoint, error) { return broker.Endpoint{URL: url}, nil },
+		Key:      newKey(t, testMesh),
+		// No second attempt during the test: what Ready says comes from
+		// the first one.
+		MinBackoff: time.Hour,
+		MaxBackoff: time.Hour,
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	c, err := broker.Dial(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { closeWithin(t, "client", c) })
+	return c
+}
+
+// Once an attempt has failed, Ready answers with its reason without
+// waiting for the next one.
+func TestReadyDoesNotWaitAfterAFailedAttempt(t *testing.T) {
+	url := closedURL(t)
+	c := dialURL(t, url)
+	eventually(t, "the first attempt fails", func() bool { return c.State().Attempts > 0 })
+
+	ctx := waitCtx(t)
+	err := c.Ready(ctx)
+	if ctx.Err() != nil {
+		t.Fatalf("Ready waited until its context ended (%v): it must answer at once once an attempt failed", err)
+	}
+	if !errors.Is(err, broker.ErrNotConnected) {
+		t.Fatalf("Ready = %v, want ErrNotConnected", err)
+	}
+	var op *net.OpError
+	if !errors.As(err, &op) {
+		t.Errorf("Ready = %v, want it to carry the dial error", err)
+	}
+	if st := c.State(); st.Connected || st.URL != url || st.LastError == nil || st.Unauthorized {
+		t.Errorf("state = %+v, want not connected to %s, with the dial error", st, url)
+	}
+}
+
+// While the first attempt is in flight Ready waits for it, until its
+// context ends.
+func TestReadyWaitsForTheFirstAttempt(t *testing.T) {
+	url, _ := silentURL(t)
+	c := dialURL(t, url, func(cfg *broker.ClientConfig) { cfg.DialTimeout = time.Hour })
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	err := c.Ready(ctx)
+	if ctx.Err() == nil {
+		t.Fatalf("Ready = %v before its context ended, with an attempt still in flight", err)
+	}
+	if !errors.Is(err, broker.ErrNotConnected) {
+		t.Errorf("Ready = %v, want ErrNotConnected", err)
+	}
+
+	tb := newBroker(t, broker.Config{})
+	p := tb.dialNoWait(t, newKey(t, testMesh), "alice")
+	if err := p.Ready(waitCtx(t)); err != nil {
+		t.Errorf("Ready on a first attempt that succeeds = %v (state %+v)", err, p.State())
+	}
+}
+
+// A wrong credential is a refusal the client tells apart from an outage;
+// it keeps trying, reading the endpoint afresh, so a corrected credential
+// lets it in without a restart.
+func TestUnauthorizedIsReportedAndRetried(t *testing.T) {
+	tb := newBroker(t, broker.Config{})
+	var mu sync.Mutex
+	token := "stale-" + testToken
+	endpoint := func() (broker.Endpoint, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return broker.Endpoint{URL: tb.url, Token: token}, nil
+	}
+	p := tb.dialNoWait(t, newKey(t, testMesh), "alice", func(cfg *broker.ClientConfig) { cfg.Endpoint = endpoint })
+	eventually(t, "the broker refuses the credential", func() bool { return p.State().Unauthorized })
+
+	err := p.Ready(waitCtx(t))
+	we, ok := errors.AsType[*wire.Error](err)
+	if !errors.Is(err, broker.ErrNotConnected) || !ok || we.Code != wire.CodeUnauthorized {
+		t.Fatalf("Ready = %v, want ErrNotConnected carrying the broker's %s", err, wire.CodeUnauthorized)
+	}
+	if st := p.State(); st.Refused || st.Connected {
+		t.Errorf("state = %+v: a wrong credential must not stop the retries", st)
+	}
+	if n := p.logs.count("the broker refused this session's credential; retrying, with the credential read afresh each time"); n != 1 {
+		t.Errorf("%d warnings about the credential, want 1 however many attempts fail", n)
+	}
+
+	mu.Lock()
+	token = testToken
+	mu.Unlock()
+	if err := p.WaitConnected(waitCtx(t)); err != nil {
+		t.Fatalf("after the credential was corrected: %v (state %+v)", err, p.State())
+	}
+	if st := p.State(); st.Unauthorized || st.LastError != nil {
+		t.Errorf("connected state = %+v, want the refusal forgotten", st)
+	}
+}
+
+// TakeOver waits for the attempt it asks for and reports its outcome; it
+// leaves a client that holds its session alone.
+func TestTakeOver(t *testing.T) {
+	tb := newBroker(t, broker.Config{})
+	key := newKey(t, testMesh)
+	probe := func(cfg *broker.ClientConfig) { cfg.StandbyProbe = time.Hour }
+	first := tb.dial(t, key, "bob", probe)
+	if err := first.TakeOver(waitCtx(t)); err != nil {
+		t.Errorf("TakeOver of a connected client = %v, want nil", err)
+	}
+	second := tb.dial(t, key, "bob", probe)
+	eventually(t, "the first process stands by", func() bool { return first.State().Replaced })
+	if err := first.Ready(waitCtx(t)); !errors.Is(err, broker.ErrNotConnected) {
+		t.Errorf("Ready in standby = %v, want ErrNotConnected at once", err)
+	}
+
+	if err := first.TakeOver(waitCtx(t)); err != nil {
+		t.Fatalf("TakeOver = %v (state %+v)", err, first.State())
+	}
+	if st := first.State(); !st.Connected || st.Replaced {
+		t.Errorf("after TakeOver: %+v, want connected", st)
+	}
+	eventually(t, "the second process stands by", func() bool { return second.State().Replaced })
+	if n := tb.srv.Stats().Replacements; n != 2 {
+		t.Errorf("%d replacements, want 2", n)
+	}
+}
+
+// Close returns at once while an attempt hangs in the WebSocket handshake,
+// not after the dial timeout.
+func TestCloseDoesNotWaitForAHangingDial(t *testing.T) {
+	url, accepted := silentURL(t)
+	c, err := broker.Dial(broker.ClientConfig{
+		Endpoint:    func() (broker.Endpoint, error) { return broker.Endpoint{URL: url}, nil },
+		Key:         newKey(t, testMesh),
+		DialTimeout: time.Hour,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-accepted:
+	case <-waitCtx(t).Done():
+		t.Fatal("the client never connected to the silent listener")
+	}
+	closeWithin(t, "a client dialing a silent broker", c)
+}
