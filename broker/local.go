@@ -42,9 +42,9 @@ type LocalInfo struct {
 	StartedAt time.Time `json:"started_at"`
 }
 
-// WriteLocalInfo publishes info under home, replacing any earlier file
-// atomically.
-func WriteLocalInfo(home string, info LocalInfo) error {
+// writeLocalInfo publishes info under home, replacing any earlier file
+// atomically. Only the holder of the home's lock calls it (Lock.Publish).
+func writeLocalInfo(home string, info LocalInfo) error {
 	if err := os.MkdirAll(home, 0o700); err != nil {
 		return fmt.Errorf("write %s: %w", LocalFile, err)
 	}

@@ -149,6 +149,9 @@ func runBroker(ctx context.Context, args []string, stderr io.Writer) error {
 	// Listen first: a refused address leaves nothing behind on disk.
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
+		if running := broker.RunningOn(*data); running != nil {
+			return fmt.Errorf("broker: %w: %w", err, running)
+		}
 		return fmt.Errorf("broker: %w", err)
 	}
 	defer ln.Close()
@@ -170,6 +173,13 @@ func runBroker(ctx context.Context, args []string, stderr io.Writer) error {
 		log.Warn("PLAINTEXT: the broker listens without TLS on a non-loopback address; anyone on the network path can read the credential, names and message metadata (DMs stay end-to-end encrypted)", "addr", ln.Addr().String())
 	}
 
+	// One broker per data directory and per home, for its whole life:
+	// before anything is written to either.
+	lock, err := broker.LockLocal(home, *data, broker.Holder{PID: os.Getpid(), URL: url, StartedAt: time.Now().UTC()})
+	if err != nil {
+		return fmt.Errorf("broker: %w", err)
+	}
+	defer lock.Close()
 	token, err := broker.LoadOrCreateToken(*data)
 	if err != nil {
 		return err
@@ -191,7 +201,7 @@ func runBroker(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	defer srv.Close()
 
-	if err := broker.WriteLocalInfo(home, broker.LocalInfo{URL: url, Token: token, PID: os.Getpid(), StartedAt: time.Now().UTC()}); err != nil {
+	if err := lock.Publish(broker.LocalInfo{URL: url, Token: token, PID: os.Getpid(), StartedAt: time.Now().UTC()}); err != nil {
 		return err
 	}
 	mux := http.NewServeMux()
