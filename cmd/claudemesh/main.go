@@ -207,7 +207,8 @@ func runBroker(ctx context.Context, args []string, stderr io.Writer) error {
 	mux := http.NewServeMux()
 	mux.Handle(broker.Path, srv)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
-	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	hs := &http.Server{Handler: mux, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	srv.ConfigureHTTPServer(hs) // --handshake-timeout from accept to hello, HTTP request included
 	log.Info("broker listening", "url", url, "data", *data)
 
 	errc := make(chan error, 1)
