@@ -2,15 +2,19 @@ package broker_test
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"net"
+	"net/http/httptest"
 	"net/url"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
 
 	"github.com/claudemesh/claudemesh/broker"
+	"github.com/claudemesh/claudemesh/internal/testca"
 	"github.com/claudemesh/claudemesh/wire"
 )
 
@@ -56,7 +60,9 @@ func TestHandshakeTimeoutFromAccept(t *testing.T) {
 	tb := newBroker(t, broker.Config{HandshakeTimeout: timeout})
 	addr := hostPort(t, tb.url)
 
-	t.Run("clients", func(t *testing.T) { slowClients(t, addr, timeout) })
+	t.Run("clients", func(t *testing.T) {
+		slowClients(t, addr, timeout, func() (net.Conn, error) { return net.Dial("tcp", addr) })
+	})
 
 	// The broker still serves: a client that says hello at once gets in.
 	good := tb.dial(t, newKey(t, testMesh), "good")
@@ -66,8 +72,10 @@ func TestHandshakeTimeoutFromAccept(t *testing.T) {
 }
 
 // slowClients opens connections to addr that do not say hello, each its
-// own way, and checks that each is closed timeout after it was opened.
-func slowClients(t *testing.T, addr string, timeout time.Duration) {
+// own way, and checks that each is closed timeout after it was opened:
+// one that sends nothing over TCP, and one (dialled by dial, over TLS for
+// a wss:// broker) that writes its HTTP request a byte at a time.
+func slowClients(t *testing.T, addr string, timeout time.Duration, dial func() (net.Conn, error)) {
 	t.Run("silent TCP connection", func(t *testing.T) {
 		t.Parallel()
 		start := time.Now()
@@ -84,7 +92,7 @@ func slowClients(t *testing.T, addr string, timeout time.Duration) {
 	t.Run("HTTP request written slowly", func(t *testing.T) {
 		t.Parallel()
 		start := time.Now()
-		c, err := net.Dial("tcp", addr)
+		c, err := dial()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -119,6 +127,34 @@ func slowClients(t *testing.T, addr string, timeout time.Duration) {
 		if d < timeout {
 			t.Errorf("closed after %v, before the handshake timeout %v", d, timeout)
 		}
+	})
+}
+
+// The same holds for a wss:// broker, whose http.Server makes the TLS
+// handshake itself: a client silent in it, or slow after it, is closed.
+func TestHandshakeTimeoutFromAcceptTLS(t *testing.T) {
+	t.Parallel()
+	const timeout = 300 * time.Millisecond
+	ca := testca.New(t)
+	certFile, keyFile := ca.Issue(t, "127.0.0.1")
+	cfg, err := broker.ServerTLSConfig(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := broker.NewServer(broker.Config{Store: openStore(t, filepath.Join(t.TempDir(), "broker.db"), "NORMAL"), HandshakeTimeout: timeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewUnstartedServer(srv)
+	srv.ConfigureHTTPServer(ts.Config)
+	ts.TLS = cfg
+	ts.StartTLS()
+	t.Cleanup(ts.Close)
+	t.Cleanup(func() { srv.Close() })
+	addr := ts.Listener.Addr().String()
+
+	slowClients(t, addr, timeout, func() (net.Conn, error) {
+		return tls.Dial("tcp", addr, &tls.Config{RootCAs: ca.Pool()})
 	})
 }
 

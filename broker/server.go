@@ -369,7 +369,7 @@ type acceptedKey struct{}
 // ConfigureHTTPServer makes hs hold every connection it accepts to
 // HandshakeTimeout from its accept to a valid hello, all steps included: a
 // connection still in its TLS handshake or its HTTP request when the time
-// is up is closed without an answer, and an upgraded one that has not said
+// is up is closed, and an upgraded one that has not said
 // its hello is refused with handshake_timeout. So a client cannot hold a
 // connection open without saying who it is, however slowly it writes. It
 // sets hs.ConnContext and hs.ConnState, keeping any hooks hs had; no
