@@ -58,6 +58,7 @@ type conn struct {
 	// Guarded by Server.mu.
 	removed bool
 
+	helloBy  time.Time    // when the hello is due
 	bye      *wire.Bye    // set by the read loop when the client says bye
 	sendRate *rate.Bucket // DMs this session may send; used by the read loop only
 
@@ -344,7 +345,7 @@ func (c *conn) handshake() bool {
 	if !c.send(wire.Challenge{Version: wire.Version, Nonce: challenge}) {
 		return false
 	}
-	c.ws.SetReadDeadline(time.Now().Add(cfg.HandshakeTimeout))
+	c.ws.SetReadDeadline(c.helloBy)
 	typ, data, err := readMessage(c.ws, c.s.cfg.MaxFrameSize)
 	if err != nil {
 		var ne interface{ Timeout() bool }

@@ -672,10 +672,26 @@ func hostileCases() []hostileCase {
 			code:   wire.CodeBadMesh, closed: policy,
 		},
 		{
-			// An empty mesh is a missing field: refused by the decoder.
+			// An empty mesh is refused like any invalid mesh name.
 			name:   "mesh name empty",
 			attack: victimHello(vt, func(_ *scene, h *wire.Hello) { h.Mesh = "" }),
-			code:   wire.CodeBadFrame, closed: policy,
+			code:   wire.CodeBadMesh, closed: policy,
+		},
+		{
+			name: "mesh field missing",
+			attack: first(websocket.TextMessage, func(s *scene, ch []byte) []byte {
+				b, _ := wire.Encode(s.hello(ch, s.vt.key, nil, func(h *wire.Hello) { h.Mesh = "" }))
+				return bytes.Replace(b, []byte(`"mesh":"",`), nil, 1)
+			}),
+			code: wire.CodeBadMesh, closed: policy,
+		},
+		{
+			name: "member hello with an empty mesh",
+			attack: first(websocket.TextMessage, func(s *scene, ch []byte) []byte {
+				b, _ := wire.Encode(memberHello(ch, "", s.vicKey, "vic", ""))
+				return b
+			}),
+			code: wire.CodeBadMesh, closed: policy,
 		},
 		{
 			name:   "mesh name in upper case",

@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/claudemesh/claudemesh/internal/atomicfile"
 )
 
 // Defaults of a broker on the local machine.
@@ -40,9 +42,9 @@ type LocalInfo struct {
 	StartedAt time.Time `json:"started_at"`
 }
 
-// WriteLocalInfo publishes info under home, replacing any earlier file
-// atomically.
-func WriteLocalInfo(home string, info LocalInfo) error {
+// writeLocalInfo publishes info under home, replacing any earlier file
+// atomically. Only the holder of the home's lock calls it (Lock.Publish).
+func writeLocalInfo(home string, info LocalInfo) error {
 	if err := os.MkdirAll(home, 0o700); err != nil {
 		return fmt.Errorf("write %s: %w", LocalFile, err)
 	}
@@ -50,21 +52,7 @@ func WriteLocalInfo(home string, info LocalInfo) error {
 	if err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(home, ".broker-*.json")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", LocalFile, err)
-	}
-	defer os.Remove(f.Name())
-	if err := f.Chmod(0o600); err == nil {
-		_, err = f.Write(append(b, '\n'))
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), filepath.Join(home, LocalFile))
-	}
-	if err != nil {
+	if err := atomicfile.Write(filepath.Join(home, LocalFile), append(b, '\n'), 0o600); err != nil {
 		return fmt.Errorf("write %s: %w", LocalFile, err)
 	}
 	return nil
@@ -106,21 +94,9 @@ func LoadOrCreateToken(dataDir string) (string, error) {
 		raw := make([]byte, 32)
 		rand.Read(raw)
 		tok := hex.EncodeToString(raw)
-		// Write it under a temporary name (0600) and link it into place:
-		// the credential appears complete or not at all, so a broker
-		// starting at the same time never reads a half-written one.
-		f, err := os.CreateTemp(dataDir, ".credential-*")
-		if err != nil {
-			return "", fmt.Errorf("broker credential: %w", err)
-		}
-		_, err = f.WriteString(tok + "\n")
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err == nil {
-			err = os.Link(f.Name(), path)
-		}
-		os.Remove(f.Name())
+		// Created complete or not at all (and never replaced), so a
+		// broker starting at the same time never reads a half-written one.
+		err = atomicfile.Create(path, []byte(tok+"\n"), 0o600)
 		if errors.Is(err, fs.ErrExist) {
 			continue // another broker created it first: read theirs
 		}

@@ -19,10 +19,12 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/subtle"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
+	"net"
 	"net/http"
 	"sync"
 	"time"
@@ -53,8 +55,9 @@ type Config struct {
 	// known for 2×QueueTTL after it was sent), and how long a session is
 	// remembered after it was last seen. Default 7 days.
 	QueueTTL time.Duration
-	// HandshakeTimeout bounds the time from accept to a valid hello.
-	// Default 10s.
+	// HandshakeTimeout bounds the time from accept to a valid hello,
+	// the TLS handshake and the HTTP upgrade request included when the
+	// http.Server was set up by ConfigureHTTPServer. Default 10s.
 	HandshakeTimeout time.Duration
 	// PingInterval is how often the broker pings each client. Default 30s.
 	PingInterval time.Duration
@@ -174,6 +177,11 @@ type Server struct {
 	replacements uint64
 	memberRates  map[memberKey]*rate.Bucket // DMs per member
 	queues       map[queueKey]*queueEstimate
+
+	// accepting holds the handshake clock of each connection accepted by
+	// an http.Server set up by ConfigureHTTPServer, until it is upgraded
+	// or closed.
+	accepting sync.Map // net.Conn → *accepted
 
 	wg       sync.WaitGroup // connection handlers and the janitor
 	stop     chan struct{}
@@ -407,6 +415,53 @@ func (s *Server) Close() error {
 	return nil
 }
 
+// accepted is the handshake clock of one accepted connection.
+type accepted struct {
+	at    time.Time   // when it was accepted
+	timer *time.Timer // closes it HandshakeTimeout after at, unless stopped
+}
+
+type acceptedKey struct{}
+
+// ConfigureHTTPServer makes hs hold every connection it accepts to
+// HandshakeTimeout from its accept to a valid hello, all steps included: a
+// connection still in its TLS handshake or its HTTP request when the time
+// is up is closed, and an upgraded one that has not said
+// its hello is refused with handshake_timeout. So a client cannot hold a
+// connection open without saying who it is, however slowly it writes. It
+// sets hs.ConnContext and hs.ConnState, keeping any hooks hs had; no
+// ReadHeaderTimeout is needed besides. Call it before hs serves.
+func (s *Server) ConfigureHTTPServer(hs *http.Server) {
+	connContext, connState := hs.ConnContext, hs.ConnState
+	hs.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
+		if connContext != nil {
+			ctx = connContext(ctx, c)
+		}
+		raw := c
+		if tc, ok := c.(*tls.Conn); ok {
+			raw = tc.NetConn() // closing a tls.Conn may wait on its handshake
+		}
+		a := &accepted{at: time.Now()}
+		a.timer = time.AfterFunc(s.cfg.HandshakeTimeout, func() { raw.Close() })
+		s.accepting.Store(c, a)
+		return context.WithValue(ctx, acceptedKey{}, a)
+	}
+	hs.ConnState = func(c net.Conn, state http.ConnState) {
+		if connState != nil {
+			connState(c, state)
+		}
+		switch state {
+		case http.StateHijacked:
+			// ServeHTTP has it: it stops the clock once upgraded.
+			s.accepting.Delete(c)
+		case http.StateClosed:
+			if a, ok := s.accepting.LoadAndDelete(c); ok {
+				a.(*accepted).timer.Stop()
+			}
+		}
+	}
+}
+
 // ServeHTTP upgrades the request to a WebSocket and serves one client until
 // it disconnects or the server closes.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -422,12 +477,26 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	defer s.wg.Done()
 
+	// The hello is due HandshakeTimeout after the connection was accepted
+	// (when ConfigureHTTPServer set up the http.Server that accepted it),
+	// else after this request arrived.
+	helloBy := time.Now().Add(s.cfg.HandshakeTimeout)
+	a, _ := r.Context().Value(acceptedKey{}).(*accepted)
+	if a != nil {
+		helloBy = a.at.Add(s.cfg.HandshakeTimeout)
+	}
 	ws, err := s.upgrader.Upgrade(w, r, nil)
 	if err != nil {
 		s.log.Debug("websocket upgrade failed", "remote", r.RemoteAddr, "err", err)
 		return
 	}
+	if a != nil {
+		// From here the read deadline of the hello holds it, so that the
+		// client learns why it is closed.
+		a.timer.Stop()
+	}
 	c := newConn(s, ws, id)
+	c.helloBy = helloBy
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()

@@ -228,6 +228,7 @@ func serveConns(t testing.TB, st *sqlite.Store, cfg broker.Config, onConn func(*
 		srv.ServeHTTP(w, r)
 	}))
 	ts := httptest.NewUnstartedServer(mux)
+	srv.ConfigureHTTPServer(ts.Config)
 	if onConn != nil {
 		ts.Config.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
 			onConn(c.(*net.TCPConn))

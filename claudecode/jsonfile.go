@@ -9,6 +9,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/claudemesh/claudemesh/internal/atomicfile"
 )
 
 // object is a JSON object that keeps its members in order and each key and
@@ -236,35 +238,11 @@ func (f *jsonFile) bytes() []byte {
 // write replaces the file atomically with its new contents, keeping its
 // mode (0600 for a new file) and creating missing directories with 0700.
 func (f *jsonFile) write() error {
-	dir := filepath.Dir(f.target)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Dir(f.target), 0o700); err != nil {
 		return fmt.Errorf("write %s: %w", f.path, err)
 	}
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(f.target)+".claudemesh-*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", f.path, err)
-	}
-	err = writeAndClose(tmp, f.bytes(), f.mode)
-	if err == nil {
-		err = os.Rename(tmp.Name(), f.target)
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
+	if err := atomicfile.Write(f.target, f.bytes(), f.mode); err != nil {
 		return fmt.Errorf("write %s: %w", f.path, err)
 	}
 	return nil
-}
-
-func writeAndClose(tmp *os.File, data []byte, mode fs.FileMode) error {
-	_, err := tmp.Write(data)
-	if err == nil {
-		err = tmp.Chmod(mode)
-	}
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }

@@ -18,7 +18,8 @@
 // and by libsodium open on either side.
 //
 // The package touches only the local file system: it has no network access and
-// imports no other package of the project.
+// imports no other package of the project but internal/atomicfile, through
+// which it writes key files.
 package identity
 
 import (

@@ -13,9 +13,10 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
+
+	"github.com/claudemesh/claudemesh/internal/atomicfile"
 )
 
 // Keystore keeps one ed25519 key per (mesh, session UUID) under a home
@@ -25,8 +26,8 @@ import (
 // relaunched session racing its predecessor, or Claude Code starting the MCP
 // server twice) ask for the same key at once: every reader and writer of a
 // key file holds an exclusive flock on <uuid>.lock beside it, and a new file
-// appears under its final name only when complete (written to a temporary
-// file, synced, then hard-linked into place).
+// appears under its final name only when complete and synced
+// (atomicfile.Create).
 //
 // A Keystore is safe for concurrent use.
 type Keystore struct {
@@ -113,7 +114,7 @@ func (ks *Keystore) load(dir, path, mesh, id string) (*Key, error) {
 	case !errors.Is(err, fs.ErrNotExist):
 		return nil, err
 	}
-	if k, err = create(dir, path, mesh, id); err != nil {
+	if k, err = create(path, mesh, id); err != nil {
 		return nil, err
 	}
 	ks.logger.Debug("session key created", "mesh", mesh, "session", id, "key_id", k.ID())
@@ -202,7 +203,7 @@ func (ks *Keystore) moveAside(path, mesh, id string, cause error) error {
 }
 
 // create makes a new key and stores it at path. The caller holds the lock.
-func create(dir, path, mesh, id string) (*Key, error) {
+func create(path, mesh, id string) (*Key, error) {
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		return nil, err
@@ -215,49 +216,14 @@ func create(dir, path, mesh, id string) (*Key, error) {
 
 	// Temporary files left here by a process that died while creating this
 	// key hold a key nobody uses; nobody else can be writing one now.
-	prefix := "." + id + ".json.tmp-"
-	if entries, err := os.ReadDir(dir); err == nil {
-		for _, e := range entries {
-			if strings.HasPrefix(e.Name(), prefix) {
-				os.Remove(filepath.Join(dir, e.Name()))
-			}
-		}
-	}
-
-	tmp, err := os.CreateTemp(dir, prefix+"*")
-	if err != nil {
-		return nil, err
-	}
-	defer os.Remove(tmp.Name())
-	err = tmp.Chmod(0o600)
-	if err == nil {
-		_, err = tmp.Write(data)
-	}
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return nil, fmt.Errorf("write key file: %w", err)
-	}
-
-	// Link, unlike rename, never replaces an existing file.
-	if err := os.Link(tmp.Name(), path); errors.Is(err, fs.ErrExist) {
+	// Best effort: a leftover that cannot be removed harms nothing.
+	atomicfile.RemoveTemps(path)
+	// Create never replaces an existing file.
+	if err := atomicfile.Create(path, data, 0o600); errors.Is(err, fs.ErrExist) {
 		// Only a writer that ignores the lock gets here; keep its key.
 		return readKeyFile(path, mesh, id)
 	} else if err != nil {
 		return nil, fmt.Errorf("write key file: %w", err)
-	}
-	os.Remove(tmp.Name())
-	d, err := os.Open(dir)
-	if err != nil {
-		return nil, err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return nil, fmt.Errorf("sync %s: %w", dir, err)
 	}
 	return k, nil
 }

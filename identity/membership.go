@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/claudemesh/claudemesh/internal/atomicfile"
 )
 
 // Membership is this user's member key for one mesh on one broker, kept in
@@ -72,22 +74,11 @@ func SaveMembership(home string, m Membership, replace bool) error {
 	if err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(filepath.Dir(path), ".membership-*")
-	if err != nil {
-		return fmt.Errorf("save membership: %w", err)
+	write := atomicfile.Create
+	if replace {
+		write = atomicfile.Write
 	}
-	_, err = f.Write(append(b, '\n'))
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		if replace {
-			err = os.Rename(f.Name(), path)
-		} else {
-			err = os.Link(f.Name(), path)
-		}
-	}
-	os.Remove(f.Name())
+	err = write(path, append(b, '\n'), 0o600)
 	if errors.Is(err, fs.ErrExist) {
 		return fmt.Errorf("save membership: %s exists: this machine is already a member of mesh %s", path, m.Mesh)
 	}

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/claudemesh/claudemesh/internal/atomicfile"
 )
 
 // The server keeps, for the prompt hook, a small file that says how many
@@ -40,7 +42,7 @@ func writeUnread(path string, st unreadState) error {
 	if err != nil {
 		return err
 	}
-	return writeAtomic(path, b)
+	return atomicfile.Write(path, b, 0o600)
 }
 
 // Nudge returns the line the prompt hook adds to Claude's context for the

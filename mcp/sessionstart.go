@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/claudemesh/claudemesh/identity"
+	"github.com/claudemesh/claudemesh/internal/atomicfile"
 )
 
 // The SessionStart channel tells the MCP server which session its Claude
@@ -24,7 +25,7 @@ import (
 //
 //	$CLAUDEMESH_HOME/run/session-start-<claude pid>-<claude start time>.json
 //
-// (directory 0700, file 0600, replaced atomically). The server polls that
+// (directory 0700, file 0600, replaced atomically with atomicfile.Write). The server polls that
 // file. A file written before the server started is read at start, so the
 // order in which Claude Code starts the hook and the server does not
 // matter. The start time in the name keeps a reused pid from reading a
@@ -96,30 +97,10 @@ func PublishSessionStart(home string, ev SessionStart) (string, error) {
 		return "", err
 	}
 	path := filepath.Join(dir, proc.file(sessionStartKind))
-	if err := writeAtomic(path, b); err != nil {
+	if err := atomicfile.Write(path, b, 0o600); err != nil {
 		return "", fmt.Errorf("session start channel: %w", err)
 	}
 	return path, nil
-}
-
-// writeAtomic replaces path with data (mode 0600): readers see the old
-// contents or the new, never a part.
-func writeAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-	}
-	return err
 }
 
 // SessionStartFile returns the SessionStart channel file of the Claude

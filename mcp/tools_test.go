@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -520,7 +521,13 @@ func TestToolsWaitBrieflyForTheFirstAttempt(t *testing.T) {
 func TestWrongCredentialIsReported(t *testing.T) {
 	tb := startBroker(t)
 	home := t.TempDir()
-	if err := broker.WriteLocalInfo(home, broker.LocalInfo{URL: tb.url, Token: "stale-" + testToken}); err != nil {
+	// Publish broker.json as a broker does: under the home's lock.
+	lock, err := broker.LockLocal(home, t.TempDir(), broker.Holder{PID: os.Getpid(), URL: tb.url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lock.Close() })
+	if err := lock.Publish(broker.LocalInfo{URL: tb.url, Token: "stale-" + testToken}); err != nil {
 		t.Fatal(err)
 	}
 	ss := startSession(t, nil, "alice", func(cfg *Config) { cfg.Home = home })
@@ -546,7 +553,7 @@ func TestWrongCredentialIsReported(t *testing.T) {
 
 	// The broker's credential arrives in broker.json (the broker was
 	// restarted with this home): the session gets in without a restart.
-	if err := broker.WriteLocalInfo(home, broker.LocalInfo{URL: tb.url, Token: testToken}); err != nil {
+	if err := lock.Publish(broker.LocalInfo{URL: tb.url, Token: testToken}); err != nil {
 		t.Fatal(err)
 	}
 	ss.waitConnected(t)

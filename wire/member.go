@@ -227,8 +227,11 @@ func (h MemberHello) validate() error {
 	if err := checkVersion(h.Version); err != nil {
 		return err
 	}
-	if h.Mesh == "" || len(h.Key) != KeySize {
-		return errors.New("mesh and key are required")
+	if h.Mesh == "" {
+		return &ParseError{CodeBadMesh, errors.New("member_hello frame: mesh is required")}
+	}
+	if len(h.Key) != KeySize {
+		return errors.New("key is required")
 	}
 	if err := validMemberName(h.Name); err != nil {
 		return err

@@ -441,7 +441,8 @@ func (h Hello) validate() error {
 		return err
 	}
 	if h.Mesh == "" {
-		return errors.New("mesh is required")
+		// A mesh name refused like any other invalid one.
+		return &ParseError{CodeBadMesh, errors.New("hello frame: mesh is required")}
 	}
 	if len(h.Key) != KeySize {
 		return errors.New("key is required")

@@ -183,6 +183,9 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	// Listen first: a refused address leaves nothing behind on disk.
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
+		if running := broker.RunningOn(*data); running != nil {
+			return fmt.Errorf("broker: %w: %w", err, running)
+		}
 		return fmt.Errorf("broker: %w", err)
 	}
 	defer ln.Close()
@@ -207,6 +210,13 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := checkDataDir(*data); err != nil {
 		return err
 	}
+	// One broker per data directory and per home, for its whole life:
+	// before anything is written to either.
+	lock, err := broker.LockLocal(home, *data, broker.Holder{PID: os.Getpid(), URL: url, StartedAt: time.Now().UTC()})
+	if err != nil {
+		return fmt.Errorf("broker: %w", err)
+	}
+	defer lock.Close()
 	token, err := broker.LoadOrCreateToken(*data)
 	if err != nil {
 		return err
@@ -228,13 +238,14 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	defer srv.Close()
 
-	if err := broker.WriteLocalInfo(home, broker.LocalInfo{URL: url, Token: token, PID: os.Getpid(), StartedAt: time.Now().UTC()}); err != nil {
+	if err := lock.Publish(broker.LocalInfo{URL: url, Token: token, PID: os.Getpid(), StartedAt: time.Now().UTC()}); err != nil {
 		return err
 	}
 	mux := http.NewServeMux()
 	mux.Handle(broker.Path, srv)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
-	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	hs := &http.Server{Handler: mux, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	srv.ConfigureHTTPServer(hs) // --handshake-timeout from accept to hello, HTTP request included
 	log.Info("broker listening", "url", url, "data", *data, "ttl", ttl, "grace", grace, "liveness", liveness)
 
 	errc := make(chan error, 1)
