@@ -226,7 +226,7 @@ func (s *Server) brokerDown() *mcpgo.CallToolResult {
 		return mcpgo.NewToolResultError(standbyText(st))
 	}
 	if st.Refused {
-		return mcpgo.NewToolResultError(fmt.Sprintf("the claudemesh broker refuses this session: %v. It does not retry by itself: a member of mesh %q needs a membership on this machine (`claudemesh join BROKER_URL CODE` with an invite from the mesh's owner), and a removed member cannot come back without a new invite.", st.LastError, s.cfg.Mesh))
+		return mcpgo.NewToolResultError(s.refusedText(st))
 	}
 	if st.Unauthorized {
 		return mcpgo.NewToolResultError(s.credentialRefused(st))
@@ -236,6 +236,17 @@ func (s *Server) brokerDown() *mcpgo.CallToolResult {
 		why = st.LastError.Error()
 	}
 	return mcpgo.NewToolResultError(fmt.Sprintf("cannot reach the claudemesh broker at %s (%s). Start it with `claudemesh broker` (or check %s); this server reconnects automatically, so retry once it runs.", s.brokerURL(st), why, EnvBroker))
+}
+
+// refusedText explains a refusal the client does not retry.
+func (s *Server) refusedText(st broker.State) string {
+	if we, ok := errors.AsType[*wire.Error](st.LastError); ok && we.Code == wire.CodeSessionIDTaken {
+		b := s.bound()
+		return fmt.Sprintf("the claudemesh broker refuses this session: %v. It does not retry by itself. Session %s is registered in mesh %q to another key than this one (%s): "+
+			"either another process presents this session's id, or this session's key file (under %s) was lost or replaced. A new Claude Code session gets a new id and works.",
+			st.LastError, b.key.SessionID, s.cfg.Mesh, b.key.ID(), filepath.Join("$"+EnvHome, "sessions", s.cfg.Mesh))
+	}
+	return fmt.Sprintf("the claudemesh broker refuses this session: %v. It does not retry by itself: a member of mesh %q needs a membership on this machine (`claudemesh join BROKER_URL CODE` with an invite from the mesh's owner), and a removed member cannot come back without a new invite.", st.LastError, s.cfg.Mesh)
 }
 
 // credentialRefused explains a broker that refused this session's
