@@ -103,7 +103,7 @@ func slowClients(t *testing.T, addr string, timeout time.Duration, dial func() (
 		written := make(chan struct{})
 		go func() {
 			defer close(written)
-			req := "GET " + broker.Path + " HTTP/1.1\r\nHost: " + addr + "\r\nUpgrade: websocket\r\nX-Pad: "
+			req := "GET " + wire.Path + " HTTP/1.1\r\nHost: " + addr + "\r\nUpgrade: websocket\r\nX-Pad: "
 			tick := time.NewTicker(20 * time.Millisecond)
 			defer tick.Stop()
 			for i := 0; ; i++ {

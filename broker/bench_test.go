@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/claudemesh/claudemesh/broker"
+	"github.com/claudemesh/claudemesh/client"
 	"github.com/claudemesh/claudemesh/identity"
 	"github.com/claudemesh/claudemesh/wire"
 )
@@ -29,9 +30,9 @@ func benchBroker(b *testing.B, synchronous string) *testBroker {
 }
 
 // benchClient connects a client that hands every DM's id to onDM.
-func benchClient(b *testing.B, tb *testBroker, key *identity.Key, onDM func(id string)) *broker.Client {
+func benchClient(b *testing.B, tb *testBroker, key *identity.Key, onDM func(id string)) *client.Session {
 	b.Helper()
-	c, err := broker.Dial(broker.ClientConfig{
+	c, err := client.Dial(client.Config{
 		Endpoint:   tb.endpoint(),
 		Key:        key,
 		Name:       "bench",
@@ -113,7 +114,7 @@ func BenchmarkDMPathParallel(b *testing.B) {
 			got := make(chan string, b.N)
 			bob := benchClient(b, tb, bobKey, func(id string) { got <- id })
 			type sender struct {
-				c     *broker.Client
+				c     *client.Session
 				nonce [wire.NonceSize]byte
 				box   []byte
 			}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/claudemesh/claudemesh/broker"
+	"github.com/claudemesh/claudemesh/client"
 	"github.com/claudemesh/claudemesh/wire"
 )
 
@@ -21,7 +22,7 @@ func closedURL(t *testing.T) string {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	return "ws://" + addr + broker.Path
+	return "ws://" + addr + wire.Path
 }
 
 // silentURL returns a loopback WebSocket URL whose listener accepts
@@ -62,13 +63,13 @@ func silentURL(t *testing.T) (url string, accepted <-chan struct{}) {
 		}
 		mu.Unlock()
 	})
-	return "ws://" + ln.Addr().String() + broker.Path, acc
+	return "ws://" + ln.Addr().String() + wire.Path, acc
 }
 
-func dialURL(t *testing.T, url string, opts ...func(*broker.ClientConfig)) *broker.Client {
+func dialURL(t *testing.T, url string, opts ...func(*client.Config)) *client.Session {
 	t.Helper()
-	cfg := broker.ClientConfig{
-		Endpoint: func() (broker.Endpoint, error) { return broker.Endpoint{URL: url}, nil },
+	cfg := client.Config{
+		Endpoint: func() (client.Endpoint, error) { return client.Endpoint{URL: url}, nil },
 		Key:      newKey(t, testMesh),
 		// No second attempt during the test: what Ready says comes from
 		// the first one.
@@ -78,7 +79,7 @@ func dialURL(t *testing.T, url string, opts ...func(*broker.ClientConfig)) *brok
 	for _, o := range opts {
 		o(&cfg)
 	}
-	c, err := broker.Dial(cfg)
+	c, err := client.Dial(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +99,7 @@ func TestReadyDoesNotWaitAfterAFailedAttempt(t *testing.T) {
 	if ctx.Err() != nil {
 		t.Fatalf("Ready waited until its context ended (%v): it must answer at once once an attempt failed", err)
 	}
-	if !errors.Is(err, broker.ErrNotConnected) {
+	if !errors.Is(err, client.ErrNotConnected) {
 		t.Fatalf("Ready = %v, want ErrNotConnected", err)
 	}
 	var op *net.OpError
@@ -114,14 +115,14 @@ func TestReadyDoesNotWaitAfterAFailedAttempt(t *testing.T) {
 // context ends.
 func TestReadyWaitsForTheFirstAttempt(t *testing.T) {
 	url, _ := silentURL(t)
-	c := dialURL(t, url, func(cfg *broker.ClientConfig) { cfg.DialTimeout = time.Hour })
+	c := dialURL(t, url, func(cfg *client.Config) { cfg.DialTimeout = time.Hour })
 	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
 	defer cancel()
 	err := c.Ready(ctx)
 	if ctx.Err() == nil {
 		t.Fatalf("Ready = %v before its context ended, with an attempt still in flight", err)
 	}
-	if !errors.Is(err, broker.ErrNotConnected) {
+	if !errors.Is(err, client.ErrNotConnected) {
 		t.Errorf("Ready = %v, want ErrNotConnected", err)
 	}
 
@@ -139,17 +140,17 @@ func TestUnauthorizedIsReportedAndRetried(t *testing.T) {
 	tb := newBroker(t, broker.Config{})
 	var mu sync.Mutex
 	token := "stale-" + testToken
-	endpoint := func() (broker.Endpoint, error) {
+	endpoint := func() (client.Endpoint, error) {
 		mu.Lock()
 		defer mu.Unlock()
-		return broker.Endpoint{URL: tb.url, Token: token}, nil
+		return client.Endpoint{URL: tb.url, Token: token}, nil
 	}
-	p := tb.dialNoWait(t, newKey(t, testMesh), "alice", func(cfg *broker.ClientConfig) { cfg.Endpoint = endpoint })
+	p := tb.dialNoWait(t, newKey(t, testMesh), "alice", func(cfg *client.Config) { cfg.Endpoint = endpoint })
 	eventually(t, "the broker refuses the credential", func() bool { return p.State().Unauthorized })
 
 	err := p.Ready(waitCtx(t))
 	we, ok := errors.AsType[*wire.Error](err)
-	if !errors.Is(err, broker.ErrNotConnected) || !ok || we.Code != wire.CodeUnauthorized {
+	if !errors.Is(err, client.ErrNotConnected) || !ok || we.Code != wire.CodeUnauthorized {
 		t.Fatalf("Ready = %v, want ErrNotConnected carrying the broker's %s", err, wire.CodeUnauthorized)
 	}
 	if st := p.State(); st.Refused || st.Connected {
@@ -175,14 +176,14 @@ func TestUnauthorizedIsReportedAndRetried(t *testing.T) {
 func TestTakeOver(t *testing.T) {
 	tb := newBroker(t, broker.Config{})
 	key := newKey(t, testMesh)
-	probe := func(cfg *broker.ClientConfig) { cfg.StandbyProbe = time.Hour }
+	probe := func(cfg *client.Config) { cfg.StandbyProbe = time.Hour }
 	first := tb.dial(t, key, "bob", probe)
 	if err := first.TakeOver(waitCtx(t)); err != nil {
 		t.Errorf("TakeOver of a connected client = %v, want nil", err)
 	}
 	second := tb.dial(t, key, "bob", probe)
 	eventually(t, "the first process stands by", func() bool { return first.State().Replaced })
-	if err := first.Ready(waitCtx(t)); !errors.Is(err, broker.ErrNotConnected) {
+	if err := first.Ready(waitCtx(t)); !errors.Is(err, client.ErrNotConnected) {
 		t.Errorf("Ready in standby = %v, want ErrNotConnected at once", err)
 	}
 
@@ -202,8 +203,8 @@ func TestTakeOver(t *testing.T) {
 // not after the dial timeout.
 func TestCloseDoesNotWaitForAHangingDial(t *testing.T) {
 	url, accepted := silentURL(t)
-	c, err := broker.Dial(broker.ClientConfig{
-		Endpoint:    func() (broker.Endpoint, error) { return broker.Endpoint{URL: url}, nil },
+	c, err := client.Dial(client.Config{
+		Endpoint:    func() (client.Endpoint, error) { return client.Endpoint{URL: url}, nil },
 		Key:         newKey(t, testMesh),
 		DialTimeout: time.Hour,
 	})

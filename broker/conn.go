@@ -447,7 +447,7 @@ func refusedRef(data []byte) string {
 		if json.Unmarshal(f.Req, &req) != nil {
 			return ""
 		}
-		return refOf(req)
+		return wire.RefOf(req)
 	}
 	return ""
 }
@@ -715,7 +715,7 @@ func (c *conn) handleStatus(f wire.StatusRequest) {
 	sts, err := c.s.cfg.Store.Status(ctx, c.hello.Mesh, c.hello.Key, f.IDs, c.s.cfg.Now())
 	if err != nil {
 		c.log.Error("read DM status", "err", err)
-		c.reply(&wire.Error{Code: wire.CodeInternal, Message: "broker could not read the DM status; retry", Ref: refOf(f.Req)})
+		c.reply(&wire.Error{Code: wire.CodeInternal, Message: "broker could not read the DM status; retry", Ref: wire.RefOf(f.Req)})
 		return
 	}
 	out := make([]wire.MessageStatus, len(sts))
@@ -744,7 +744,7 @@ func (c *conn) handlePeers(f wire.PeersRequest) {
 	defer cancel()
 	fail := func(what string, err error) {
 		c.log.Error(what, "err", err)
-		c.reply(&wire.Error{Code: wire.CodeInternal, Message: "broker could not list sessions; retry", Ref: refOf(f.Req)})
+		c.reply(&wire.Error{Code: wire.CodeInternal, Message: "broker could not list sessions; retry", Ref: wire.RefOf(f.Req)})
 	}
 	seen, err := s.cfg.Store.Sessions(ctx, mesh, s.cfg.Now().Add(-s.cfg.QueueTTL))
 	if err != nil {

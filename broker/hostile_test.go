@@ -20,6 +20,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/claudemesh/claudemesh/broker"
+	"github.com/claudemesh/claudemesh/client"
 	"github.com/claudemesh/claudemesh/identity"
 	"github.com/claudemesh/claudemesh/store"
 	"github.com/claudemesh/claudemesh/wire"
@@ -65,7 +66,7 @@ func newHostileBroker(t *testing.T, cfg broker.Config) *hostileBroker {
 	}
 	tb.srv = srv
 	mux := http.NewServeMux()
-	mux.Handle(broker.Path, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle(wire.Path, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		defer func() {
 			if v := recover(); v != nil {
 				hb.mu.Lock()
@@ -76,7 +77,7 @@ func newHostileBroker(t *testing.T, cfg broker.Config) *hostileBroker {
 		srv.ServeHTTP(w, r)
 	}))
 	ts := httptest.NewServer(mux)
-	tb.url = "ws" + strings.TrimPrefix(ts.URL, "http") + broker.Path
+	tb.url = "ws" + strings.TrimPrefix(ts.URL, "http") + wire.Path
 	t.Cleanup(ts.Close)
 	t.Cleanup(func() {
 		if err := srv.Close(); err != nil {
@@ -131,7 +132,7 @@ type scene struct {
 	team, crew string
 	ownerKey   ed25519.PrivateKey // crew's owner
 	vicKey     ed25519.PrivateKey // crew's member that runs the victim session
-	owner      *broker.MemberConn
+	owner      *client.MemberConn
 	vt, vc     *victim // the victims in team and in crew
 }
 
@@ -146,8 +147,8 @@ func newMemberKey(t *testing.T) ed25519.PrivateKey {
 
 func pubOf(k ed25519.PrivateKey) wire.Key { return wire.Key(k.Public().(ed25519.PublicKey)) }
 
-func attestedBy(member ed25519.PrivateKey) func(*broker.ClientConfig) {
-	return func(c *broker.ClientConfig) { c.Member = member }
+func attestedBy(member ed25519.PrivateKey) func(*client.Config) {
+	return func(c *client.Config) { c.Member = member }
 }
 
 // newScene sets up the meshes of case n on hb and queues a DM for each
@@ -156,7 +157,7 @@ func newScene(t *testing.T, hb *hostileBroker, n int) *scene {
 	t.Helper()
 	s := &scene{hb: hb, team: fmt.Sprintf("team-%02d", n), crew: fmt.Sprintf("crew-%02d", n)}
 	s.ownerKey, s.vicKey = newMemberKey(t), newMemberKey(t)
-	owner, err := broker.DialMember(waitCtx(t), broker.MemberDial{URL: hb.url, Mesh: s.crew, Key: s.ownerKey, Name: "owner", Token: hb.token})
+	owner, err := client.DialMember(waitCtx(t), client.MemberDial{URL: hb.url, Mesh: s.crew, Key: s.ownerKey, Name: "owner", Token: hb.token})
 	if err != nil {
 		t.Fatalf("owner: %v", err)
 	}
@@ -204,7 +205,7 @@ func (s *scene) invite(t *testing.T, uses int) string {
 // joinAs enrolls key as member name with code.
 func (s *scene) joinAs(t *testing.T, key ed25519.PrivateKey, name, code string) {
 	t.Helper()
-	if _, err := broker.Join(waitCtx(t), broker.MemberDial{URL: s.hb.url, Key: key, Name: name}, code); err != nil {
+	if _, err := client.Join(waitCtx(t), client.MemberDial{URL: s.hb.url, Key: key, Name: name}, code); err != nil {
 		t.Fatalf("join as %s: %v", name, err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/claudemesh/claudemesh/broker"
+	"github.com/claudemesh/claudemesh/client"
 	"github.com/claudemesh/claudemesh/store"
 	"github.com/claudemesh/claudemesh/wire"
 )
@@ -100,7 +101,7 @@ func TestJoinAnswerIsNeverLostToTheClose(t *testing.T) {
 	for i := range n {
 		key := newMemberKey(t)
 		go func() {
-			_, err := broker.Join(waitCtx(t), broker.MemberDial{URL: hb.url, Key: key, Name: fmt.Sprint("m", i)}, code)
+			_, err := client.Join(waitCtx(t), client.MemberDial{URL: hb.url, Key: key, Name: fmt.Sprint("m", i)}, code)
 			errs <- err
 		}()
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/claudemesh/claudemesh/broker"
+	"github.com/claudemesh/claudemesh/client"
 	"github.com/claudemesh/claudemesh/wire"
 )
 
@@ -186,7 +187,7 @@ func TestReplacedClientStandsByWithoutFighting(t *testing.T) {
 	tb := newBroker(t, broker.Config{Now: clk.Now, Grace: grace})
 	alice := tb.dial(t, newKey(t, testMesh), "alice")
 	bobKey := newKey(t, testMesh)
-	first := tb.dial(t, bobKey, "bob", func(c *broker.ClientConfig) { c.StandbyProbe = 20 * time.Millisecond })
+	first := tb.dial(t, bobKey, "bob", func(c *client.Config) { c.StandbyProbe = 20 * time.Millisecond })
 
 	other := tb.join(t, bobKey, websocket.DefaultDialer) // another process
 	eventually(t, "the first process stands by", func() bool { return first.State().Replaced })
@@ -302,11 +303,11 @@ func TestHalfOpenConnectionGoesToGraceAndBack(t *testing.T) {
 	// client's reconnect does not find the old connection still there.
 	tb := newBroker(t, broker.Config{PingInterval: 50 * time.Millisecond, PongTimeout: 300 * time.Millisecond, Grace: time.Hour})
 	alice := tb.dial(t, newKey(t, testMesh), "alice")
-	proxy := newBlackhole(t, strings.TrimSuffix(strings.TrimPrefix(tb.url, "ws://"), broker.Path))
+	proxy := newBlackhole(t, strings.TrimSuffix(strings.TrimPrefix(tb.url, "ws://"), wire.Path))
 	bobKey := newKey(t, testMesh)
-	bob := tb.dial(t, bobKey, "bob", func(c *broker.ClientConfig) {
-		c.Endpoint = func() (broker.Endpoint, error) {
-			return broker.Endpoint{URL: "ws://" + proxy.ln.Addr().String() + broker.Path, Token: tb.token}, nil
+	bob := tb.dial(t, bobKey, "bob", func(c *client.Config) {
+		c.Endpoint = func() (client.Endpoint, error) {
+			return client.Endpoint{URL: "ws://" + proxy.ln.Addr().String() + wire.Path, Token: tb.token}, nil
 		}
 		c.PingInterval = 50 * time.Millisecond
 		c.PongTimeout = time.Second

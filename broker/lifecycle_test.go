@@ -12,6 +12,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/claudemesh/claudemesh/broker"
+	"github.com/claudemesh/claudemesh/client"
 	"github.com/claudemesh/claudemesh/wire"
 )
 
@@ -105,14 +106,14 @@ func TestCloseStopsEverything(t *testing.T) {
 	// A client between attempts closes promptly, and again.
 	closeWithin(t, "alice", alice)
 	closeWithin(t, "alice again", alice)
-	if _, err := alice.Send(t.Context(), id, bob.key.Public, [wire.NonceSize]byte{}, []byte{1}); !errors.Is(err, broker.ErrClosed) {
-		t.Errorf("send after close: %v, want %v", err, broker.ErrClosed)
+	if _, err := alice.Send(t.Context(), id, bob.key.Public, [wire.NonceSize]byte{}, []byte{1}); !errors.Is(err, client.ErrClosed) {
+		t.Errorf("send after close: %v, want %v", err, client.ErrClosed)
 	}
-	if _, err := alice.Peers(t.Context()); !errors.Is(err, broker.ErrClosed) {
-		t.Errorf("peers after close: %v, want %v", err, broker.ErrClosed)
+	if _, err := alice.Peers(t.Context()); !errors.Is(err, client.ErrClosed) {
+		t.Errorf("peers after close: %v, want %v", err, client.ErrClosed)
 	}
-	if err := alice.WaitConnected(t.Context()); !errors.Is(err, broker.ErrClosed) {
-		t.Errorf("wait connected after close: %v, want %v", err, broker.ErrClosed)
+	if err := alice.WaitConnected(t.Context()); !errors.Is(err, client.ErrClosed) {
+		t.Errorf("wait connected after close: %v, want %v", err, client.ErrClosed)
 	}
 
 	noBrokerGoroutines(t, "after closing the clients and the broker")

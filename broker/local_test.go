@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/claudemesh/claudemesh/broker"
+	"github.com/claudemesh/claudemesh/client"
+	"github.com/claudemesh/claudemesh/wire"
 )
 
 func mode(t *testing.T, path string) fs.FileMode {
@@ -86,29 +88,29 @@ func TestLoadOrCreateToken(t *testing.T) {
 func TestLocalInfo(t *testing.T) {
 	t.Parallel()
 	home := filepath.Join(t.TempDir(), "home") // does not exist yet
-	if _, err := broker.ReadLocalInfo(home); !errors.Is(err, fs.ErrNotExist) {
+	if _, err := client.ReadLocalInfo(home); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("read before any broker published: %v, want %v", err, fs.ErrNotExist)
 	}
-	want := broker.LocalInfo{
+	want := wire.LocalInfo{
 		URL:       "ws://127.0.0.1:40000/v1/ws",
 		Token:     "secret-token",
 		PID:       4242,
 		StartedAt: time.Date(2031, 1, 2, 3, 4, 5, 6, time.UTC),
 	}
-	for _, info := range []broker.LocalInfo{{URL: "ws://127.0.0.1:1/v1/ws", Token: "old"}, want} {
+	for _, info := range []wire.LocalInfo{{URL: "ws://127.0.0.1:1/v1/ws", Token: "old"}, want} {
 		if err := broker.WriteLocalInfo(home, info); err != nil {
 			t.Fatal(err)
 		}
 	}
-	got, err := broker.ReadLocalInfo(home)
+	got, err := client.ReadLocalInfo(home)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got.URL != want.URL || got.Token != want.Token || got.PID != want.PID || !got.StartedAt.Equal(want.StartedAt) {
 		t.Errorf("read %+v, want %+v", got, want)
 	}
-	if m := mode(t, filepath.Join(home, broker.LocalFile)); m != 0o600 {
-		t.Errorf("%s mode %v, want 0600", broker.LocalFile, m)
+	if m := mode(t, filepath.Join(home, wire.LocalFile)); m != 0o600 {
+		t.Errorf("%s mode %v, want 0600", wire.LocalFile, m)
 	}
 	if m := mode(t, home); m != 0o700 {
 		t.Errorf("home mode %v, want 0700", m)
@@ -116,13 +118,13 @@ func TestLocalInfo(t *testing.T) {
 	// The replacement leaves no temporary file behind.
 	entries, err := os.ReadDir(home)
 	if err != nil || len(entries) != 1 {
-		t.Errorf("home holds %v (%v), want only %s", entries, err, broker.LocalFile)
+		t.Errorf("home holds %v (%v), want only %s", entries, err, wire.LocalFile)
 	}
 
-	if err := os.WriteFile(filepath.Join(home, broker.LocalFile), []byte("{not json"), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(home, wire.LocalFile), []byte("{not json"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := broker.ReadLocalInfo(home); err == nil {
+	if _, err := client.ReadLocalInfo(home); err == nil {
 		t.Error("read a corrupt file without error")
 	}
 }
@@ -131,7 +133,7 @@ func TestLocalEndpoint(t *testing.T) {
 	t.Parallel()
 	const published = "ws://127.0.0.1:40000/v1/ws"
 	home := t.TempDir()
-	if err := broker.WriteLocalInfo(home, broker.LocalInfo{URL: published, Token: "local-secret"}); err != nil {
+	if err := broker.WriteLocalInfo(home, wire.LocalInfo{URL: published, Token: "local-secret"}); err != nil {
 		t.Fatal(err)
 	}
 	empty := t.TempDir()
@@ -140,25 +142,25 @@ func TestLocalEndpoint(t *testing.T) {
 		name     string
 		home     string
 		override string
-		want     broker.Endpoint
+		want     client.Endpoint
 	}{
-		{"published", home, "", broker.Endpoint{URL: published, Token: "local-secret"}},
-		{"nothing published", empty, "", broker.Endpoint{URL: broker.DefaultURL}},
-		{"override is the published URL", home, published, broker.Endpoint{URL: published, Token: "local-secret"}},
-		{"loopback override", home, "ws://127.0.0.1:7000/v1/ws", broker.Endpoint{URL: "ws://127.0.0.1:7000/v1/ws", Token: "local-secret"}},
-		{"other loopback address", home, "ws://127.9.9.9:7000/v1/ws", broker.Endpoint{URL: "ws://127.9.9.9:7000/v1/ws", Token: "local-secret"}},
-		{"IPv6 loopback override", home, "ws://[::1]:7000/v1/ws", broker.Endpoint{URL: "ws://[::1]:7000/v1/ws", Token: "local-secret"}},
-		{"localhost override", home, "ws://localhost:7000/v1/ws", broker.Endpoint{URL: "ws://localhost:7000/v1/ws", Token: "local-secret"}},
-		{"remote override", home, "ws://example.invalid/v1/ws", broker.Endpoint{URL: "ws://example.invalid/v1/ws"}},
-		{"remote override with a loopback-looking name", home, "ws://127.0.0.1.example.invalid/v1/ws", broker.Endpoint{URL: "ws://127.0.0.1.example.invalid/v1/ws"}},
-		{"remote override named after localhost", home, "wss://localhost.example.invalid/v1/ws", broker.Endpoint{URL: "wss://localhost.example.invalid/v1/ws"}},
-		{"remote override with loopback credentials in the URL", home, "ws://127.0.0.1@example.invalid/v1/ws", broker.Endpoint{URL: "ws://127.0.0.1@example.invalid/v1/ws"}},
-		{"any-address override", home, "ws://0.0.0.0:7733/v1/ws", broker.Endpoint{URL: "ws://0.0.0.0:7733/v1/ws"}},
-		{"loopback override, nothing published", empty, "ws://127.0.0.1:7000/v1/ws", broker.Endpoint{URL: "ws://127.0.0.1:7000/v1/ws"}},
+		{"published", home, "", client.Endpoint{URL: published, Token: "local-secret"}},
+		{"nothing published", empty, "", client.Endpoint{URL: wire.DefaultURL}},
+		{"override is the published URL", home, published, client.Endpoint{URL: published, Token: "local-secret"}},
+		{"loopback override", home, "ws://127.0.0.1:7000/v1/ws", client.Endpoint{URL: "ws://127.0.0.1:7000/v1/ws", Token: "local-secret"}},
+		{"other loopback address", home, "ws://127.9.9.9:7000/v1/ws", client.Endpoint{URL: "ws://127.9.9.9:7000/v1/ws", Token: "local-secret"}},
+		{"IPv6 loopback override", home, "ws://[::1]:7000/v1/ws", client.Endpoint{URL: "ws://[::1]:7000/v1/ws", Token: "local-secret"}},
+		{"localhost override", home, "ws://localhost:7000/v1/ws", client.Endpoint{URL: "ws://localhost:7000/v1/ws", Token: "local-secret"}},
+		{"remote override", home, "ws://example.invalid/v1/ws", client.Endpoint{URL: "ws://example.invalid/v1/ws"}},
+		{"remote override with a loopback-looking name", home, "ws://127.0.0.1.example.invalid/v1/ws", client.Endpoint{URL: "ws://127.0.0.1.example.invalid/v1/ws"}},
+		{"remote override named after localhost", home, "wss://localhost.example.invalid/v1/ws", client.Endpoint{URL: "wss://localhost.example.invalid/v1/ws"}},
+		{"remote override with loopback credentials in the URL", home, "ws://127.0.0.1@example.invalid/v1/ws", client.Endpoint{URL: "ws://127.0.0.1@example.invalid/v1/ws"}},
+		{"any-address override", home, "ws://0.0.0.0:7733/v1/ws", client.Endpoint{URL: "ws://0.0.0.0:7733/v1/ws"}},
+		{"loopback override, nothing published", empty, "ws://127.0.0.1:7000/v1/ws", client.Endpoint{URL: "ws://127.0.0.1:7000/v1/ws"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := broker.LocalEndpoint(tt.home, tt.override)()
+			got, err := client.LocalEndpoint(tt.home, tt.override)()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -170,12 +172,12 @@ func TestLocalEndpoint(t *testing.T) {
 
 	// The endpoint is resolved on every call: a broker that restarts on
 	// another port is followed.
-	ep := broker.LocalEndpoint(home, "")
+	ep := client.LocalEndpoint(home, "")
 	const moved = "ws://127.0.0.1:40001/v1/ws"
-	if err := broker.WriteLocalInfo(home, broker.LocalInfo{URL: moved, Token: "new-secret"}); err != nil {
+	if err := broker.WriteLocalInfo(home, wire.LocalInfo{URL: moved, Token: "new-secret"}); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := ep(); err != nil || got != (broker.Endpoint{URL: moved, Token: "new-secret"}) {
+	if got, err := ep(); err != nil || got != (client.Endpoint{URL: moved, Token: "new-secret"}) {
 		t.Errorf("after the broker moved: %+v, %v", got, err)
 	}
 }

@@ -4,16 +4,18 @@ import (
 	"testing"
 
 	"github.com/claudemesh/claudemesh/broker"
+	"github.com/claudemesh/claudemesh/client"
+	"github.com/claudemesh/claudemesh/wire"
 )
 
 func TestLocalEndpointTLS(t *testing.T) {
 	t.Parallel()
-	endpoint := func(published, override string) broker.Endpoint {
+	endpoint := func(published, override string) client.Endpoint {
 		home := t.TempDir()
-		if err := broker.WriteLocalInfo(home, broker.LocalInfo{URL: published, Token: "local-secret"}); err != nil {
+		if err := broker.WriteLocalInfo(home, wire.LocalInfo{URL: published, Token: "local-secret"}); err != nil {
 			t.Fatal(err)
 		}
-		ep, err := broker.LocalEndpoint(home, override)()
+		ep, err := client.LocalEndpoint(home, override)()
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -9,11 +9,13 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"github.com/claudemesh/claudemesh/wire"
 )
 
 // A local broker holds two locks for its whole life: one on its data
 // directory, so that no second broker runs on the same SQLite files, and one
-// on LocalFile in CLAUDEMESH_HOME, so that no second broker (with another
+// on wire.LocalFile in CLAUDEMESH_HOME, so that no second broker (with another
 // data directory) publishes over it. Each is an exclusive flock on a lock
 // file that is never removed; the kernel releases it when the process ends,
 // however it ends, so a broker that was killed blocks nothing. Each lock file
@@ -22,8 +24,8 @@ const (
 	// DataLockFile is the lock file in a broker's data directory.
 	DataLockFile = "broker.lock"
 	// HomeLockFile is the lock file in CLAUDEMESH_HOME that guards
-	// LocalFile.
-	HomeLockFile = LocalFile + ".lock"
+	// wire.LocalFile.
+	HomeLockFile = wire.LocalFile + ".lock"
 )
 
 // Holder is what a running broker records in the lock files it holds.
@@ -37,7 +39,7 @@ type Holder struct {
 // RunningError refuses to start a broker because another one holds a lock
 // it needs.
 type RunningError struct {
-	// Home is set when the lock is that of LocalFile in Dir (a broker with
+	// Home is set when the lock is that of wire.LocalFile in Dir (a broker with
 	// another data directory publishes there); otherwise Dir is the data
 	// directory.
 	Home   bool
@@ -55,19 +57,19 @@ func (e *RunningError) Error() string {
 	}
 	if e.Home {
 		return fmt.Sprintf("another broker (%s) publishes %s: stop it first, or run this one with another CLAUDEMESH_HOME",
-			who, filepath.Join(e.Dir, LocalFile))
+			who, filepath.Join(e.Dir, wire.LocalFile))
 	}
 	return fmt.Sprintf("another broker (%s) is running on data directory %s: stop it first, or use another data directory", who, e.Dir)
 }
 
 // Lock is a local broker's hold on its data directory and on the
-// LocalFile of its home. Only its holder publishes LocalFile.
+// wire.LocalFile of its home. Only its holder publishes wire.LocalFile.
 type Lock struct {
 	home       string
 	data, file *os.File // the lock files, open while held
 }
 
-// LockLocal takes, without waiting, the lock of LocalFile in home and then
+// LockLocal takes, without waiting, the lock of wire.LocalFile in home and then
 // that of dataDir, creating both directories (0700) and lock files as
 // needed, and records holder (with dataDir) in them. Take it before opening
 // the store or writing anything else in either directory. When another
@@ -171,11 +173,11 @@ func RunningOn(dataDir string) error {
 	return nil // not held; closing the file drops the probe's own lock
 }
 
-// Publish writes info to LocalFile in the home, replacing what an earlier
+// Publish writes info to wire.LocalFile in the home, replacing what an earlier
 // broker published.
-func (l *Lock) Publish(info LocalInfo) error { return writeLocalInfo(l.home, info) }
+func (l *Lock) Publish(info wire.LocalInfo) error { return writeLocalInfo(l.home, info) }
 
-// Close releases the locks. It leaves LocalFile as it is, so that sessions
+// Close releases the locks. It leaves wire.LocalFile as it is, so that sessions
 // keep the credential for when a broker starts again on the same data
 // directory. It is idempotent.
 func (l *Lock) Close() error {

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/claudemesh/claudemesh/broker"
+	"github.com/claudemesh/claudemesh/client"
+	"github.com/claudemesh/claudemesh/wire"
 )
 
 // The kernel does not care which process holds a flock, only which open
@@ -51,10 +53,10 @@ func TestLockLocal(t *testing.T) {
 	home, data := filepath.Join(root, "home"), filepath.Join(root, "home", "broker")
 	first := broker.Holder{PID: 4242, URL: "ws://127.0.0.1:40000/v1/ws", StartedAt: time.Now().UTC()}
 	l := lockLocal(t, home, data, first)
-	if err := l.Publish(broker.LocalInfo{URL: first.URL, Token: "first-secret", PID: first.PID}); err != nil {
+	if err := l.Publish(wire.LocalInfo{URL: first.URL, Token: "first-secret", PID: first.PID}); err != nil {
 		t.Fatal(err)
 	}
-	for _, path := range []string{filepath.Join(home, broker.HomeLockFile), filepath.Join(data, broker.DataLockFile), filepath.Join(home, broker.LocalFile)} {
+	for _, path := range []string{filepath.Join(home, broker.HomeLockFile), filepath.Join(data, broker.DataLockFile), filepath.Join(home, wire.LocalFile)} {
 		if m := mode(t, path); m != 0o600 {
 			t.Errorf("%s has mode %v, want 0600", path, m)
 		}
@@ -74,8 +76,8 @@ func TestLockLocal(t *testing.T) {
 		other := filepath.Join(root, "other-home")
 		_, err := broker.LockLocal(other, data, second)
 		refused(t, err, false, data, first)
-		if _, err := os.Stat(filepath.Join(other, broker.LocalFile)); err == nil {
-			t.Errorf("the refused broker published %s in its home", broker.LocalFile)
+		if _, err := os.Stat(filepath.Join(other, wire.LocalFile)); err == nil {
+			t.Errorf("the refused broker published %s in its home", wire.LocalFile)
 		}
 	})
 	t.Run("another data directory, same home", func(t *testing.T) {
@@ -90,7 +92,7 @@ func TestLockLocal(t *testing.T) {
 		}
 	})
 	// Nothing a refused broker did changed what the first one published.
-	if info, err := broker.ReadLocalInfo(home); err != nil || info.URL != first.URL || info.Token != "first-secret" {
+	if info, err := client.ReadLocalInfo(home); err != nil || info.URL != first.URL || info.Token != "first-secret" {
 		t.Errorf("broker.json after the refusals: %+v, %v; want the first broker's", info, err)
 	}
 
@@ -102,7 +104,7 @@ func TestLockLocal(t *testing.T) {
 		t.Errorf("RunningOn after the lock was released: %v", err)
 	}
 	next := lockLocal(t, home, data, second)
-	if err := next.Publish(broker.LocalInfo{URL: second.URL, Token: "first-secret", PID: second.PID}); err != nil {
+	if err := next.Publish(wire.LocalInfo{URL: second.URL, Token: "first-secret", PID: second.PID}); err != nil {
 		t.Fatal(err)
 	}
 	_, err := broker.LockLocal(home, data, first)

@@ -88,7 +88,7 @@ func (c *conn) serveMember(challenge []byte, h wire.MemberHello) {
 		}
 		if e != nil {
 			if req != 0 {
-				e.Ref = refOf(req)
+				e.Ref = wire.RefOf(req)
 			}
 			c.reply(e)
 			continue

@@ -1,4 +1,4 @@
-// Package broker is the claudemesh message broker and its client.
+// Package broker is the claudemesh message broker.
 //
 // Server accepts WebSocket connections, authenticates each session with a
 // signed hello (see wire.HelloTranscript), keeps one live connection per
@@ -6,8 +6,7 @@
 // pushes it to its recipient until the recipient acknowledges it (read or
 // cleared) or its TTL passes. It records the recipient's receipts (received,
 // pushed into its session) and tells a DM's sender, and only its sender,
-// where the DM stands. Client is the other end: it dials, says hello,
-// reconnects with backoff and resends what the broker has not acknowledged.
+// where the DM stands. The other end of the connection is package client.
 //
 // Lock order: Server.mu, then conn.mu. Neither is held across I/O or a
 // channel send.

@@ -20,6 +20,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/claudemesh/claudemesh/broker"
+	"github.com/claudemesh/claudemesh/client"
 	"github.com/claudemesh/claudemesh/identity"
 	"github.com/claudemesh/claudemesh/store/sqlite"
 	"github.com/claudemesh/claudemesh/wire"
@@ -220,7 +221,7 @@ func serveConns(t testing.TB, st *sqlite.Store, cfg broker.Config, onConn func(*
 	}
 	tb.srv = srv
 	mux := http.NewServeMux()
-	mux.Handle(broker.Path, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle(wire.Path, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		select {
 		case tb.accepted <- struct{}{}:
 		default:
@@ -236,7 +237,7 @@ func serveConns(t testing.TB, st *sqlite.Store, cfg broker.Config, onConn func(*
 		}
 	}
 	ts.Start()
-	tb.url = "ws" + strings.TrimPrefix(ts.URL, "http") + broker.Path
+	tb.url = "ws" + strings.TrimPrefix(ts.URL, "http") + wire.Path
 	// Cleanups run last-in first-out: the broker closes its WebSockets,
 	// then the HTTP server stops, then the store closes.
 	t.Cleanup(ts.Close)
@@ -253,9 +254,9 @@ func serveConns(t testing.TB, st *sqlite.Store, cfg broker.Config, onConn func(*
 	return tb
 }
 
-func (tb *testBroker) endpoint() func() (broker.Endpoint, error) {
-	return func() (broker.Endpoint, error) {
-		return broker.Endpoint{URL: tb.url, Token: tb.token}, nil
+func (tb *testBroker) endpoint() func() (client.Endpoint, error) {
+	return func() (client.Endpoint, error) {
+		return client.Endpoint{URL: tb.url, Token: tb.token}, nil
 	}
 }
 
@@ -318,9 +319,9 @@ func (in *inbox) wait(t testing.TB, id string) wire.DM {
 	}
 }
 
-// peer is a broker.Client with its key and what it received.
+// peer is a client.Session with its key and what it received.
 type peer struct {
-	*broker.Client
+	*client.Session
 	key  *identity.Key
 	in   *inbox
 	logs *logs
@@ -336,7 +337,7 @@ func newKey(t testing.TB, mesh string) *identity.Key {
 }
 
 // dial starts a client for key and waits until it is connected.
-func (tb *testBroker) dial(t testing.TB, key *identity.Key, name string, opts ...func(*broker.ClientConfig)) *peer {
+func (tb *testBroker) dial(t testing.TB, key *identity.Key, name string, opts ...func(*client.Config)) *peer {
 	t.Helper()
 	p := tb.dialNoWait(t, key, name, opts...)
 	if err := p.WaitConnected(waitCtx(t)); err != nil {
@@ -347,10 +348,10 @@ func (tb *testBroker) dial(t testing.TB, key *identity.Key, name string, opts ..
 
 // dialNoWait starts a client for key; the test closes it at the end.
 // Options adjust the client's configuration.
-func (tb *testBroker) dialNoWait(t testing.TB, key *identity.Key, name string, opts ...func(*broker.ClientConfig)) *peer {
+func (tb *testBroker) dialNoWait(t testing.TB, key *identity.Key, name string, opts ...func(*client.Config)) *peer {
 	t.Helper()
 	p := &peer{key: key, in: newInbox(), logs: new(logs)}
-	cfg := broker.ClientConfig{
+	cfg := client.Config{
 		Endpoint:   tb.endpoint(),
 		Key:        key,
 		Name:       name,
@@ -363,11 +364,11 @@ func (tb *testBroker) dialNoWait(t testing.TB, key *identity.Key, name string, o
 	for _, o := range opts {
 		o(&cfg)
 	}
-	c, err := broker.Dial(cfg)
+	c, err := client.Dial(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.Client = c
+	p.Session = c
 	t.Cleanup(func() { closeWithin(t, name, c) })
 	return p
 }

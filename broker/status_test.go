@@ -12,13 +12,14 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/claudemesh/claudemesh/broker"
+	"github.com/claudemesh/claudemesh/client"
 	"github.com/claudemesh/claudemesh/identity"
 	"github.com/claudemesh/claudemesh/wire"
 )
 
 // withClock dates a client's receipts with clk.
-func withClock(clk *clock) func(*broker.ClientConfig) {
-	return func(c *broker.ClientConfig) { c.Now = clk.Now }
+func withClock(clk *clock) func(*client.Config) {
+	return func(c *client.Config) { c.Now = clk.Now }
 }
 
 // settle returns once the broker has handled every frame p wrote so far.
@@ -388,8 +389,8 @@ func TestReceiptsForOthersDMsChangeNothing(t *testing.T) {
 func TestClientReportsWithoutConnection(t *testing.T) {
 	t.Parallel()
 	down := errors.New("no broker here")
-	p := (&testBroker{}).dialNoWait(t, newKey(t, testMesh), "alone", func(c *broker.ClientConfig) {
-		c.Endpoint = func() (broker.Endpoint, error) { return broker.Endpoint{}, down }
+	p := (&testBroker{}).dialNoWait(t, newKey(t, testMesh), "alone", func(c *client.Config) {
+		c.Endpoint = func() (client.Endpoint, error) { return client.Endpoint{}, down }
 	})
 	id := []string{uuid.NewString()}
 	for name, call := range map[string]func() error{
@@ -398,11 +399,11 @@ func TestClientReportsWithoutConnection(t *testing.T) {
 		"Ack":     func() error { return p.Ack(id) },
 		"Status":  func() error { _, err := p.Status(waitCtx(t), id); return err },
 	} {
-		if err := call(); !errors.Is(err, broker.ErrNotConnected) {
+		if err := call(); !errors.Is(err, client.ErrNotConnected) {
 			t.Errorf("%s without a connection: %v, want ErrNotConnected", name, err)
 		}
 	}
-	if err := p.Receipt(id, wire.StateRead); err == nil || errors.Is(err, broker.ErrNotConnected) {
+	if err := p.Receipt(id, wire.StateRead); err == nil || errors.Is(err, client.ErrNotConnected) {
 		t.Errorf("Receipt with a state that is no receipt state: %v, want it refused", err)
 	}
 }

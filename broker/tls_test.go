@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/claudemesh/claudemesh/broker"
+	"github.com/claudemesh/claudemesh/client"
 	"github.com/claudemesh/claudemesh/internal/testca"
 	"github.com/claudemesh/claudemesh/wire"
 )
@@ -31,7 +32,7 @@ func serveOn(t testing.TB, ln net.Listener, tlsConfig *tls.Config, host string) 
 	}
 	tb.srv = srv
 	mux := http.NewServeMux()
-	mux.Handle(broker.Path, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle(wire.Path, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		select {
 		case tb.accepted <- struct{}{}:
 		default:
@@ -46,10 +47,10 @@ func serveOn(t testing.TB, ln net.Listener, tlsConfig *tls.Config, host string) 
 	if tlsConfig != nil {
 		ts.TLS = tlsConfig
 		ts.StartTLS()
-		tb.url = "wss://" + net.JoinHostPort(host, port) + broker.Path
+		tb.url = "wss://" + net.JoinHostPort(host, port) + wire.Path
 	} else {
 		ts.Start()
-		tb.url = "ws://" + net.JoinHostPort(host, port) + broker.Path
+		tb.url = "ws://" + net.JoinHostPort(host, port) + wire.Path
 	}
 	t.Cleanup(ts.Close)
 	t.Cleanup(func() {
@@ -87,8 +88,8 @@ func newTLSBroker(t testing.TB, ca *testca.CA, hosts ...string) *testBroker {
 	return serveOn(t, listenLoopback(t), cfg, "127.0.0.1")
 }
 
-func withRoots(p *x509.CertPool) func(*broker.ClientConfig) {
-	return func(c *broker.ClientConfig) { c.RootCAs = p }
+func withRoots(p *x509.CertPool) func(*client.Config) {
+	return func(c *client.Config) { c.RootCAs = p }
 }
 
 // failure waits until p's connection attempts fail and returns why.
@@ -110,7 +111,7 @@ func TestTLSDM(t *testing.T) {
 	t.Parallel()
 	ca := testca.New(t)
 	tb := newTLSBroker(t, ca, "127.0.0.1", "::1", "localhost")
-	roots, err := broker.LoadRootCAs(ca.File(t)) // the system's roots and the CA, as CLAUDEMESH_CA gives them
+	roots, err := client.LoadRootCAs(ca.File(t)) // the system's roots and the CA, as CLAUDEMESH_CA gives them
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,17 +179,17 @@ func TestPlaintextRefusedBeyondLoopback(t *testing.T) {
 		t.Run(u, func(t *testing.T) {
 			t.Parallel()
 			var calls atomic.Int32
-			endpoint := func() (broker.Endpoint, error) {
+			endpoint := func() (client.Endpoint, error) {
 				calls.Add(1)
-				return broker.Endpoint{URL: u, Token: testToken}, nil
+				return client.Endpoint{URL: u, Token: testToken}, nil
 			}
-			p := (&testBroker{}).dialNoWait(t, newKey(t, testMesh), "alice", func(c *broker.ClientConfig) {
+			p := (&testBroker{}).dialNoWait(t, newKey(t, testMesh), "alice", func(c *client.Config) {
 				c.Endpoint = endpoint
 				c.DialTimeout = time.Hour // a dial would hang, not fail
 			})
 			err := p.failure(t)
-			if !errors.Is(err, broker.ErrPlaintext) {
-				t.Fatalf("error %v, want %v", err, broker.ErrPlaintext)
+			if !errors.Is(err, client.ErrPlaintext) {
+				t.Fatalf("error %v, want %v", err, client.ErrPlaintext)
 			}
 			for _, w := range []string{"wss://", "--tls-cert", "CLAUDEMESH_ALLOW_PLAINTEXT=1"} {
 				if !strings.Contains(err.Error(), w) {
@@ -208,8 +209,8 @@ func TestPlaintextLoopback(t *testing.T) {
 	for _, host := range []string{"127.0.0.1", "localhost", "LocalHost"} {
 		t.Run(host, func(t *testing.T) {
 			u := strings.Replace(tb.url, "localhost", host, 1)
-			p := tb.dial(t, newKey(t, testMesh), "alice", func(c *broker.ClientConfig) {
-				c.Endpoint = func() (broker.Endpoint, error) { return broker.Endpoint{URL: u, Token: testToken}, nil }
+			p := tb.dial(t, newKey(t, testMesh), "alice", func(c *client.Config) {
+				c.Endpoint = func() (client.Endpoint, error) { return client.Endpoint{URL: u, Token: testToken}, nil }
 			})
 			if s := p.State(); s.URL != u {
 				t.Errorf("connected to %s, want %s", s.URL, u)
@@ -245,14 +246,14 @@ func TestAllowPlaintext(t *testing.T) {
 	tb := serveOn(t, ln, nil, ip.String())
 
 	refused := tb.dialNoWait(t, newKey(t, testMesh), "careful")
-	if err := refused.failure(t); !errors.Is(err, broker.ErrPlaintext) {
-		t.Errorf("without AllowPlaintext: %v, want %v", err, broker.ErrPlaintext)
+	if err := refused.failure(t); !errors.Is(err, client.ErrPlaintext) {
+		t.Errorf("without AllowPlaintext: %v, want %v", err, client.ErrPlaintext)
 	}
 	if n := len(tb.accepted); n != 0 {
 		t.Errorf("the broker got %d WebSocket requests from a client that refuses plaintext", n)
 	}
 
-	allowed := tb.dial(t, newKey(t, testMesh), "trusting", func(c *broker.ClientConfig) { c.AllowPlaintext = true })
+	allowed := tb.dial(t, newKey(t, testMesh), "trusting", func(c *client.Config) { c.AllowPlaintext = true })
 	if s := allowed.State(); s.URL != tb.url {
 		t.Errorf("connected to %s, want %s", s.URL, tb.url)
 	}
@@ -376,7 +377,7 @@ func TestTLSHost(t *testing.T) {
 func TestLoadRootCAs(t *testing.T) {
 	t.Parallel()
 	ca := testca.New(t)
-	pool, err := broker.LoadRootCAs(ca.File(t))
+	pool, err := client.LoadRootCAs(ca.File(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -394,7 +395,7 @@ func TestLoadRootCAs(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, f := range []string{notPEM, keyFile, filepath.Join(t.TempDir(), "missing.pem")} {
-		if _, err := broker.LoadRootCAs(f); err == nil {
+		if _, err := client.LoadRootCAs(f); err == nil {
 			t.Errorf("LoadRootCAs(%s) succeeded, want an error", filepath.Base(f))
 		}
 	}

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"unicode"
 
-	"github.com/claudemesh/claudemesh/broker"
+	"github.com/claudemesh/claudemesh/client"
 	"github.com/claudemesh/claudemesh/identity"
 	"github.com/claudemesh/claudemesh/wire"
 )
@@ -118,7 +118,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 // CLAUDEMESH_ALLOW_PLAINTEXT.
 func TransportFromEnv(getenv func(string) string) (roots *x509.CertPool, allowPlaintext bool, err error) {
 	if f := getenv(EnvCA); f != "" {
-		if roots, err = broker.LoadRootCAs(f); err != nil {
+		if roots, err = client.LoadRootCAs(f); err != nil {
 			return nil, false, fmt.Errorf("%s: %w", EnvCA, err)
 		}
 	}

@@ -14,7 +14,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/claudemesh/claudemesh/broker"
+	"github.com/claudemesh/claudemesh/client"
 	"github.com/claudemesh/claudemesh/identity"
 )
 
@@ -69,7 +69,7 @@ func members(t *testing.T, tb *testBroker, mesh string) map[string]ed25519.Priva
 		}
 		keys[n] = k
 	}
-	owner, err := broker.DialMember(waitCtx(t), broker.MemberDial{URL: tb.url, Mesh: mesh, Key: keys["amy"], Name: "amy", Token: tb.token})
+	owner, err := client.DialMember(waitCtx(t), client.MemberDial{URL: tb.url, Mesh: mesh, Key: keys["amy"], Name: "amy", Token: tb.token})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +82,7 @@ func members(t *testing.T, tb *testBroker, mesh string) map[string]ed25519.Priva
 		t.Fatal(err)
 	}
 	for _, n := range []string{"ben", "cid"} {
-		if _, err := broker.Join(waitCtx(t), broker.MemberDial{URL: tb.url, Key: keys[n], Name: n}, inv.Code); err != nil {
+		if _, err := client.Join(waitCtx(t), client.MemberDial{URL: tb.url, Key: keys[n], Name: n}, inv.Code); err != nil {
 			t.Fatal(err)
 		}
 	}

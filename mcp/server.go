@@ -27,7 +27,7 @@ import (
 
 	"github.com/mark3labs/mcp-go/server"
 
-	"github.com/claudemesh/claudemesh/broker"
+	"github.com/claudemesh/claudemesh/client"
 	"github.com/claudemesh/claudemesh/identity"
 	"github.com/claudemesh/claudemesh/wire"
 )
@@ -72,8 +72,8 @@ type Config struct {
 	Member ed25519.PrivateKey
 	Logger *slog.Logger
 	// Endpoint overrides how the broker is found (tests); nil means
-	// broker.LocalEndpoint(Home, BrokerURL).
-	Endpoint func() (broker.Endpoint, error)
+	// client.LocalEndpoint(Home, BrokerURL).
+	Endpoint func() (client.Endpoint, error)
 	// MinBackoff and MaxBackoff override the client's reconnect delays.
 	MinBackoff, MaxBackoff time.Duration
 	// StandbyProbe overrides how often a replaced session checks whether
@@ -104,7 +104,7 @@ type Server struct {
 	cfg Config
 	log *slog.Logger
 	// endpoint is how the client finds the broker.
-	endpoint func() (broker.Endpoint, error)
+	endpoint func() (client.Endpoint, error)
 	keystore *identity.Keystore
 	inbox    *inbox
 	mcp      *server.MCPServer
@@ -127,7 +127,7 @@ type binding struct {
 	key    *identity.Key
 	name   string // display name presented to peers
 	source string // where the session id came from
-	client *broker.Client
+	client *client.Session
 }
 
 // New loads or creates the session key and starts connecting to the
@@ -158,7 +158,7 @@ func New(cfg Config) (*Server, error) {
 		endpoint:  cfg.Endpoint,
 	}
 	if s.endpoint == nil {
-		s.endpoint = broker.LocalEndpoint(cfg.Home, cfg.BrokerURL)
+		s.endpoint = client.LocalEndpoint(cfg.Home, cfg.BrokerURL)
 	}
 	var key *identity.Key
 	var err error
@@ -200,11 +200,11 @@ func New(cfg Config) (*Server, error) {
 }
 
 // bind makes key the server's identity with a new broker client. s.mu must
-// be held; broker.Dial does not block.
+// be held; client.Dial does not block.
 func (s *Server) bind(key *identity.Key, source string) error {
 	b := &binding{key: key, source: source, name: s.nameFor(key)}
 	log := s.log.With("session", key.SessionID, "key_id", key.ID())
-	c, err := broker.Dial(broker.ClientConfig{
+	c, err := client.Dial(client.Config{
 		Endpoint:     s.endpoint,
 		Key:          key,
 		Name:         b.name,

@@ -14,7 +14,7 @@ import (
 	mcpgo "github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
 
-	"github.com/claudemesh/claudemesh/broker"
+	"github.com/claudemesh/claudemesh/client"
 	"github.com/claudemesh/claudemesh/identity"
 	"github.com/claudemesh/claudemesh/wire"
 )
@@ -211,7 +211,7 @@ func (s *Server) newMCPServer() (*server.MCPServer, error) {
 }
 
 // standbyText explains a session that another process holds.
-func standbyText(st broker.State) string {
+func standbyText(st client.State) string {
 	why := ""
 	if st.LastError != nil {
 		why = " (" + st.LastError.Error() + ")"
@@ -239,7 +239,7 @@ func (s *Server) brokerDown() *mcpgo.CallToolResult {
 }
 
 // refusedText explains a refusal the client does not retry.
-func (s *Server) refusedText(st broker.State) string {
+func (s *Server) refusedText(st client.State) string {
 	if we, ok := errors.AsType[*wire.Error](st.LastError); ok && we.Code == wire.CodeSessionIDTaken {
 		b := s.bound()
 		return fmt.Sprintf("the claudemesh broker refuses this session: %v. It does not retry by itself. Session %s is registered in mesh %q to another key than this one (%s): "+
@@ -253,10 +253,10 @@ func (s *Server) refusedText(st broker.State) string {
 // credential: what the session sent, where the credential comes from, and
 // what to change. The client keeps retrying and reads broker.json afresh
 // each time.
-func (s *Server) credentialRefused(st broker.State) string {
-	file := "$" + EnvHome + "/" + broker.LocalFile
+func (s *Server) credentialRefused(st client.State) string {
+	file := "$" + EnvHome + "/" + wire.LocalFile
 	if s.cfg.Home != "" {
-		file += " (here " + filepath.Join(s.cfg.Home, broker.LocalFile) + ")"
+		file += " (here " + filepath.Join(s.cfg.Home, wire.LocalFile) + ")"
 	}
 	url := s.brokerURL(st)
 	if ep, err := s.endpoint(); err == nil && ep.Token == "" {
@@ -276,7 +276,7 @@ func (s *Server) credentialRefused(st broker.State) string {
 
 // brokerURL is the broker the client talks to: the one of its last
 // attempt, else the one its endpoint names now.
-func (s *Server) brokerURL(st broker.State) string {
+func (s *Server) brokerURL(st client.State) string {
 	if st.URL != "" {
 		return st.URL
 	}
@@ -286,7 +286,7 @@ func (s *Server) brokerURL(st broker.State) string {
 	if s.cfg.BrokerURL != "" {
 		return s.cfg.BrokerURL
 	}
-	return broker.DefaultURL
+	return wire.DefaultURL
 }
 
 // connected reports whether b's broker connection is up. It waits only
@@ -341,7 +341,7 @@ func (s *Server) sendDM(ctx context.Context, req mcpgo.CallToolRequest) (*mcpgo.
 	sctx, cancel := context.WithTimeout(ctx, sendWait)
 	defer cancel()
 	status, err := b.client.Send(sctx, id, ed25519.PublicKey(p.Key), nonce, box)
-	if errors.Is(err, broker.ErrUnconfirmed) {
+	if errors.Is(err, client.ErrUnconfirmed) {
 		status, err = "pending", nil
 	}
 	if err != nil {
@@ -363,7 +363,7 @@ func (s *Server) sendDM(ctx context.Context, req mcpgo.CallToolRequest) (*mcpgo.
 
 // toolError turns a broker or client failure into a tool error result.
 func (s *Server) toolError(op string, err error) *mcpgo.CallToolResult {
-	if errors.Is(err, broker.ErrNotConnected) {
+	if errors.Is(err, client.ErrNotConnected) {
 		return s.brokerDown()
 	}
 	if we, ok := errors.AsType[*wire.Error](err); ok {

@@ -15,11 +15,13 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/mark3labs/mcp-go/client"
+	mcpclient "github.com/mark3labs/mcp-go/client"
 	mcpgo "github.com/mark3labs/mcp-go/mcp"
 
 	"github.com/claudemesh/claudemesh/broker"
+	"github.com/claudemesh/claudemesh/client"
 	"github.com/claudemesh/claudemesh/store/sqlite"
+	"github.com/claudemesh/claudemesh/wire"
 )
 
 // waitTimeout bounds every wait for a condition; a passing run never waits
@@ -67,18 +69,18 @@ func startBroker(t *testing.T) *testBroker {
 		t.Fatal(err)
 	}
 	mux := http.NewServeMux()
-	mux.Handle(broker.Path, srv)
+	mux.Handle(wire.Path, srv)
 	ts := httptest.NewServer(mux)
 	// Last in, first out: the broker closes its WebSockets, then the HTTP
 	// server stops, then the store closes.
 	t.Cleanup(func() { st.Close() })
 	t.Cleanup(ts.Close)
 	t.Cleanup(func() { srv.Close() })
-	return &testBroker{url: "ws" + strings.TrimPrefix(ts.URL, "http") + broker.Path, token: testToken}
+	return &testBroker{url: "ws" + strings.TrimPrefix(ts.URL, "http") + wire.Path, token: testToken}
 }
 
-func (tb *testBroker) endpoint() func() (broker.Endpoint, error) {
-	return func() (broker.Endpoint, error) { return broker.Endpoint{URL: tb.url, Token: tb.token}, nil }
+func (tb *testBroker) endpoint() func() (client.Endpoint, error) {
+	return func() (client.Endpoint, error) { return client.Endpoint{URL: tb.url, Token: tb.token}, nil }
 }
 
 // closedURL returns a loopback WebSocket URL on which nothing listens.
@@ -90,13 +92,13 @@ func closedURL(t *testing.T) string {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	return "ws://" + addr + broker.Path
+	return "ws://" + addr + wire.Path
 }
 
 // session is an MCP server spoken to by an in-process MCP client.
 type session struct {
 	srv *Server
-	c   *client.Client
+	c   *mcpclient.Client
 }
 
 // startSession starts the MCP server of a new session named name; opts
@@ -122,7 +124,7 @@ func startSession(t *testing.T, tb *testBroker, name string, opts ...func(*Confi
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	c, err := client.NewInProcessClient(s.mcp)
+	c, err := mcpclient.NewInProcessClient(s.mcp)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -408,8 +410,8 @@ func TestToolAnnotations(t *testing.T) {
 	}
 }
 
-func staticEndpoint(url, token string) func() (broker.Endpoint, error) {
-	return func() (broker.Endpoint, error) { return broker.Endpoint{URL: url, Token: token}, nil }
+func staticEndpoint(url, token string) func() (client.Endpoint, error) {
+	return func() (client.Endpoint, error) { return client.Endpoint{URL: url, Token: token}, nil }
 }
 
 // inbox's result carries unread like every other tool's: the DMs not yet
@@ -504,7 +506,7 @@ func TestToolsWaitBrieflyForTheFirstAttempt(t *testing.T) {
 			c.Close()
 		}
 	})
-	url := "ws://" + ln.Addr().String() + broker.Path
+	url := "ws://" + ln.Addr().String() + wire.Path
 	ss := startSession(t, nil, "alice", func(cfg *Config) {
 		cfg.Endpoint = staticEndpoint(url, "")
 		cfg.ConnectWait = 50 * time.Millisecond
@@ -527,7 +529,7 @@ func TestWrongCredentialIsReported(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { lock.Close() })
-	if err := lock.Publish(broker.LocalInfo{URL: tb.url, Token: "stale-" + testToken}); err != nil {
+	if err := lock.Publish(wire.LocalInfo{URL: tb.url, Token: "stale-" + testToken}); err != nil {
 		t.Fatal(err)
 	}
 	ss := startSession(t, nil, "alice", func(cfg *Config) { cfg.Home = home })
@@ -537,7 +539,7 @@ func TestWrongCredentialIsReported(t *testing.T) {
 		res, text := ss.call(t, tool, map[string]any{"list_peers": nil, "send_dm": map[string]any{"to": "bob", "message": "hi"}}[tool])
 		for _, w := range []string{
 			"the broker at " + tb.url + " refused this session: wrong credential",
-			filepath.Join(home, broker.LocalFile), "$CLAUDEMESH_HOME/broker.json", "same user", "restart this Claude Code session",
+			filepath.Join(home, wire.LocalFile), "$CLAUDEMESH_HOME/broker.json", "same user", "restart this Claude Code session",
 		} {
 			if !res.IsError || !strings.Contains(text, w) {
 				t.Errorf("%s with a stale credential: isError=%v %q, want it to say %q", tool, res.IsError, text, w)
@@ -553,7 +555,7 @@ func TestWrongCredentialIsReported(t *testing.T) {
 
 	// The broker's credential arrives in broker.json (the broker was
 	// restarted with this home): the session gets in without a restart.
-	if err := lock.Publish(broker.LocalInfo{URL: tb.url, Token: testToken}); err != nil {
+	if err := lock.Publish(wire.LocalInfo{URL: tb.url, Token: testToken}); err != nil {
 		t.Fatal(err)
 	}
 	ss.waitConnected(t)

@@ -26,7 +26,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/mark3labs/mcp-go/client"
+	mcpclient "github.com/mark3labs/mcp-go/client"
 	"github.com/mark3labs/mcp-go/client/transport"
 	mcpgo "github.com/mark3labs/mcp-go/mcp"
 
@@ -203,7 +203,7 @@ func (b *brokerProc) stop(t *testing.T) {
 type session struct {
 	*proc
 	name  string
-	c     *client.Client
+	c     *mcpclient.Client
 	stdin *os.File
 }
 
@@ -243,7 +243,7 @@ func startSession(t *testing.T, cfg sessionConfig) *session {
 	s.proc = startProc(t, "mcp "+cfg.name, cmd, log)
 	inR.Close()
 	outW.Close()
-	s.c = client.NewClient(transport.NewIO(outR, inW, nil))
+	s.c = mcpclient.NewClient(transport.NewIO(outR, inW, nil))
 	t.Cleanup(func() {
 		s.c.Close() // closes stdin
 		select {

@@ -134,7 +134,7 @@ const (
 
 func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	c := newCmdLine("broker", brokerHelp, stdout)
-	listen := c.String("listen", broker.DefaultListen, "`ADDR` to listen on (host:port; port 0 picks a free one); a non-loopback address needs --tls-cert or --allow-plaintext")
+	listen := c.String("listen", wire.DefaultListen, "`ADDR` to listen on (host:port; port 0 picks a free one); a non-loopback address needs --tls-cert or --allow-plaintext")
 	data := c.String("data", "", "directory `DIR` of the broker's database and credential (default $CLAUDEMESH_HOME/broker)")
 	var ttl, grace, liveness time.Duration
 	durationVar(c.FlagSet, &ttl, "ttl", 7*day, time.Minute, 3650*day, "how long an undelivered DM, and a session not seen, is kept")
@@ -189,7 +189,7 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return fmt.Errorf("broker: %w", err)
 	}
 	defer ln.Close()
-	url := "ws://" + dialable(ln.Addr()) + broker.Path
+	url := "ws://" + dialable(ln.Addr()) + wire.Path
 	if tlsConfig != nil {
 		leaf := tlsConfig.Certificates[0].Leaf
 		host, ok := broker.TLSHost(ln.Addr(), leaf)
@@ -197,7 +197,7 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			log.Warn("the TLS certificate names no address of this broker: local sessions will refuse it", "host", host, "dns_names", leaf.DNSNames, "ip_addresses", leaf.IPAddresses)
 		}
 		_, port, _ := net.SplitHostPort(ln.Addr().String())
-		url = "wss://" + net.JoinHostPort(host, port) + broker.Path
+		url = "wss://" + net.JoinHostPort(host, port) + wire.Path
 		ln = tls.NewListener(ln, tlsConfig)
 	} else if a, _ := ln.Addr().(*net.TCPAddr); a == nil || !a.IP.IsLoopback() {
 		if !*allowPlaintext {
@@ -238,11 +238,11 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	defer srv.Close()
 
-	if err := lock.Publish(broker.LocalInfo{URL: url, Token: token, PID: os.Getpid(), StartedAt: time.Now().UTC()}); err != nil {
+	if err := lock.Publish(wire.LocalInfo{URL: url, Token: token, PID: os.Getpid(), StartedAt: time.Now().UTC()}); err != nil {
 		return err
 	}
 	mux := http.NewServeMux()
-	mux.Handle(broker.Path, srv)
+	mux.Handle(wire.Path, srv)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	hs := &http.Server{Handler: mux, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 	srv.ConfigureHTTPServer(hs) // --handshake-timeout from accept to hello, HTTP request included

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/claudemesh/claudemesh/broker"
+	"github.com/claudemesh/claudemesh/client"
 	"github.com/claudemesh/claudemesh/identity"
 	"github.com/claudemesh/claudemesh/mcp"
 	"github.com/claudemesh/claudemesh/wire"
@@ -22,7 +23,7 @@ const memberTimeout = 30 * time.Second
 
 // secureDial sets how to reach a broker: CLAUDEMESH_CA and
 // CLAUDEMESH_ALLOW_PLAINTEXT, as the MCP server reads them.
-func secureDial(d *broker.MemberDial) (err error) {
+func secureDial(d *client.MemberDial) (err error) {
 	d.RootCAs, d.AllowPlaintext, err = mcp.TransportFromEnv(os.Getenv)
 	return err
 }
@@ -82,7 +83,7 @@ func runMesh(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	ep, err := broker.LocalEndpoint(home, *brokerURL)()
+	ep, err := client.LocalEndpoint(home, *brokerURL)()
 	if err != nil {
 		return err
 	}
@@ -96,13 +97,13 @@ func runMesh(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	d := broker.MemberDial{URL: ep.URL, Token: ep.Token, Mesh: mesh, Key: key, Name: *name}
+	d := client.MemberDial{URL: ep.URL, Token: ep.Token, Mesh: mesh, Key: key, Name: *name}
 	if err := secureDial(&d); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, memberTimeout)
 	defer cancel()
-	mc, err := broker.DialMember(ctx, d)
+	mc, err := client.DialMember(ctx, d)
 	if err != nil {
 		return fmt.Errorf("mesh create: %w", err)
 	}
@@ -135,7 +136,7 @@ func memberName(c *cmdLine, name string) (string, error) {
 
 // memberConn opens a member connection for a mesh this machine belongs
 // to: --mesh, else CLAUDEMESH_MESH, else the only mesh joined.
-func memberConn(ctx context.Context, mesh string) (*broker.MemberConn, identity.Membership, error) {
+func memberConn(ctx context.Context, mesh string) (*client.MemberConn, identity.Membership, error) {
 	home, err := mcp.HomeFromEnv(os.Getenv)
 	if err != nil {
 		return nil, identity.Membership{}, err
@@ -163,11 +164,11 @@ func memberConn(ctx context.Context, mesh string) (*broker.MemberConn, identity.
 	if err != nil {
 		return nil, m, err
 	}
-	d := broker.MemberDial{URL: m.Broker, Mesh: m.Mesh, Key: m.Key, Name: m.Name}
+	d := client.MemberDial{URL: m.Broker, Mesh: m.Mesh, Key: m.Key, Name: m.Name}
 	if err := secureDial(&d); err != nil {
 		return nil, m, err
 	}
-	mc, err := broker.DialMember(ctx, d)
+	mc, err := client.DialMember(ctx, d)
 	return mc, m, err
 }
 
@@ -272,13 +273,13 @@ func runJoin(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	d := broker.MemberDial{URL: url, Key: key, Name: *name}
+	d := client.MemberDial{URL: url, Key: key, Name: *name}
 	if err := secureDial(&d); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, memberTimeout)
 	defer cancel()
-	joined, err := broker.Join(ctx, d, code)
+	joined, err := client.Join(ctx, d, code)
 	if err != nil {
 		return fmt.Errorf("join: %w", err)
 	}

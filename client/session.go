@@ -1,4 +1,11 @@
-package broker
+// Package client is the broker's other end, as sessions and members use
+// it: Session dials a broker, says the signed hello of a session key,
+// reconnects with backoff, resends what the broker has not confirmed and
+// stands by when another process holds the session; MemberConn and Join
+// speak for a member key (creating meshes, invites, joining). It imports
+// only wire and identity: a program that talks to a broker does not link
+// the broker.
+package client
 
 import (
 	"context"
@@ -26,8 +33,8 @@ type Endpoint struct {
 	Token string // broker credential; "" when the broker needs none
 }
 
-// ClientConfig configures a Client. Key and Endpoint are required.
-type ClientConfig struct {
+// Config configures a Session. Key and Endpoint are required.
+type Config struct {
 	// Endpoint is called before every connection attempt, so a client
 	// follows a broker that restarted on another port or with a new
 	// credential.
@@ -57,7 +64,7 @@ type ClientConfig struct {
 	// half-open connection. Default 75s.
 	PongTimeout time.Duration
 	// StandbyProbe is how often a replaced client asks whether its session
-	// is free again (see Client). Default 30s, jittered.
+	// is free again (see Session). Default 30s, jittered.
 	StandbyProbe time.Duration
 	// Instance identifies this client to the broker across its reconnects;
 	// "" picks a random UUID.
@@ -81,7 +88,7 @@ type ClientConfig struct {
 	AllowPlaintext bool
 }
 
-// Errors returned by Client methods.
+// Errors returned by Session methods.
 var (
 	// ErrClosed: the client was closed.
 	ErrClosed = errors.New("broker client closed")
@@ -101,7 +108,7 @@ type State struct {
 	LastError error     // why the last connection ended or failed
 	Attempts  int       // failed attempts since the last good connection
 	// Replaced is true while another process holds this session: the
-	// client is in standby (see Client) and LastError says since when.
+	// client is in standby (see Session) and LastError says since when.
 	Replaced bool
 	// Refused is true when the broker refused the session for good (not a
 	// member, removed, another member's session key): the client does not
@@ -117,7 +124,7 @@ type State struct {
 	Outbox       int // DMs sent but not yet confirmed
 }
 
-// Client is a broker connection that keeps itself up. Its methods are safe
+// Session is a broker connection that keeps itself up. Its methods are safe
 // for concurrent use.
 //
 // When another process presents the same session key, the broker gives the
@@ -127,8 +134,8 @@ type State struct {
 // StandbyProbe it says a standby hello, which the broker accepts only once
 // the other process has been gone for the grace period, and Reconnect
 // takes the session back at once.
-type Client struct {
-	cfg ClientConfig
+type Session struct {
+	cfg Config
 	log *slog.Logger
 
 	mu        sync.Mutex
@@ -172,7 +179,7 @@ type reqResult struct {
 // Dial starts a client that connects to the broker in the background and
 // stays connected until Close. It does not wait for the first connection;
 // see WaitConnected.
-func Dial(cfg ClientConfig) (*Client, error) {
+func Dial(cfg Config) (*Session, error) {
 	if cfg.Key == nil || cfg.Endpoint == nil {
 		return nil, errors.New("dial broker: key and endpoint are required")
 	}
@@ -203,7 +210,7 @@ func Dial(cfg ClientConfig) (*Client, error) {
 	if cfg.Instance == "" {
 		cfg.Instance = uuid.NewString()
 	}
-	c := &Client{
+	c := &Session{
 		cfg:       cfg,
 		log:       cfg.Logger,
 		up:        make(chan struct{}),
@@ -222,7 +229,7 @@ func Dial(cfg ClientConfig) (*Client, error) {
 // Close says bye to the broker, which ends the session's presence at once
 // (no grace period), disconnects, and returns once the client's goroutines
 // have exited. Unconfirmed DMs are abandoned. It is idempotent.
-func (c *Client) Close() error {
+func (c *Session) Close() error {
 	return c.close(false)
 }
 
@@ -230,7 +237,7 @@ func (c *Client) Close() error {
 // outbox, then closes the client like Close. With forget the broker also
 // forgets the session unless DMs wait for it: for an identity that turned
 // out never to be a real session.
-func (c *Client) Leave(ctx context.Context, forget bool) error {
+func (c *Session) Leave(ctx context.Context, forget bool) error {
 	for o := c.oldestOutgoing(); o != nil; o = c.oldestOutgoing() {
 		select {
 		case <-o.done:
@@ -242,7 +249,7 @@ func (c *Client) Leave(ctx context.Context, forget bool) error {
 }
 
 // oldestOutgoing returns the oldest DM not yet confirmed, or nil.
-func (c *Client) oldestOutgoing() *outgoing {
+func (c *Session) oldestOutgoing() *outgoing {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.order) == 0 {
@@ -251,7 +258,7 @@ func (c *Client) oldestOutgoing() *outgoing {
 	return c.outbox[c.order[0]]
 }
 
-func (c *Client) close(forget bool) error {
+func (c *Session) close(forget bool) error {
 	c.quitOnce.Do(func() {
 		bye, _ := wire.Encode(wire.Bye{Forget: forget})
 		c.mu.Lock()
@@ -273,7 +280,7 @@ func (c *Client) close(forget bool) error {
 }
 
 // State returns a snapshot of the connection state.
-func (c *Client) State() State {
+func (c *Session) State() State {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	st := c.state
@@ -283,7 +290,7 @@ func (c *Client) State() State {
 
 // Reconnect makes a client that stopped retrying (another connection took
 // its session key) try again now.
-func (c *Client) Reconnect() {
+func (c *Session) Reconnect() {
 	select {
 	case c.reconnect <- struct{}{}:
 	default:
@@ -291,7 +298,7 @@ func (c *Client) Reconnect() {
 }
 
 // WaitConnected waits until the client is connected or ctx ends.
-func (c *Client) WaitConnected(ctx context.Context) error {
+func (c *Session) WaitConnected(ctx context.Context) error {
 	for {
 		c.mu.Lock()
 		if c.closed {
@@ -321,7 +328,7 @@ func (c *Client) WaitConnected(ctx context.Context) error {
 // session, or another process holds it. Only while no attempt has ended
 // since the client started or lost its connection does it wait, until an
 // attempt ends or ctx does.
-func (c *Client) Ready(ctx context.Context) error {
+func (c *Session) Ready(ctx context.Context) error {
 	for {
 		c.mu.Lock()
 		switch {
@@ -356,7 +363,7 @@ func (c *Client) Ready(ctx context.Context) error {
 // waits until the client is connected (nil), that attempt failed (why), or
 // ctx ends. A client not in standby is left as it is: TakeOver returns nil
 // at once.
-func (c *Client) TakeOver(ctx context.Context) error {
+func (c *Session) TakeOver(ctx context.Context) error {
 	c.mu.Lock()
 	if !c.state.Replaced {
 		c.mu.Unlock()
@@ -402,7 +409,7 @@ func (c *Client) TakeOver(ctx context.Context) error {
 // confirmation, Send returns ErrUnconfirmed when the DM was already handed
 // to a connection (it stays in the outbox and keeps being retried), or
 // ErrNotConnected when it never was (it is withdrawn).
-func (c *Client) Send(ctx context.Context, id string, to ed25519.PublicKey, nonce [wire.NonceSize]byte, box []byte) (string, error) {
+func (c *Session) Send(ctx context.Context, id string, to ed25519.PublicKey, nonce [wire.NonceSize]byte, box []byte) (string, error) {
 	frame, err := wire.Encode(wire.Send{ID: id, To: wire.Key(to), Nonce: nonce[:], Box: box})
 	if err != nil {
 		return "", err
@@ -446,7 +453,7 @@ func (c *Client) Send(ctx context.Context, id string, to ed25519.PublicKey, nonc
 }
 
 // dropOutgoing removes id from the outbox. c.mu must be held.
-func (c *Client) dropOutgoing(id string) *outgoing {
+func (c *Session) dropOutgoing(id string) *outgoing {
 	o := c.outbox[id]
 	if o == nil {
 		return nil
@@ -462,7 +469,7 @@ func (c *Client) dropOutgoing(id string) *outgoing {
 }
 
 // complete resolves the outbox entry id, if it is still there.
-func (c *Client) complete(id, status string, err error) bool {
+func (c *Session) complete(id, status string, err error) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	o := c.dropOutgoing(id)
@@ -476,7 +483,7 @@ func (c *Client) complete(id, status string, err error) bool {
 
 // Peers returns the sessions of the client's mesh: online ones and those
 // seen within the broker's queue TTL.
-func (c *Client) Peers(ctx context.Context) ([]wire.Peer, error) {
+func (c *Session) Peers(ctx context.Context) ([]wire.Peer, error) {
 	f, err := c.request(ctx, "list peers", func(req uint64) wire.Frame { return wire.PeersRequest{Req: req} })
 	if err != nil {
 		return nil, err
@@ -493,7 +500,7 @@ func (c *Client) Peers(ctx context.Context) ([]wire.Peer, error) {
 // forgotten, is wire.StateUnknown. More than wire.MaxAckIDs ids take several
 // requests. Without a connection it returns ErrNotConnected; a broker that
 // predates status requests does not answer, so bound ctx.
-func (c *Client) Status(ctx context.Context, ids []string) ([]wire.MessageStatus, error) {
+func (c *Session) Status(ctx context.Context, ids []string) ([]wire.MessageStatus, error) {
 	var out []wire.MessageStatus
 	for chunk := range chunks(ids, wire.MaxAckIDs) {
 		f, err := c.request(ctx, "DM status", func(req uint64) wire.Frame { return wire.StatusRequest{Req: req, IDs: chunk} })
@@ -515,7 +522,7 @@ func (c *Client) Status(ctx context.Context, ids []string) ([]wire.MessageStatus
 // request sends the frame that build makes for a fresh request number and
 // waits for the broker's answer to that number. A broker's refusal is a
 // *wire.Error; the end of ctx is wrapped with what.
-func (c *Client) request(ctx context.Context, what string, build func(req uint64) wire.Frame) (wire.Frame, error) {
+func (c *Session) request(ctx context.Context, what string, build func(req uint64) wire.Frame) (wire.Frame, error) {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -555,7 +562,7 @@ func (c *Client) request(ctx context.Context, what string, build func(req uint64
 
 // notConnected explains the outage: ErrNotConnected, wrapping the last
 // error too (a broker's refusal stays a *wire.Error). c.mu must be held.
-func (c *Client) notConnected() error {
+func (c *Session) notConnected() error {
 	if c.state.LastError != nil {
 		return fmt.Errorf("%w: %w", ErrNotConnected, c.state.LastError)
 	}
@@ -564,7 +571,7 @@ func (c *Client) notConnected() error {
 
 // changedLocked wakes whoever waits for a change of state. c.mu must be
 // held.
-func (c *Client) changedLocked() {
+func (c *Session) changedLocked() {
 	close(c.changed)
 	c.changed = make(chan struct{})
 }
@@ -572,13 +579,13 @@ func (c *Client) changedLocked() {
 // Ack tells the broker that DMs were read (returned to the model) so it
 // forgets them. Without a connection it returns ErrNotConnected and the
 // broker will deliver them again later.
-func (c *Client) Ack(ids []string) error {
+func (c *Session) Ack(ids []string) error {
 	return c.writeChunks(ids, func(chunk []string) wire.Frame { return wire.Ack{IDs: chunk} })
 }
 
 // Clear tells the broker that the user dismissed DMs unread; like Ack, the
 // broker forgets them, but their senders see them cleared, not read.
-func (c *Client) Clear(ids []string) error {
+func (c *Session) Clear(ids []string) error {
 	return c.writeChunks(ids, func(chunk []string) wire.Frame { return wire.Ack{IDs: chunk, Cleared: true} })
 }
 
@@ -586,7 +593,7 @@ func (c *Client) Clear(ids []string) error {
 // (wire.ReceiptReceived or wire.ReceiptPushed) now, so that their senders
 // can see it. The broker keeps the first report of each state. Without a
 // connection it returns ErrNotConnected.
-func (c *Client) Receipt(ids []string, state string) error {
+func (c *Session) Receipt(ids []string, state string) error {
 	if state != wire.ReceiptReceived && state != wire.ReceiptPushed {
 		return fmt.Errorf("receipt: unknown state %q", state)
 	}
@@ -596,7 +603,7 @@ func (c *Client) Receipt(ids []string, state string) error {
 
 // writeChunks queues the frames that frame makes for ids, at most
 // wire.MaxAckIDs ids each, on the current connection.
-func (c *Client) writeChunks(ids []string, frame func(chunk []string) wire.Frame) error {
+func (c *Session) writeChunks(ids []string, frame func(chunk []string) wire.Frame) error {
 	if len(ids) == 0 {
 		return nil
 	}
@@ -633,7 +640,7 @@ func chunks(s []string, n int) func(func([]string) bool) {
 }
 
 // run owns the connection: connect, serve, back off, repeat.
-func (c *Client) run() {
+func (c *Session) run() {
 	defer close(c.done)
 	// ctx ends when the client closes, aborting a dial in progress.
 	ctx, cancel := context.WithCancel(context.Background())
@@ -729,7 +736,7 @@ func refused(err error) bool {
 	return false
 }
 
-func (c *Client) setRefused(v bool) {
+func (c *Session) setRefused(v bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.state.Refused = v
@@ -742,7 +749,7 @@ func standby(err error) bool {
 	return ok && (we.Code == wire.CodeSessionReplaced || we.Code == wire.CodeSessionActive)
 }
 
-func (c *Client) setStandby(v bool) {
+func (c *Session) setStandby(v bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.inStandby = v
@@ -761,7 +768,7 @@ func jitter(d time.Duration) time.Duration {
 	return d/2 + rand.N(d/2+1)
 }
 
-func (c *Client) backoff(attempts int) time.Duration {
+func (c *Session) backoff(attempts int) time.Duration {
 	d := c.cfg.MinBackoff << min(attempts-1, 16)
 	if d <= 0 || d > c.cfg.MaxBackoff {
 		d = c.cfg.MaxBackoff
@@ -771,7 +778,7 @@ func (c *Client) backoff(attempts int) time.Duration {
 
 // setFailed records a failed attempt. It reports whether the broker
 // refused the credential where the attempt before did not.
-func (c *Client) setFailed(url string, err error, attempts int) (newlyUnauthorized bool) {
+func (c *Session) setFailed(url string, err error, attempts int) (newlyUnauthorized bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.ended++
@@ -789,7 +796,7 @@ func (c *Client) setFailed(url string, err error, attempts int) (newlyUnauthoriz
 }
 
 // connect dials ep and completes the hello.
-func (c *Client) connect(ctx context.Context, ep Endpoint) (*clientConn, error) {
+func (c *Session) connect(ctx context.Context, ep Endpoint) (*clientConn, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.DialTimeout)
 	defer cancel()
 	d, err := c.dialer(ep.URL)
@@ -876,7 +883,7 @@ func (c *Client) connect(ctx context.Context, ep Endpoint) (*clientConn, error) 
 	return cc, nil
 }
 
-func (c *Client) inStandbyNow() bool {
+func (c *Session) inStandbyNow() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.inStandby
@@ -902,7 +909,7 @@ func readFrame(ws *websocket.Conn) (wire.Frame, error) {
 }
 
 // serve runs an established connection until it fails; it returns why.
-func (c *Client) serve(cc *clientConn) error {
+func (c *Session) serve(cc *clientConn) error {
 	go cc.writer(c.quit, c.cfg.PingInterval)
 	defer func() {
 		cc.kill()
@@ -988,7 +995,7 @@ func (c *Client) serve(cc *clientConn) error {
 
 // handle dispatches one frame from the broker. An error frame that ends the
 // connection arrives as readFrame's error, not here.
-func (c *Client) handle(f wire.Frame) {
+func (c *Session) handle(f wire.Frame) {
 	switch f := f.(type) {
 	case wire.Sent:
 		c.complete(f.ID, f.Status, nil)
@@ -1004,7 +1011,7 @@ func (c *Client) handle(f wire.Frame) {
 }
 
 // resolve answers the request req, if it still waits.
-func (c *Client) resolve(req uint64, r reqResult) bool {
+func (c *Session) resolve(req uint64, r reqResult) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	ch, ok := c.reqs[req]
@@ -1016,7 +1023,7 @@ func (c *Client) resolve(req uint64, r reqResult) bool {
 }
 
 // handleError routes an error frame that answers a request.
-func (c *Client) handleError(e *wire.Error) bool {
+func (c *Session) handleError(e *wire.Error) bool {
 	if e.Ref == "" {
 		return false
 	}
@@ -1029,8 +1036,6 @@ func (c *Client) handleError(e *wire.Error) bool {
 	return false
 }
 
-func refOf(req uint64) string { return strconv.FormatUint(req, 10) }
-
 // terminal reports whether an error frame code ends the connection.
 func terminal(code string) bool {
 	switch code {
@@ -1041,7 +1046,7 @@ func terminal(code string) bool {
 }
 
 // clientConn is one established connection: the client's read loop runs
-// in Client.serve, the writer here.
+// in Session.serve, the writer here.
 type clientConn struct {
 	url        string
 	ws         *websocket.Conn
@@ -1074,7 +1079,7 @@ func (cc *clientConn) tryWrite(b []byte) {
 // writer sends the queued frames and pings the broker. It ends the
 // connection when the connection dies or the client closes (quit), sending
 // what is still queued first (acks, a bye): closing the socket is what ends
-// the read loop in Client.serve.
+// the read loop in Session.serve.
 func (cc *clientConn) writer(quit <-chan struct{}, pingEvery time.Duration) {
 	defer close(cc.writerDone)
 	defer cc.ws.Close()
