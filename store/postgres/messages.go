@@ -1,0 +1,265 @@
+package postgres
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/claudemesh/claudemesh/store"
+)
+
+// Enqueue implements store.Store. An acknowledged or expired message keeps
+// no payload, so a resent ID matching one by mesh, sender and recipient
+// reports store.AlreadyAcked or store.AlreadyExpired whatever its nonce and
+// box. A resend after the stored ExpiresAt (judged by m.CreatedAt) reports
+// store.AlreadyExpired even before Expire dropped the payload.
+func (s *Store) Enqueue(ctx context.Context, m store.Message) (store.EnqueueResult, error) {
+	if m.ID == "" || len(m.From) == 0 || len(m.To) == 0 || len(m.Box) == 0 {
+		return 0, errors.New("enqueue: message needs an id, a sender, a recipient and a box")
+	}
+	var res store.EnqueueResult
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		r, err := existing(ctx, tx, m)
+		if err != nil || r != 0 {
+			res = r
+			return err
+		}
+		var seq int64
+		err = tx.QueryRow(ctx, `INSERT INTO queues (mesh, to_key, last_seq) VALUES ($1, $2, 1)
+			ON CONFLICT (mesh, to_key) DO UPDATE SET last_seq = queues.last_seq + 1 RETURNING last_seq`,
+			m.Mesh, m.To).Scan(&seq)
+		if err != nil {
+			return fmt.Errorf("number: %w", err)
+		}
+		tag, err := tx.Exec(ctx, `INSERT INTO messages
+			(mesh, to_key, seq, id, from_key, from_name, from_session, sender, nonce, box, box_len, created_at, expires_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT (id) DO NOTHING`,
+			m.Mesh, m.To, seq, m.ID, m.From, m.FromName, m.FromSession, m.SenderKey(), m.Nonce, m.Box, len(m.Box),
+			m.CreatedAt, m.ExpiresAt)
+		if err != nil {
+			return fmt.Errorf("insert: %w", err)
+		}
+		if tag.RowsAffected() == 1 {
+			res = store.Stored
+			return nil
+		}
+		// The same id committed meanwhile.
+		res, err = existing(ctx, tx, m)
+		return err
+	})
+	if err == nil && res == 0 {
+		err = store.ErrConflict
+	}
+	if err != nil {
+		return 0, s.wrap("enqueue "+m.ID, err)
+	}
+	return res, nil
+}
+
+// existing says what a resend of m finds: 0 when its id is not stored,
+// store.ErrConflict when it is stored for another DM, else the result
+// Enqueue reports for the resend.
+func existing(ctx context.Context, tx pgx.Tx, m store.Message) (store.EnqueueResult, error) {
+	var (
+		mesh                 string
+		from, to, nonce, box []byte
+		acked                bool
+		expires              time.Time
+	)
+	err := tx.QueryRow(ctx, `SELECT mesh, from_key, to_key, nonce, box, acked, expires_at FROM messages WHERE id = $1`, m.ID).
+		Scan(&mesh, &from, &to, &nonce, &box, &acked, &expires)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return 0, nil
+	case err != nil:
+		return 0, fmt.Errorf("read existing: %w", err)
+	case mesh != m.Mesh || !bytes.Equal(from, m.From) || !bytes.Equal(to, m.To):
+		return 0, store.ErrConflict
+	case acked:
+		return store.AlreadyAcked, nil
+	case box == nil:
+		return store.AlreadyExpired, nil // Expire dropped the payload
+	case !bytes.Equal(nonce, m.Nonce) || !bytes.Equal(box, m.Box):
+		return 0, store.ErrConflict
+	case !expires.After(m.CreatedAt):
+		return store.AlreadyExpired, nil
+	}
+	return store.AlreadyQueued, nil
+}
+
+// Pending implements store.Store. An `after` ID unknown for this recipient in
+// this mesh is an error wrapping store.ErrNotFound; a limit below 1 is an
+// error.
+func (s *Store) Pending(ctx context.Context, mesh string, to []byte, now time.Time, after string, limit int) ([]store.Message, error) {
+	if limit < 1 {
+		return nil, fmt.Errorf("pending: limit %d below 1", limit)
+	}
+	var seq int64
+	if after != "" {
+		err := s.pool.QueryRow(ctx, `SELECT seq FROM messages WHERE id = $1 AND mesh = $2 AND to_key = $3`, after, mesh, to).Scan(&seq)
+		if errors.Is(err, pgx.ErrNoRows) {
+			err = store.ErrNotFound
+		}
+		if err != nil {
+			return nil, s.wrap("pending after "+after, err)
+		}
+	}
+	rows, err := s.pool.Query(ctx, `SELECT id, mesh, from_key, from_name, from_session, to_key, nonce, box,
+			created_at, expires_at, received_at, pushed_at
+		FROM messages WHERE mesh = $1 AND to_key = $2 AND NOT acked AND seq > $3 AND expires_at > $4 AND box IS NOT NULL
+		ORDER BY seq LIMIT $5`, mesh, to, seq, now, limit)
+	if err != nil {
+		return nil, s.wrap("pending", err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.Message, error) {
+		var m store.Message
+		var received, pushed *time.Time
+		err := row.Scan(&m.ID, &m.Mesh, &m.From, &m.FromName, &m.FromSession, &m.To, &m.Nonce, &m.Box,
+			&m.CreatedAt, &m.ExpiresAt, &received, &pushed)
+		m.CreatedAt, m.ExpiresAt = m.CreatedAt.UTC(), m.ExpiresAt.UTC()
+		m.ReceivedAt, m.PushedAt = at(received), at(pushed)
+		return m, err
+	})
+	if err != nil {
+		return nil, s.wrap("pending", err)
+	}
+	return out, nil
+}
+
+// receiptColumn names the column that records each receipt state.
+var receiptColumn = map[string]string{
+	store.ReceiptReceived: "received_at",
+	store.ReceiptPushed:   "pushed_at",
+}
+
+// Receipt implements store.Store.
+func (s *Store) Receipt(ctx context.Context, mesh string, to []byte, ids []string, state string, at time.Time) (int, error) {
+	col, ok := receiptColumn[state]
+	if !ok {
+		return 0, fmt.Errorf("receipt: unknown state %q", state)
+	}
+	if at.IsZero() {
+		return 0, errors.New("receipt: zero time")
+	}
+	tag, err := s.pool.Exec(ctx, `UPDATE messages SET `+col+` = greatest($1, created_at)
+		WHERE id = ANY($2) AND mesh = $3 AND to_key = $4 AND NOT acked AND `+col+` IS NULL`, at, ids, mesh, to)
+	if err != nil {
+		return 0, s.wrap("receipt "+state, err)
+	}
+	return int(tag.RowsAffected()), nil
+}
+
+// Ack implements store.Store.
+func (s *Store) Ack(ctx context.Context, mesh string, to []byte, ids []string, at time.Time, cleared bool) (int, error) {
+	tag, err := s.pool.Exec(ctx, `UPDATE messages SET acked = true, nonce = NULL, box = NULL,
+			read_at = greatest($1, created_at), cleared = $2
+		WHERE id = ANY($3) AND mesh = $4 AND to_key = $5 AND NOT acked`, event(at), cleared, ids, mesh, to)
+	if err != nil {
+		return 0, s.wrap("ack", err)
+	}
+	return int(tag.RowsAffected()), nil
+}
+
+// Status implements store.Store. The recipient's name is the one its session
+// last presented, while the broker remembers the session.
+func (s *Store) Status(ctx context.Context, mesh string, from []byte, ids []string, now time.Time) ([]store.MessageStatus, error) {
+	rows, err := s.pool.Query(ctx, `SELECT m.id, m.to_key, coalesce(s.name, ''), m.created_at, m.expires_at,
+			m.received_at, m.pushed_at, m.read_at, m.acked, m.cleared
+		FROM messages m LEFT JOIN sessions s ON s.mesh = m.mesh AND s.key = m.to_key
+		WHERE m.mesh = $1 AND m.from_key = $2 AND m.id = ANY($3)`, mesh, from, ids)
+	if err != nil {
+		return nil, s.wrap("status", err)
+	}
+	found := make(map[string]store.MessageStatus, len(ids))
+	var st store.MessageStatus
+	var received, pushed, readAt *time.Time
+	var acked, cleared bool
+	_, err = pgx.ForEachRow(rows, []any{&st.ID, &st.To, &st.ToName, &st.CreatedAt, &st.ExpiresAt, &received, &pushed, &readAt, &acked, &cleared}, func() error {
+		st.CreatedAt, st.ExpiresAt = st.CreatedAt.UTC(), st.ExpiresAt.UTC()
+		st.ReceivedAt, st.PushedAt, st.ReadAt = at(received), at(pushed), at(readAt)
+		switch {
+		case acked && cleared:
+			st.State = store.StateCleared
+		case acked:
+			st.State = store.StateRead
+		case !st.ExpiresAt.After(now):
+			st.State = store.StateExpired
+		case pushed != nil:
+			st.State = store.StatePushed
+		case received != nil:
+			st.State = store.StateDelivered
+		default:
+			st.State = store.StateQueued
+		}
+		found[st.ID] = st
+		return nil
+	})
+	if err != nil {
+		return nil, s.wrap("status", err)
+	}
+	out := make([]store.MessageStatus, len(ids))
+	for i, id := range ids {
+		st, ok := found[id]
+		if !ok {
+			st = store.MessageStatus{ID: id, State: store.StateUnknown}
+		}
+		out[i] = st
+	}
+	return out, nil
+}
+
+// Expire implements store.Store. It is safe to run on several nodes at once:
+// each statement is idempotent.
+func (s *Store) Expire(ctx context.Context, now time.Time, retention time.Duration, sessionsBefore time.Time) (int, error) {
+	if retention < 0 {
+		return 0, fmt.Errorf("expire: negative retention %v", retention)
+	}
+	var expired int
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `UPDATE messages SET nonce = NULL, box = NULL
+			WHERE expires_at <= $1 AND NOT acked AND box IS NOT NULL`, now)
+		if err != nil {
+			return fmt.Errorf("expire messages: %w", err)
+		}
+		expired = int(tag.RowsAffected())
+		if _, err := tx.Exec(ctx, `DELETE FROM messages WHERE expires_at <= $1`, now.Add(-retention)); err != nil {
+			return fmt.Errorf("delete messages: %w", err)
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM sessions WHERE last_seen < $1`, sessionsBefore); err != nil {
+			return fmt.Errorf("delete sessions: %w", err)
+		}
+		// Numbering rows of recipients nothing is kept for. A row an
+		// Enqueue holds is skipped: its DM is on its way.
+		if _, err := tx.Exec(ctx, `DELETE FROM queues q USING (
+				SELECT mesh, to_key FROM queues qq
+				WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.mesh = qq.mesh AND m.to_key = qq.to_key)
+				FOR UPDATE SKIP LOCKED) d
+			WHERE q.mesh = d.mesh AND q.to_key = d.to_key`); err != nil {
+			return fmt.Errorf("delete queues: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, s.wrap("expire", err)
+	}
+	return expired, nil
+}
+
+// QueueStats implements store.Store.
+func (s *Store) QueueStats(ctx context.Context, mesh string, to, sender []byte, now time.Time) (int, int64, error) {
+	var n int
+	var size int64
+	q, args := `SELECT count(*), coalesce(sum(box_len), 0) FROM messages
+		WHERE mesh = $1 AND to_key = $2 AND NOT acked AND expires_at > $3`, []any{mesh, to, now}
+	if len(sender) > 0 {
+		q, args = q+` AND sender = $4`, append(args, sender)
+	}
+	if err := s.pool.QueryRow(ctx, q, args...).Scan(&n, &size); err != nil {
+		return 0, 0, s.wrap("queue stats", err)
+	}
+	return n, size, nil
+}
