@@ -188,3 +188,10 @@ func randKey() []byte {
 	rand.Read(b)
 	return b
 }
+
+func TestCluster(t *testing.T) {
+	storetest.RunCluster(t, func(t *testing.T) func() store.Cluster {
+		url := testpg.URL(t)
+		return func() store.Cluster { return open(t, url) }
+	})
+}
