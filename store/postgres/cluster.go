@@ -56,7 +56,6 @@ func scanLease(row pgx.Row, lt store.LeaseTimes) (store.Lease, error) {
 	return l, err
 }
 
-
 // Claim implements store.Cluster.
 func (s *Store) Claim(ctx context.Context, l store.Lease, standby bool, at store.LeaseTimes) (store.Lease, int64, error) {
 	var prev store.Lease
