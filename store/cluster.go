@@ -38,7 +38,8 @@ type Lease struct {
 
 // LeaseTimes is how a cluster judges leases: at Now, a connection dropped
 // less than Grace ago is in grace, and a node whose last heartbeat is more
-// than Lapse old is dead (its connections count as dropped then).
+// than Lapse old is dead (its connections count as dropped then). A Lapse
+// of zero judges no node dead: a broker alone.
 type LeaseTimes struct {
 	Now          time.Time
 	Grace, Lapse time.Duration
@@ -94,6 +95,10 @@ type Cluster interface {
 	Lease(ctx context.Context, mesh string, key []byte, at LeaseTimes) (Lease, error)
 	// Leases returns the leases of mesh that are online or in grace.
 	Leases(ctx context.Context, mesh string, at LeaseTimes) ([]Lease, error)
+	// ReleaseNode puts every lease node holds online in grace from at: a
+	// node that starts again under the same name holds no connection of
+	// its earlier run.
+	ReleaseNode(ctx context.Context, node string, at time.Time) error
 	// DropLeases ends at once the leases that member vouched for in mesh.
 	DropLeases(ctx context.Context, mesh string, member []byte) error
 	// SweepLeases deletes offline leases and returns them, so that the

@@ -60,7 +60,7 @@ func (c *Cluster) Heartbeat(_ context.Context, node string, now time.Time) error
 
 // judge returns l with its state at lt. c.mu must be held.
 func (c *Cluster) judge(l store.Lease, lt store.LeaseTimes) store.Lease {
-	if hb, ok := c.heartbeat[l.Node]; l.DroppedAt.IsZero() && (!ok || hb.Before(lt.Now.Add(-lt.Lapse))) {
+	if hb, ok := c.heartbeat[l.Node]; l.DroppedAt.IsZero() && lt.Lapse > 0 && (!ok || hb.Before(lt.Now.Add(-lt.Lapse))) {
 		l.DroppedAt = l.Since
 		if hb.After(l.Since) {
 			l.DroppedAt = hb
@@ -144,6 +144,19 @@ func (c *Cluster) Leases(_ context.Context, mesh string, lt store.LeaseTimes) ([
 		}
 	}
 	return out, nil
+}
+
+// ReleaseNode implements store.Cluster.
+func (c *Cluster) ReleaseNode(_ context.Context, node string, at time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k, l := range c.leases {
+		if l.Node == node && l.DroppedAt.IsZero() {
+			l.DroppedAt = at
+			c.leases[k] = l
+		}
+	}
+	return nil
 }
 
 // DropLeases implements store.Cluster.

@@ -38,7 +38,7 @@ func scanLease(row pgx.Row, lt store.LeaseTimes) (store.Lease, error) {
 	err := row.Scan(&l.Mesh, &l.Key, &l.Node, &conn, &l.Epoch, &l.Instance, &l.SessionID, &l.Name, &l.ProjectDir, &l.Member,
 		&l.Since, &dropped, &heartbeat)
 	l.Conn, l.Since, l.DroppedAt = uint64(conn), l.Since.UTC(), at(dropped)
-	if l.DroppedAt.IsZero() && (heartbeat == nil || heartbeat.Before(lt.Now.Add(-lt.Lapse))) {
+	if l.DroppedAt.IsZero() && lt.Lapse > 0 && (heartbeat == nil || heartbeat.Before(lt.Now.Add(-lt.Lapse))) {
 		// Its node stopped heartbeating: dropped when it was last heard.
 		l.DroppedAt = l.Since
 		if heartbeat != nil && heartbeat.After(l.Since) {
@@ -150,6 +150,14 @@ func (s *Store) Leases(ctx context.Context, mesh string, at store.LeaseTimes) ([
 	return out, nil
 }
 
+// ReleaseNode implements store.Cluster.
+func (s *Store) ReleaseNode(ctx context.Context, node string, at time.Time) error {
+	if _, err := s.pool.Exec(ctx, `UPDATE presence SET dropped_at = $2 WHERE node = $1 AND dropped_at IS NULL`, node, at); err != nil {
+		return s.wrap("release node "+node, err)
+	}
+	return nil
+}
+
 // DropLeases implements store.Cluster.
 func (s *Store) DropLeases(ctx context.Context, mesh string, member []byte) error {
 	if _, err := s.pool.Exec(ctx, `DELETE FROM presence WHERE mesh = $1 AND member_key = $2`, mesh, member); err != nil {
@@ -164,8 +172,8 @@ func (s *Store) SweepLeases(ctx context.Context, at store.LeaseTimes) ([]store.L
 	var gone []store.Lease
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, `SELECT `+leaseColumns+` FROM presence p LEFT JOIN nodes n ON n.name = p.node
-			WHERE p.dropped_at <= $1 OR (p.dropped_at IS NULL AND (n.heartbeat_at IS NULL OR n.heartbeat_at < $2))
-			FOR UPDATE OF p SKIP LOCKED`, at.Now.Add(-at.Grace), at.Now.Add(-at.Lapse))
+			WHERE p.dropped_at <= $1 OR (p.dropped_at IS NULL AND $3 AND (n.heartbeat_at IS NULL OR n.heartbeat_at < $2))
+			FOR UPDATE OF p SKIP LOCKED`, at.Now.Add(-at.Grace), at.Now.Add(-at.Lapse), at.Lapse > 0)
 		if err != nil {
 			return err
 		}

@@ -28,6 +28,7 @@ func RunCluster(t *testing.T, open func(t *testing.T) (node func() store.Cluster
 		{"StandbyClaim", testStandbyClaim},
 		{"DeadNodeGoesToGrace", testDeadNode},
 		{"DropLeases", testDropLeases},
+		{"ReleaseNode", testReleaseNode},
 		{"ConcurrentClaims", testConcurrentClaims},
 		{"Events", testEvents},
 		{"Token", testToken},
@@ -339,5 +340,27 @@ func testToken(t *testing.T, node func() store.Cluster) {
 	tb, err := b.Token(t.Context())
 	if err != nil || tb != ta {
 		t.Errorf("another node's token %q (%v), want %q", tb, err, ta)
+	}
+}
+
+// A node that starts again releases what its earlier run held: in grace
+// from then, never online without a connection.
+func testReleaseNode(t *testing.T, node func() store.Cluster) {
+	c := node()
+	mine, other := newKey(), newKey()
+	beat(t, c, "n1", base)
+	beat(t, c, "n2", base)
+	claim(t, c, lease(mine, "n1", 1, "i1", base), base)
+	claim(t, c, lease(other, "n2", 1, "i2", base), base)
+	restart := base.Add(time.Second)
+	beat(t, c, "n1", restart)
+	if err := c.ReleaseNode(t.Context(), "n1", restart); err != nil {
+		t.Fatal(err)
+	}
+	if l := leaseState(t, c, mine, restart); l.State != store.LeaseGrace || !l.DroppedAt.Equal(restart) {
+		t.Errorf("a restarted node's lease: %+v, want grace since the restart", l)
+	}
+	if l := leaseState(t, c, other, restart); l.State != store.LeaseOnline {
+		t.Errorf("another node's lease: %+v, want online", l)
 	}
 }
