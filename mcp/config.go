@@ -11,6 +11,7 @@ import (
 	"strings"
 	"unicode"
 
+	"github.com/claudemesh/claudemesh/claudecode"
 	"github.com/claudemesh/claudemesh/client"
 	"github.com/claudemesh/claudemesh/identity"
 	"github.com/claudemesh/claudemesh/wire"
@@ -18,26 +19,21 @@ import (
 
 // Environment variables read by ConfigFromEnv.
 const (
-	EnvHome       = "CLAUDEMESH_HOME"
-	EnvBroker     = "CLAUDEMESH_BROKER"
-	EnvMesh       = "CLAUDEMESH_MESH"
-	EnvName       = "CLAUDEMESH_NAME"
-	EnvSessionID  = "CLAUDEMESH_SESSION_ID"
-	EnvClaudeID   = "CLAUDE_CODE_SESSION_ID"
-	EnvProjectDir = "CLAUDE_PROJECT_DIR"
-	EnvDelivery   = "CLAUDEMESH_DELIVERY"
-	EnvChannel    = "CLAUDEMESH_CHANNEL"
+	EnvHome      = "CLAUDEMESH_HOME"
+	EnvBroker    = "CLAUDEMESH_BROKER"
+	EnvMesh      = "CLAUDEMESH_MESH"
+	EnvName      = "CLAUDEMESH_NAME"
+	EnvSessionID = "CLAUDEMESH_SESSION_ID"
+	EnvDelivery  = "CLAUDEMESH_DELIVERY"
+	EnvChannel   = "CLAUDEMESH_CHANNEL"
 	// EnvCA names a PEM file of CA certificates trusted, besides the
 	// system's roots, to sign a wss:// broker's certificate.
 	EnvCA = "CLAUDEMESH_CA"
 	// EnvAllowPlaintext=1 allows ws:// to a broker that is not on a
 	// loopback address.
 	EnvAllowPlaintext = "CLAUDEMESH_ALLOW_PLAINTEXT"
-	// Claude Code's messaging socket of the session, and its token.
-	EnvMessagingSocket = "CLAUDE_CODE_MESSAGING_SOCKET"
-	EnvMessagingToken  = "CLAUDE_CODE_MESSAGING_TOKEN"
-	DefaultMesh        = "default"
-	defaultHomeDir     = ".claudemesh"
+	DefaultMesh       = "default"
+	defaultHomeDir    = ".claudemesh"
 )
 
 // ConfigFromEnv builds a Config from environment variables (getenv is
@@ -52,7 +48,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		BrokerURL:  getenv(EnvBroker),
 		Mesh:       getenv(EnvMesh),
 		Name:       strings.TrimSpace(getenv(EnvName)),
-		ProjectDir: getenv(EnvProjectDir),
+		ProjectDir: getenv(claudecode.EnvProjectDir),
 	}
 	if cfg.Mesh == "" {
 		cfg.Mesh = DefaultMesh
@@ -63,7 +59,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	if cfg.ProjectDir == "" {
 		cfg.ProjectDir, _ = os.Getwd()
 	}
-	for _, name := range []string{EnvSessionID, EnvClaudeID} {
+	for _, name := range []string{EnvSessionID, claudecode.EnvSessionID} {
 		raw := getenv(name)
 		if raw == "" {
 			continue
@@ -85,7 +81,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	if err := validDelivery(cfg.Delivery); err != nil {
 		return Config{}, fmt.Errorf("%s: %w", EnvDelivery, err)
 	}
-	cfg.MessagingSocket, cfg.MessagingToken = getenv(EnvMessagingSocket), getenv(EnvMessagingToken)
+	cfg.MessagingSocket, cfg.MessagingToken = getenv(claudecode.EnvMessagingSocket), getenv(claudecode.EnvMessagingToken)
 	if cfg.Channel, err = envBool(getenv, EnvChannel); err != nil {
 		return Config{}, err
 	}

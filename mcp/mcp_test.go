@@ -11,6 +11,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/claudemesh/claudemesh/claudecode"
 	"github.com/claudemesh/claudemesh/identity"
 	"github.com/claudemesh/claudemesh/wire"
 )
@@ -367,7 +368,7 @@ func TestConfigFromEnv(t *testing.T) {
 		claude = "7c9e6679-7425-40de-944b-e07fc1f90ae7"
 	)
 	home := t.TempDir()
-	base := map[string]string{EnvHome: home, EnvName: "alice", EnvProjectDir: "/p"}
+	base := map[string]string{EnvHome: home, EnvName: "alice", claudecode.EnvProjectDir: "/p"}
 	env := func(kv ...string) func(string) string {
 		m := map[string]string{}
 		for k, v := range base {
@@ -384,9 +385,9 @@ func TestConfigFromEnv(t *testing.T) {
 		getenv                    func(string) string
 		session, source, mesh, nm string
 	}{
-		{"ours over Claude Code's", env(EnvSessionID, ours, EnvClaudeID, claude), ours, EnvSessionID, DefaultMesh, "alice"},
-		{"Claude Code's", env(EnvClaudeID, claude), claude, EnvClaudeID, DefaultMesh, "alice"},
-		{"canonical form", env(EnvClaudeID, strings.ToUpper(claude)), claude, EnvClaudeID, DefaultMesh, "alice"},
+		{"ours over Claude Code's", env(EnvSessionID, ours, claudecode.EnvSessionID, claude), ours, EnvSessionID, DefaultMesh, "alice"},
+		{"Claude Code's", env(claudecode.EnvSessionID, claude), claude, claudecode.EnvSessionID, DefaultMesh, "alice"},
+		{"canonical form", env(claudecode.EnvSessionID, strings.ToUpper(claude)), claude, claudecode.EnvSessionID, DefaultMesh, "alice"},
 		{"none", env(), "", "", DefaultMesh, "alice"},
 		{"mesh", env(EnvMesh, "team-a.1"), "", "", "team-a.1", "alice"},
 		{"name trimmed", env(EnvName, "  bob \n"), "", "", DefaultMesh, "bob"},
@@ -422,8 +423,8 @@ func TestConfigFromEnv(t *testing.T) {
 		{"bad session id", env(EnvSessionID, "../../etc/passwd"), EnvSessionID},
 		// An explicit id that is wrong is an error, never a silent fallback
 		// to Claude Code's.
-		{"bad ours, good Claude Code's", env(EnvSessionID, "nope", EnvClaudeID, claude), EnvSessionID},
-		{"bad Claude Code's", env(EnvClaudeID, "00000000-0000-0000-0000-000000000000"), EnvClaudeID},
+		{"bad ours, good Claude Code's", env(EnvSessionID, "nope", claudecode.EnvSessionID, claude), EnvSessionID},
+		{"bad Claude Code's", env(claudecode.EnvSessionID, "00000000-0000-0000-0000-000000000000"), claudecode.EnvSessionID},
 		{"control characters in name", env(EnvName, "al\x1bice"), EnvName},
 		{"long name", env(EnvName, strings.Repeat("n", wire.MaxNameLen+1)), EnvName},
 	} {

@@ -27,6 +27,7 @@ import (
 
 	"github.com/mark3labs/mcp-go/server"
 
+	"github.com/claudemesh/claudemesh/claudecode"
 	"github.com/claudemesh/claudemesh/client"
 	"github.com/claudemesh/claudemesh/identity"
 	"github.com/claudemesh/claudemesh/wire"
@@ -165,7 +166,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.SessionID == "" {
 		key, err = identity.NewEphemeral(cfg.Mesh)
 		if err == nil {
-			s.log.Warn("no session id in " + EnvSessionID + " or " + EnvClaudeID + ": using an ephemeral identity; DMs sent to it are lost when this process exits")
+			s.log.Warn("no session id in " + EnvSessionID + " or " + claudecode.EnvSessionID + ": using an ephemeral identity; DMs sent to it are lost when this process exits")
 		}
 	} else {
 		key, err = s.keystore.Load(cfg.Mesh, cfg.SessionID)
@@ -428,7 +429,7 @@ func (s *Server) checkSessionStart() {
 // trace in list_peers; otherwise (after /clear) it is just offline, and
 // DMs sent to it wait for it to be resumed. Unread DMs of the old identity
 // are dropped from the inbox unacknowledged: the broker keeps them for it.
-func (s *Server) rebind(ev SessionStart) error {
+func (s *Server) rebind(ev claudecode.SessionStart) error {
 	old := s.bound()
 	if ev.SessionID == old.key.SessionID {
 		return nil
@@ -452,7 +453,7 @@ func (s *Server) rebind(ev SessionStart) error {
 	if err != nil {
 		return err
 	}
-	forget := old.key.Ephemeral || !transcriptExists(ev.TranscriptPath, old.key.SessionID)
+	forget := old.key.Ephemeral || !claudecode.TranscriptExists(ev.TranscriptPath, old.key.SessionID)
 	s.log.Info("switched to the session reported by the SessionStart hook",
 		"from_session", old.key.SessionID, "from_key_id", old.key.ID(), "session", key.SessionID, "key_id", key.ID(),
 		"source", ev.Source, "forget_old", forget)

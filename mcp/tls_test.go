@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/claudemesh/claudemesh/claudecode"
 	"github.com/claudemesh/claudemesh/internal/testca"
 )
 
@@ -18,7 +19,7 @@ func TestConfigFromEnvTransport(t *testing.T) {
 		t.Fatal(err)
 	}
 	env := func(kv ...string) func(string) string {
-		m := map[string]string{EnvHome: t.TempDir(), EnvName: "alice", EnvProjectDir: "/p"}
+		m := map[string]string{EnvHome: t.TempDir(), EnvName: "alice", claudecode.EnvProjectDir: "/p"}
 		for i := 0; i+1 < len(kv); i += 2 {
 			m[kv[i]] = kv[i+1]
 		}

@@ -14,6 +14,7 @@ import (
 	mcpgo "github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
 
+	"github.com/claudemesh/claudemesh/claudecode"
 	"github.com/claudemesh/claudemesh/client"
 	"github.com/claudemesh/claudemesh/identity"
 	"github.com/claudemesh/claudemesh/wire"
@@ -637,7 +638,7 @@ func (s *Server) whoami(ctx context.Context, req mcpgo.CallToolRequest) (*mcpgo.
 	text := fmt.Sprintf("%s in mesh %q, key %s, session %s (%s identity); broker %s: %s; delivery %s; %d unread DMs.",
 		res.Name, res.Mesh, res.KeyID, orNone(res.SessionID), res.IdentityMode, res.Broker, res.Connection, res.Delivery, res.Unread)
 	if res.IdentityMode == "ephemeral" {
-		text += " No session id was found in " + EnvSessionID + " or " + EnvClaudeID + ": this identity disappears when the process exits."
+		text += " No session id was found in " + EnvSessionID + " or " + claudecode.EnvSessionID + ": this identity disappears when the process exits."
 	}
 	switch {
 	case st.Replaced:

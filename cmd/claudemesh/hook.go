@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/claudemesh/claudemesh/claudecode"
 	"github.com/claudemesh/claudemesh/mcp"
 )
 
@@ -69,11 +70,11 @@ func hookSessionStart(stdin io.Reader) error {
 	if err != nil {
 		return err
 	}
-	data, err := io.ReadAll(io.LimitReader(stdin, 1<<20+1))
+	data, err := io.ReadAll(io.LimitReader(stdin, claudecode.MaxHookInput+1))
 	if err != nil {
 		return fmt.Errorf("hook session-start: read stdin: %w", err)
 	}
-	ev, err := mcp.ParseSessionStart(data)
+	ev, err := claudecode.ParseSessionStart(data)
 	if err != nil {
 		return fmt.Errorf("hook session-start: %w", err)
 	}
