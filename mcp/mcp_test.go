@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/claudemesh/claudemesh/claudecode"
+	"github.com/claudemesh/claudemesh/config"
 	"github.com/claudemesh/claudemesh/identity"
 	"github.com/claudemesh/claudemesh/wire"
 )
@@ -368,7 +369,7 @@ func TestConfigFromEnv(t *testing.T) {
 		claude = "7c9e6679-7425-40de-944b-e07fc1f90ae7"
 	)
 	home := t.TempDir()
-	base := map[string]string{EnvHome: home, EnvName: "alice", claudecode.EnvProjectDir: "/p"}
+	base := map[string]string{config.EnvHome: home, config.EnvName: "alice", claudecode.EnvProjectDir: "/p"}
 	env := func(kv ...string) func(string) string {
 		m := map[string]string{}
 		for k, v := range base {
@@ -385,13 +386,13 @@ func TestConfigFromEnv(t *testing.T) {
 		getenv                    func(string) string
 		session, source, mesh, nm string
 	}{
-		{"ours over Claude Code's", env(EnvSessionID, ours, claudecode.EnvSessionID, claude), ours, EnvSessionID, DefaultMesh, "alice"},
-		{"Claude Code's", env(claudecode.EnvSessionID, claude), claude, claudecode.EnvSessionID, DefaultMesh, "alice"},
-		{"canonical form", env(claudecode.EnvSessionID, strings.ToUpper(claude)), claude, claudecode.EnvSessionID, DefaultMesh, "alice"},
-		{"none", env(), "", "", DefaultMesh, "alice"},
-		{"mesh", env(EnvMesh, "team-a.1"), "", "", "team-a.1", "alice"},
-		{"name trimmed", env(EnvName, "  bob \n"), "", "", DefaultMesh, "bob"},
-		{"default name", env(EnvName, "", "USER", "carol"), "", "", DefaultMesh, ""},
+		{"ours over Claude Code's", env(config.EnvSessionID, ours, claudecode.EnvSessionID, claude), ours, config.EnvSessionID, config.DefaultMesh, "alice"},
+		{"Claude Code's", env(claudecode.EnvSessionID, claude), claude, claudecode.EnvSessionID, config.DefaultMesh, "alice"},
+		{"canonical form", env(claudecode.EnvSessionID, strings.ToUpper(claude)), claude, claudecode.EnvSessionID, config.DefaultMesh, "alice"},
+		{"none", env(), "", "", config.DefaultMesh, "alice"},
+		{"mesh", env(config.EnvMesh, "team-a.1"), "", "", "team-a.1", "alice"},
+		{"name trimmed", env(config.EnvName, "  bob \n"), "", "", config.DefaultMesh, "bob"},
+		{"default name", env(config.EnvName, "", "USER", "carol"), "", "", config.DefaultMesh, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg, err := ConfigFromEnv(tc.getenv)
@@ -418,15 +419,15 @@ func TestConfigFromEnv(t *testing.T) {
 		getenv func(string) string
 		want   string
 	}{
-		{"bad mesh", env(EnvMesh, "Team"), EnvMesh},
-		{"mesh path", env(EnvMesh, "../x"), EnvMesh},
-		{"bad session id", env(EnvSessionID, "../../etc/passwd"), EnvSessionID},
+		{"bad mesh", env(config.EnvMesh, "Team"), config.EnvMesh},
+		{"mesh path", env(config.EnvMesh, "../x"), config.EnvMesh},
+		{"bad session id", env(config.EnvSessionID, "../../etc/passwd"), config.EnvSessionID},
 		// An explicit id that is wrong is an error, never a silent fallback
 		// to Claude Code's.
-		{"bad ours, good Claude Code's", env(EnvSessionID, "nope", claudecode.EnvSessionID, claude), EnvSessionID},
+		{"bad ours, good Claude Code's", env(config.EnvSessionID, "nope", claudecode.EnvSessionID, claude), config.EnvSessionID},
 		{"bad Claude Code's", env(claudecode.EnvSessionID, "00000000-0000-0000-0000-000000000000"), claudecode.EnvSessionID},
-		{"control characters in name", env(EnvName, "al\x1bice"), EnvName},
-		{"long name", env(EnvName, strings.Repeat("n", wire.MaxNameLen+1)), EnvName},
+		{"control characters in name", env(config.EnvName, "al\x1bice"), config.EnvName},
+		{"long name", env(config.EnvName, strings.Repeat("n", wire.MaxNameLen+1)), config.EnvName},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg, err := ConfigFromEnv(tc.getenv)
@@ -438,7 +439,7 @@ func TestConfigFromEnv(t *testing.T) {
 
 	// A relative home is made absolute, so that the keystore does not move
 	// with the working directory.
-	cfg, err := ConfigFromEnv(env(EnvHome, "rel/home"))
+	cfg, err := ConfigFromEnv(env(config.EnvHome, "rel/home"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,6 +29,7 @@ import (
 
 	"github.com/claudemesh/claudemesh/claudecode"
 	"github.com/claudemesh/claudemesh/client"
+	"github.com/claudemesh/claudemesh/config"
 	"github.com/claudemesh/claudemesh/identity"
 	"github.com/claudemesh/claudemesh/wire"
 )
@@ -138,7 +139,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Mesh == "" {
-		cfg.Mesh = DefaultMesh
+		cfg.Mesh = config.DefaultMesh
 	}
 	if cfg.Delivery == "" {
 		cfg.Delivery = DeliveryPush
@@ -166,7 +167,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.SessionID == "" {
 		key, err = identity.NewEphemeral(cfg.Mesh)
 		if err == nil {
-			s.log.Warn("no session id in " + EnvSessionID + " or " + claudecode.EnvSessionID + ": using an ephemeral identity; DMs sent to it are lost when this process exits")
+			s.log.Warn("no session id in " + config.EnvSessionID + " or " + claudecode.EnvSessionID + ": using an ephemeral identity; DMs sent to it are lost when this process exits")
 		}
 	} else {
 		key, err = s.keystore.Load(cfg.Mesh, cfg.SessionID)

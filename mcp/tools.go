@@ -16,6 +16,7 @@ import (
 
 	"github.com/claudemesh/claudemesh/claudecode"
 	"github.com/claudemesh/claudemesh/client"
+	"github.com/claudemesh/claudemesh/config"
 	"github.com/claudemesh/claudemesh/identity"
 	"github.com/claudemesh/claudemesh/wire"
 )
@@ -236,7 +237,7 @@ func (s *Server) brokerDown() *mcpgo.CallToolResult {
 	if st.LastError != nil {
 		why = st.LastError.Error()
 	}
-	return mcpgo.NewToolResultError(fmt.Sprintf("cannot reach the claudemesh broker at %s (%s). Start it with `claudemesh broker` (or check %s); this server reconnects automatically, so retry once it runs.", s.brokerURL(st), why, EnvBroker))
+	return mcpgo.NewToolResultError(fmt.Sprintf("cannot reach the claudemesh broker at %s (%s). Start it with `claudemesh broker` (or check %s); this server reconnects automatically, so retry once it runs.", s.brokerURL(st), why, config.EnvBroker))
 }
 
 // refusedText explains a refusal the client does not retry.
@@ -245,7 +246,7 @@ func (s *Server) refusedText(st client.State) string {
 		b := s.bound()
 		return fmt.Sprintf("the claudemesh broker refuses this session: %v. It does not retry by itself. Session %s is registered in mesh %q to another key than this one (%s): "+
 			"either another process presents this session's id, or this session's key file (under %s) was lost or replaced. A new Claude Code session gets a new id and works.",
-			st.LastError, b.key.SessionID, s.cfg.Mesh, b.key.ID(), filepath.Join("$"+EnvHome, "sessions", s.cfg.Mesh))
+			st.LastError, b.key.SessionID, s.cfg.Mesh, b.key.ID(), filepath.Join("$"+config.EnvHome, "sessions", s.cfg.Mesh))
 	}
 	return fmt.Sprintf("the claudemesh broker refuses this session: %v. It does not retry by itself: a member of mesh %q needs a membership on this machine (`claudemesh join BROKER_URL CODE` with an invite from the mesh's owner), and a removed member cannot come back without a new invite.", st.LastError, s.cfg.Mesh)
 }
@@ -255,7 +256,7 @@ func (s *Server) refusedText(st client.State) string {
 // what to change. The client keeps retrying and reads broker.json afresh
 // each time.
 func (s *Server) credentialRefused(st client.State) string {
-	file := "$" + EnvHome + "/" + wire.LocalFile
+	file := "$" + config.EnvHome + "/" + wire.LocalFile
 	if s.cfg.Home != "" {
 		file += " (here " + filepath.Join(s.cfg.Home, wire.LocalFile) + ")"
 	}
@@ -266,13 +267,13 @@ func (s *Server) credentialRefused(st client.State) string {
 			"Run the MCP server as the broker's user with the broker's %s (restart this Claude Code session after changing it), "+
 			"or, for a broker on another machine, join a mesh on it (`claudemesh join BROKER_URL CODE`, then %s). "+
 			"This server retries by itself and reads the file again before each attempt.",
-			url, st.LastError, file, EnvHome, EnvMesh)
+			url, st.LastError, file, config.EnvHome, config.EnvMesh)
 	}
 	return fmt.Sprintf("the broker at %s refused this session: wrong credential (%v). "+
 		"The broker's credential is in %s, which `claudemesh broker` writes when it starts: the MCP server and the broker must run as the same user with the same %s. "+
 		"If the broker was restarted with another %s, restart it with this one (this session then gets in by itself: it retries and reads the file again before each attempt), "+
 		"or restart this Claude Code session with the broker's %s.",
-		url, st.LastError, file, EnvHome, EnvHome, EnvHome)
+		url, st.LastError, file, config.EnvHome, config.EnvHome, config.EnvHome)
 }
 
 // brokerURL is the broker the client talks to: the one of its last
@@ -638,7 +639,7 @@ func (s *Server) whoami(ctx context.Context, req mcpgo.CallToolRequest) (*mcpgo.
 	text := fmt.Sprintf("%s in mesh %q, key %s, session %s (%s identity); broker %s: %s; delivery %s; %d unread DMs.",
 		res.Name, res.Mesh, res.KeyID, orNone(res.SessionID), res.IdentityMode, res.Broker, res.Connection, res.Delivery, res.Unread)
 	if res.IdentityMode == "ephemeral" {
-		text += " No session id was found in " + EnvSessionID + " or " + claudecode.EnvSessionID + ": this identity disappears when the process exits."
+		text += " No session id was found in " + config.EnvSessionID + " or " + claudecode.EnvSessionID + ": this identity disappears when the process exits."
 	}
 	switch {
 	case st.Replaced:
