@@ -112,13 +112,17 @@ type Server struct {
 	mcp      *server.MCPServer
 	pusher   *pusher // nil unless DMs are pushed
 
-	mu     sync.Mutex
-	id     *binding // the identity the server speaks as now
-	closed bool
+	// Lock order: watchMu, then mu.
+	mu sync.Mutex
+	id *binding // the identity the server speaks as now
 
-	stop      chan struct{} // closed by Close: stops the SessionStart watcher
+	// stop is closed by Close: it stops the SessionStart watcher, and no
+	// check of the channel (hence no rebind) starts after it.
+	stop      chan struct{}
 	watchDone chan struct{}
-	watchMu   sync.Mutex  // serialises checkSessionStart
+	// watchMu serialises checkSessionStart, from the watcher and from tool
+	// calls, rebind included; Close takes it to wait for one in progress.
+	watchMu   sync.Mutex
 	seen      os.FileInfo // the SessionStart event last acted on
 	closeOnce sync.Once
 }
@@ -285,15 +289,18 @@ func (s *Server) Serve(ctx context.Context, in io.Reader, out io.Writer) error {
 // Close says bye to the broker (the session is offline at once, not in
 // grace) and disconnects. DMs received but not yet returned by the inbox
 // tool are not acknowledged, so the broker delivers them again to the next
-// process of this session.
+// process of this session. A rebind in progress, from the watcher or from
+// a tool call, ends first (the identity it leaves has left when Close
+// returns); none starts after Close.
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.stop)
 		<-s.watchDone
-		s.mu.Lock()
-		s.closed = true
-		b := s.id
-		s.mu.Unlock()
+		// Wait for a check that a tool call started before stop; any
+		// later one sees stop and does nothing.
+		s.watchMu.Lock()
+		s.watchMu.Unlock()
+		b := s.bound()
 		if s.pusher != nil {
 			s.pusher.close()
 		}
@@ -398,7 +405,8 @@ func (s *Server) watchSessionStart() {
 
 // checkSessionStart rebinds when the SessionStart channel reports a
 // session other than the one in use. Tool calls run it too, so that a tool
-// called right after the hook already speaks as the right session.
+// called right after the hook already speaks as the right session. Once
+// Close has begun it does nothing.
 func (s *Server) checkSessionStart() {
 	path := s.cfg.SessionStartFile
 	if path == "" {
@@ -406,6 +414,11 @@ func (s *Server) checkSessionStart() {
 	}
 	s.watchMu.Lock()
 	defer s.watchMu.Unlock()
+	select {
+	case <-s.stop:
+		return // closed: the server stays as Close left it
+	default:
+	}
 	fi, err := os.Stat(path)
 	if err != nil || (s.seen != nil && fi.ModTime().Equal(s.seen.ModTime()) && fi.Size() == s.seen.Size()) {
 		return
@@ -440,10 +453,6 @@ func (s *Server) rebind(ev claudecode.SessionStart) error {
 		return fmt.Errorf("session key: %w", err)
 	}
 	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return nil
-	}
 	err = s.bind(key, "SessionStart hook ("+cmp.Or(ev.Source, "unknown")+")")
 	if err == nil {
 		// Before the new identity's first DM can be received (receive
