@@ -476,3 +476,31 @@ func TestDefaultNamesOfTwoSessionsDoNotCollide(t *testing.T) {
 		t.Errorf("a long default name tagged: %q (%d bytes)", long, len(long))
 	}
 }
+
+// The tools say online, reconnecting and away for the broker's online,
+// grace and offline, and away for a state they do not know.
+func TestPresence(t *testing.T) {
+	for state, want := range map[string]string{
+		wire.PeerOnline: "online", wire.PeerGrace: "reconnecting", wire.PeerOffline: "away", "": "away", "later": "away",
+	} {
+		if got := presence(state); got != want {
+			t.Errorf("presence(%q) = %q, want %q", state, got, want)
+		}
+	}
+	online := testPeer(t, "alice", "a11ce0", "", true)
+	back := testPeer(t, "bob", "b0b001", "", false)
+	back.State = wire.PeerGrace
+	away := testPeer(t, "carol", "ca201001", "", false)
+	for _, tc := range []struct {
+		peers []wire.Peer
+		want  string
+	}{
+		{nil, "No other session is in this mesh yet."},
+		{[]wire.Peer{away, back, online}, "Online: alice (a11ce0000000). Reconnecting: bob (b0b001000000). Away: carol (ca2010010000)."},
+		{[]wire.Peer{back}, "No peer is online. Reconnecting: bob (b0b001000000)."},
+	} {
+		if got := describePeers(tc.peers); got != tc.want {
+			t.Errorf("describePeers = %q, want %q", got, tc.want)
+		}
+	}
+}

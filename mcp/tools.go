@@ -397,7 +397,7 @@ func resolve(to string, peers []wire.Peer) (wire.Peer, error) {
 	}
 	parts := make([]string, len(matches))
 	for i, p := range matches {
-		parts[i] = fmt.Sprintf("%s (key id %s, %s", p.Name, p.KeyID, stateWord(p.State))
+		parts[i] = fmt.Sprintf("%s (key id %s, %s", p.Name, p.KeyID, presence(p.State))
 		if p.Member != "" {
 			parts[i] += ", member " + p.Member
 		}
@@ -405,17 +405,6 @@ func resolve(to string, peers []wire.Peer) (wire.Peer, error) {
 	}
 	return wire.Peer{}, fmt.Errorf("%q matches %d sessions: %s. Nothing was sent. Send to one of them by its key id, e.g. to: %q.",
 		to, len(matches), strings.Join(parts, "; "), matches[0].KeyID)
-}
-
-// stateWord is how the tools call a lease state.
-func stateWord(state string) string {
-	switch state {
-	case wire.PeerOnline:
-		return "online"
-	case wire.PeerGrace:
-		return "reconnecting"
-	}
-	return "away"
 }
 
 // peerLabel names a peer in a tool's text: name, key id and, in a mesh
@@ -427,32 +416,27 @@ func peerLabel(p wire.Peer) string {
 	return fmt.Sprintf("%s (key %s)", p.Name, p.KeyID)
 }
 
+// describePeers lists the peers by presence, for a refusal that names
+// them.
 func describePeers(peers []wire.Peer) string {
-	var online, back, away []wire.Peer
+	by := map[string][]wire.Peer{}
 	for _, p := range peers {
-		switch p.State {
-		case wire.PeerOnline:
-			online = append(online, p)
-		case wire.PeerGrace:
-			back = append(back, p)
-		default:
-			away = append(away, p)
-		}
+		w := presence(p.State)
+		by[w] = append(by[w], p)
 	}
 	if len(peers) == 0 {
 		return "No other session is in this mesh yet."
 	}
 	var b strings.Builder
-	if len(online) > 0 {
-		fmt.Fprintf(&b, "Online: %s.", peerList(online))
+	if online := by[presenceOnline]; len(online) > 0 {
+		fmt.Fprintf(&b, "%s: %s.", presenceHeading(presenceOnline), peerList(online))
 	} else {
-		b.WriteString("No peer is online.")
+		fmt.Fprintf(&b, "No peer is %s.", presenceOnline)
 	}
-	if len(back) > 0 {
-		fmt.Fprintf(&b, " Reconnecting: %s.", peerList(back))
-	}
-	if len(away) > 0 {
-		fmt.Fprintf(&b, " Away: %s.", peerList(away))
+	for _, w := range []string{presenceReconnecting, presenceAway} {
+		if list := by[w]; len(list) > 0 {
+			fmt.Fprintf(&b, " %s: %s.", presenceHeading(w), peerList(list))
+		}
 	}
 	return b.String()
 }
@@ -483,17 +467,17 @@ func (s *Server) listPeers(ctx context.Context, _ mcpgo.CallToolRequest) (*mcpgo
 	}
 	for _, p := range peers {
 		info := PeerInfo{Name: p.Name, KeyID: p.KeyID, SessionID: p.SessionID, ProjectDir: p.ProjectDir,
-			State: stateWord(p.State), Member: p.Member, MemberKeyID: p.MemberKeyID}
-		switch p.State {
-		case wire.PeerOnline:
+			State: presence(p.State), Member: p.Member, MemberKeyID: p.MemberKeyID}
+		switch info.State {
+		case presenceOnline:
 			info.ConnectedSince = stamp(p.ConnectedSince)
-			fmt.Fprintf(&b, "- %s online since %s", peerLabel(p), info.ConnectedSince)
-		case wire.PeerGrace:
+			fmt.Fprintf(&b, "- %s %s since %s", peerLabel(p), info.State, info.ConnectedSince)
+		case presenceReconnecting:
 			info.LastSeen, info.ReconnectingUntil = stamp(p.LastSeen), stamp(p.GraceUntil)
-			fmt.Fprintf(&b, "- %s reconnecting (connection lost at %s; DMs are queued)", peerLabel(p), info.LastSeen)
+			fmt.Fprintf(&b, "- %s %s (connection lost at %s; DMs are queued)", peerLabel(p), info.State, info.LastSeen)
 		default:
 			info.LastSeen = stamp(p.LastSeen)
-			fmt.Fprintf(&b, "- %s away, last seen %s", peerLabel(p), info.LastSeen)
+			fmt.Fprintf(&b, "- %s %s, last seen %s", peerLabel(p), info.State, info.LastSeen)
 		}
 		res.Peers = append(res.Peers, info)
 		if p.ProjectDir != "" {
