@@ -8,6 +8,14 @@
 // arguments against its input schema. A DM is acknowledged to the broker
 // only after the inbox tool has returned it, so a DM is never lost between
 // the broker and the model. The server never touches the broker's store.
+//
+// What the server makes of Claude Code is decided here: which session to
+// be (following the session the SessionStart hook reports, see rebind),
+// what to push into the session and how often, how a pushed DM is framed
+// (<claudemesh-dm>), and the run files through which the hooks and the
+// server of one claude process talk. How Claude Code works (its hook
+// payloads, its process, its messaging socket, its environment) is package
+// claudecode's; claudemesh's own environment is package config's.
 package mcp
 
 import (
