@@ -1,12 +1,27 @@
-// Package claudecode knows the files and conventions of Claude Code that
-// claudemesh reads or edits: where Claude Code keeps its configuration, how
-// it names the directory that holds a project's session transcripts (so
-// that `claudemesh launch --continue` finds the session Claude Code would
-// continue), and the MCP server entry and settings hooks through which
-// Claude Code starts `claudemesh mcp` and `claudemesh hook` (Install,
-// Uninstall).
+// Package claudecode is claudemesh's one adapter to Claude Code: all that
+// depends on how Claude Code works lives here, and what claudemesh makes of
+// it (which session to be, what to push) lives with its users.
 //
-// It imports nothing of claudemesh but identity, and touches no network.
+//   - Its files: where Claude Code keeps its configuration (ConfigDir,
+//     StateFile), how it names the directory that holds a project's session
+//     transcripts (ProjectKey, LatestSession: the session `claudemesh launch
+//     --continue` resumes; TranscriptExists: whether a session id was ever a
+//     real conversation), and the MCP server entry and settings hooks
+//     through which Claude Code starts `claudemesh mcp` and `claudemesh
+//     hook` (Install, Uninstall).
+//   - Its environment: the variables it sets for the MCP servers and hooks
+//     it starts (EnvSessionID, EnvProjectDir, EnvMessagingSocket, ...).
+//   - Its hooks: the JSON a SessionStart hook gets on stdin
+//     (ParseSessionStart).
+//   - Its process: the claude process that runs a hook or an MCP server,
+//     found through /proc (FindProcess), and the names of files kept per
+//     such process (Process.FileName, RemoveGone), through which a hook and
+//     the MCP server of one session pass word.
+//   - Its messaging socket: writing a user message into a running session
+//     (WriteMessagingSocket).
+//
+// It imports nothing of claudemesh but identity and internal/atomicfile, and
+// touches no network: the messaging socket is a local Unix socket.
 package claudecode
 
 import (
@@ -14,8 +29,23 @@ import (
 	"path/filepath"
 )
 
-// EnvConfigDir overrides where Claude Code keeps its configuration.
-const EnvConfigDir = "CLAUDE_CONFIG_DIR"
+// Environment variables of Claude Code.
+const (
+	// EnvConfigDir overrides where Claude Code keeps its configuration.
+	EnvConfigDir = "CLAUDE_CONFIG_DIR"
+	// EnvSessionID is the session UUID Claude Code gives the MCP servers
+	// and hooks it starts. An MCP server keeps the one it started with: a
+	// throwaway under --continue, a stale one after /clear. A hook gets the
+	// true one (see SessionStart).
+	EnvSessionID = "CLAUDE_CODE_SESSION_ID"
+	// EnvProjectDir is the directory of the session's project.
+	EnvProjectDir = "CLAUDE_PROJECT_DIR"
+	// EnvMessagingSocket is the session's messaging socket, through which a
+	// message is written into the session (WriteMessagingSocket), and
+	// EnvMessagingToken the token that goes with it.
+	EnvMessagingSocket = "CLAUDE_CODE_MESSAGING_SOCKET"
+	EnvMessagingToken  = "CLAUDE_CODE_MESSAGING_TOKEN"
+)
 
 // ConfigDir returns Claude Code's configuration directory: CLAUDE_CONFIG_DIR
 // if set, else ~/.claude. It holds the user's settings.json and the session

@@ -238,3 +238,16 @@ func transcriptCwd(path string) (string, error) {
 	}
 	return "", nil
 }
+
+// TranscriptExists reports whether Claude Code has a transcript of the
+// session id in the directory of hookTranscript, the transcript_path a
+// hook was given: whether id was ever a real conversation of that project
+// rather than a throwaway id. With either empty it cannot tell and reports
+// true.
+func TranscriptExists(hookTranscript, id string) bool {
+	if hookTranscript == "" || id == "" {
+		return true // cannot tell: assume it was real
+	}
+	_, err := os.Stat(filepath.Join(filepath.Dir(hookTranscript), id+".jsonl"))
+	return err == nil
+}

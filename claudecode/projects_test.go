@@ -237,3 +237,27 @@ func TestTranscriptCwd(t *testing.T) {
 		})
 	}
 }
+
+// A session id is a real conversation when Claude Code keeps its
+// transcript beside the one a hook names; when either is unknown it
+// counts as real, so that nothing real is forgotten.
+func TestTranscriptExists(t *testing.T) {
+	dir := t.TempDir()
+	hook := filepath.Join(dir, id2+".jsonl")
+	if err := os.WriteFile(filepath.Join(dir, id1+".jsonl"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		hook, id string
+		want     bool
+	}{
+		{hook, id1, true},
+		{hook, id3, false},
+		{"", id3, true},
+		{hook, "", true},
+	} {
+		if got := TranscriptExists(tc.hook, tc.id); got != tc.want {
+			t.Errorf("TranscriptExists(%q, %q) = %v, want %v", tc.hook, tc.id, got, tc.want)
+		}
+	}
+}

@@ -2,7 +2,6 @@ package mcp
 
 import (
 	"cmp"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"os"
@@ -11,59 +10,38 @@ import (
 	"strings"
 	"unicode"
 
-	"github.com/claudemesh/claudemesh/client"
+	"github.com/claudemesh/claudemesh/claudecode"
+	"github.com/claudemesh/claudemesh/config"
 	"github.com/claudemesh/claudemesh/identity"
 	"github.com/claudemesh/claudemesh/wire"
 )
 
-// Environment variables read by ConfigFromEnv.
-const (
-	EnvHome       = "CLAUDEMESH_HOME"
-	EnvBroker     = "CLAUDEMESH_BROKER"
-	EnvMesh       = "CLAUDEMESH_MESH"
-	EnvName       = "CLAUDEMESH_NAME"
-	EnvSessionID  = "CLAUDEMESH_SESSION_ID"
-	EnvClaudeID   = "CLAUDE_CODE_SESSION_ID"
-	EnvProjectDir = "CLAUDE_PROJECT_DIR"
-	EnvDelivery   = "CLAUDEMESH_DELIVERY"
-	EnvChannel    = "CLAUDEMESH_CHANNEL"
-	// EnvCA names a PEM file of CA certificates trusted, besides the
-	// system's roots, to sign a wss:// broker's certificate.
-	EnvCA = "CLAUDEMESH_CA"
-	// EnvAllowPlaintext=1 allows ws:// to a broker that is not on a
-	// loopback address.
-	EnvAllowPlaintext = "CLAUDEMESH_ALLOW_PLAINTEXT"
-	// Claude Code's messaging socket of the session, and its token.
-	EnvMessagingSocket = "CLAUDE_CODE_MESSAGING_SOCKET"
-	EnvMessagingToken  = "CLAUDE_CODE_MESSAGING_TOKEN"
-	DefaultMesh        = "default"
-	defaultHomeDir     = ".claudemesh"
-)
-
-// ConfigFromEnv builds a Config from environment variables (getenv is
-// os.Getenv outside tests). It validates what it reads; Logger is left nil.
+// ConfigFromEnv builds a Config from the environment (getenv is os.Getenv
+// outside tests): claudemesh's variables (package config) and those Claude
+// Code sets (package claudecode). It validates what it reads; Logger is
+// left nil.
 func ConfigFromEnv(getenv func(string) string) (Config, error) {
-	home, err := HomeFromEnv(getenv)
+	home, err := config.Home(getenv)
 	if err != nil {
 		return Config{}, err
 	}
 	cfg := Config{
 		Home:       home,
-		BrokerURL:  getenv(EnvBroker),
-		Mesh:       getenv(EnvMesh),
-		Name:       strings.TrimSpace(getenv(EnvName)),
-		ProjectDir: getenv(EnvProjectDir),
+		BrokerURL:  getenv(config.EnvBroker),
+		Mesh:       getenv(config.EnvMesh),
+		Name:       strings.TrimSpace(getenv(config.EnvName)),
+		ProjectDir: getenv(claudecode.EnvProjectDir),
 	}
 	if cfg.Mesh == "" {
-		cfg.Mesh = DefaultMesh
+		cfg.Mesh = config.DefaultMesh
 	}
 	if err := identity.ValidateMesh(cfg.Mesh); err != nil {
-		return Config{}, fmt.Errorf("%s: %w", EnvMesh, err)
+		return Config{}, fmt.Errorf("%s: %w", config.EnvMesh, err)
 	}
 	if cfg.ProjectDir == "" {
 		cfg.ProjectDir, _ = os.Getwd()
 	}
-	for _, name := range []string{EnvSessionID, EnvClaudeID} {
+	for _, name := range []string{config.EnvSessionID, claudecode.EnvSessionID} {
 		raw := getenv(name)
 		if raw == "" {
 			continue
@@ -78,18 +56,18 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	// Claude Code's SessionStart hook knows the true session when the
 	// environment does not (--continue, /clear); an id the user set
 	// explicitly wins over it.
-	if cfg.SessionSource != EnvSessionID {
+	if cfg.SessionSource != config.EnvSessionID {
 		cfg.SessionStartFile = SessionStartFile(home)
 	}
-	cfg.Delivery = cmp.Or(getenv(EnvDelivery), DeliveryPush)
+	cfg.Delivery = cmp.Or(getenv(config.EnvDelivery), DeliveryPush)
 	if err := validDelivery(cfg.Delivery); err != nil {
-		return Config{}, fmt.Errorf("%s: %w", EnvDelivery, err)
+		return Config{}, fmt.Errorf("%s: %w", config.EnvDelivery, err)
 	}
-	cfg.MessagingSocket, cfg.MessagingToken = getenv(EnvMessagingSocket), getenv(EnvMessagingToken)
-	if cfg.Channel, err = envBool(getenv, EnvChannel); err != nil {
+	cfg.MessagingSocket, cfg.MessagingToken = getenv(claudecode.EnvMessagingSocket), getenv(claudecode.EnvMessagingToken)
+	if cfg.Channel, err = config.Bool(getenv, config.EnvChannel); err != nil {
 		return Config{}, err
 	}
-	if cfg.RootCAs, cfg.AllowPlaintext, err = TransportFromEnv(getenv); err != nil {
+	if cfg.RootCAs, cfg.AllowPlaintext, err = config.Transport(getenv); err != nil {
 		return Config{}, err
 	}
 	// A mesh this machine joined: its member key attests the session, and
@@ -108,46 +86,9 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		cfg.Name, cfg.TagName = DefaultName(getenv, cfg.ProjectDir), true
 	}
 	if err := validName(cfg.Name); err != nil {
-		return Config{}, fmt.Errorf("%s: %w", EnvName, err)
+		return Config{}, fmt.Errorf("%s: %w", config.EnvName, err)
 	}
 	return cfg, nil
-}
-
-// TransportFromEnv reads how to reach a broker: the extra CA certificates
-// of CLAUDEMESH_CA (added to the system's roots; nil when unset) and
-// CLAUDEMESH_ALLOW_PLAINTEXT.
-func TransportFromEnv(getenv func(string) string) (roots *x509.CertPool, allowPlaintext bool, err error) {
-	if f := getenv(EnvCA); f != "" {
-		if roots, err = client.LoadRootCAs(f); err != nil {
-			return nil, false, fmt.Errorf("%s: %w", EnvCA, err)
-		}
-	}
-	allowPlaintext, err = envBool(getenv, EnvAllowPlaintext)
-	return roots, allowPlaintext, err
-}
-
-// envBool reads a yes/no variable: 1 or true, 0, false or unset.
-func envBool(getenv func(string) string, name string) (bool, error) {
-	switch v := getenv(name); v {
-	case "", "0", "false":
-		return false, nil
-	case "1", "true":
-		return true, nil
-	default:
-		return false, fmt.Errorf("%s: %q is not 1 or 0", name, v)
-	}
-}
-
-// HomeFromEnv returns CLAUDEMESH_HOME, or ~/.claudemesh.
-func HomeFromEnv(getenv func(string) string) (string, error) {
-	if h := getenv(EnvHome); h != "" {
-		return filepath.Abs(h)
-	}
-	dir, err := os.UserHomeDir()
-	if err != nil {
-		return "", fmt.Errorf("find home directory (set %s): %w", EnvHome, err)
-	}
-	return filepath.Join(dir, defaultHomeDir), nil
 }
 
 // DefaultName derives a display name from the user, the host and the

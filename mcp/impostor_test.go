@@ -15,6 +15,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/claudemesh/claudemesh/client"
+	"github.com/claudemesh/claudemesh/config"
 	"github.com/claudemesh/claudemesh/identity"
 )
 
@@ -99,7 +100,7 @@ func members(t *testing.T, tb *testBroker, mesh string) map[string]ed25519.Priva
 func TestImpostorOfAwayPeer(t *testing.T) {
 	for _, withMembers := range []bool{false, true} {
 		for _, form := range []string{"name", "session id", "key prefix"} {
-			mesh := DefaultMesh
+			mesh := config.DefaultMesh
 			if withMembers {
 				mesh = "team"
 			}

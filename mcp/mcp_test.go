@@ -11,6 +11,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/claudemesh/claudemesh/claudecode"
+	"github.com/claudemesh/claudemesh/config"
 	"github.com/claudemesh/claudemesh/identity"
 	"github.com/claudemesh/claudemesh/wire"
 )
@@ -367,7 +369,7 @@ func TestConfigFromEnv(t *testing.T) {
 		claude = "7c9e6679-7425-40de-944b-e07fc1f90ae7"
 	)
 	home := t.TempDir()
-	base := map[string]string{EnvHome: home, EnvName: "alice", EnvProjectDir: "/p"}
+	base := map[string]string{config.EnvHome: home, config.EnvName: "alice", claudecode.EnvProjectDir: "/p"}
 	env := func(kv ...string) func(string) string {
 		m := map[string]string{}
 		for k, v := range base {
@@ -384,13 +386,13 @@ func TestConfigFromEnv(t *testing.T) {
 		getenv                    func(string) string
 		session, source, mesh, nm string
 	}{
-		{"ours over Claude Code's", env(EnvSessionID, ours, EnvClaudeID, claude), ours, EnvSessionID, DefaultMesh, "alice"},
-		{"Claude Code's", env(EnvClaudeID, claude), claude, EnvClaudeID, DefaultMesh, "alice"},
-		{"canonical form", env(EnvClaudeID, strings.ToUpper(claude)), claude, EnvClaudeID, DefaultMesh, "alice"},
-		{"none", env(), "", "", DefaultMesh, "alice"},
-		{"mesh", env(EnvMesh, "team-a.1"), "", "", "team-a.1", "alice"},
-		{"name trimmed", env(EnvName, "  bob \n"), "", "", DefaultMesh, "bob"},
-		{"default name", env(EnvName, "", "USER", "carol"), "", "", DefaultMesh, ""},
+		{"ours over Claude Code's", env(config.EnvSessionID, ours, claudecode.EnvSessionID, claude), ours, config.EnvSessionID, config.DefaultMesh, "alice"},
+		{"Claude Code's", env(claudecode.EnvSessionID, claude), claude, claudecode.EnvSessionID, config.DefaultMesh, "alice"},
+		{"canonical form", env(claudecode.EnvSessionID, strings.ToUpper(claude)), claude, claudecode.EnvSessionID, config.DefaultMesh, "alice"},
+		{"none", env(), "", "", config.DefaultMesh, "alice"},
+		{"mesh", env(config.EnvMesh, "team-a.1"), "", "", "team-a.1", "alice"},
+		{"name trimmed", env(config.EnvName, "  bob \n"), "", "", config.DefaultMesh, "bob"},
+		{"default name", env(config.EnvName, "", "USER", "carol"), "", "", config.DefaultMesh, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg, err := ConfigFromEnv(tc.getenv)
@@ -417,15 +419,15 @@ func TestConfigFromEnv(t *testing.T) {
 		getenv func(string) string
 		want   string
 	}{
-		{"bad mesh", env(EnvMesh, "Team"), EnvMesh},
-		{"mesh path", env(EnvMesh, "../x"), EnvMesh},
-		{"bad session id", env(EnvSessionID, "../../etc/passwd"), EnvSessionID},
+		{"bad mesh", env(config.EnvMesh, "Team"), config.EnvMesh},
+		{"mesh path", env(config.EnvMesh, "../x"), config.EnvMesh},
+		{"bad session id", env(config.EnvSessionID, "../../etc/passwd"), config.EnvSessionID},
 		// An explicit id that is wrong is an error, never a silent fallback
 		// to Claude Code's.
-		{"bad ours, good Claude Code's", env(EnvSessionID, "nope", EnvClaudeID, claude), EnvSessionID},
-		{"bad Claude Code's", env(EnvClaudeID, "00000000-0000-0000-0000-000000000000"), EnvClaudeID},
-		{"control characters in name", env(EnvName, "al\x1bice"), EnvName},
-		{"long name", env(EnvName, strings.Repeat("n", wire.MaxNameLen+1)), EnvName},
+		{"bad ours, good Claude Code's", env(config.EnvSessionID, "nope", claudecode.EnvSessionID, claude), config.EnvSessionID},
+		{"bad Claude Code's", env(claudecode.EnvSessionID, "00000000-0000-0000-0000-000000000000"), claudecode.EnvSessionID},
+		{"control characters in name", env(config.EnvName, "al\x1bice"), config.EnvName},
+		{"long name", env(config.EnvName, strings.Repeat("n", wire.MaxNameLen+1)), config.EnvName},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg, err := ConfigFromEnv(tc.getenv)
@@ -437,7 +439,7 @@ func TestConfigFromEnv(t *testing.T) {
 
 	// A relative home is made absolute, so that the keystore does not move
 	// with the working directory.
-	cfg, err := ConfigFromEnv(env(EnvHome, "rel/home"))
+	cfg, err := ConfigFromEnv(env(config.EnvHome, "rel/home"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -472,5 +474,33 @@ func TestDefaultNamesOfTwoSessionsDoNotCollide(t *testing.T) {
 	long := TaggedName(strings.Repeat("é", wire.MaxNameLen), a)
 	if len(long) > wire.MaxNameLen || !strings.HasSuffix(long, "#3f2a") || validName(long) != nil || !utf8.ValidString(long) {
 		t.Errorf("a long default name tagged: %q (%d bytes)", long, len(long))
+	}
+}
+
+// The tools say online, reconnecting and away for the broker's online,
+// grace and offline, and away for a state they do not know.
+func TestPresence(t *testing.T) {
+	for state, want := range map[string]string{
+		wire.PeerOnline: "online", wire.PeerGrace: "reconnecting", wire.PeerOffline: "away", "": "away", "later": "away",
+	} {
+		if got := presence(state); got != want {
+			t.Errorf("presence(%q) = %q, want %q", state, got, want)
+		}
+	}
+	online := testPeer(t, "alice", "a11ce0", "", true)
+	back := testPeer(t, "bob", "b0b001", "", false)
+	back.State = wire.PeerGrace
+	away := testPeer(t, "carol", "ca201001", "", false)
+	for _, tc := range []struct {
+		peers []wire.Peer
+		want  string
+	}{
+		{nil, "No other session is in this mesh yet."},
+		{[]wire.Peer{away, back, online}, "Online: alice (a11ce0000000). Reconnecting: bob (b0b001000000). Away: carol (ca2010010000)."},
+		{[]wire.Peer{back}, "No peer is online. Reconnecting: bob (b0b001000000)."},
+	} {
+		if got := describePeers(tc.peers); got != tc.want {
+			t.Errorf("describePeers = %q, want %q", got, tc.want)
+		}
 	}
 }

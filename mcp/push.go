@@ -2,15 +2,13 @@ package mcp
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"strings"
 	"time"
 	"unicode/utf8"
 
+	"github.com/claudemesh/claudemesh/claudecode"
 	"github.com/claudemesh/claudemesh/internal/rate"
 )
 
@@ -192,44 +190,9 @@ func (p *pusher) push(m Message) {
 	}
 	ctx, cancel := context.WithTimeout(p.ctx, pushTimeout)
 	defer cancel()
-	if err := writeMessagingSocket(ctx, p.socket, p.token, framePush(m)); err != nil {
+	if err := claudecode.WriteMessagingSocket(ctx, p.socket, p.token, framePush(m)); err != nil {
 		p.log.Warn("push into the session failed; DM left for the inbox", "msg_id", m.ID, "err", err)
 		return
 	}
 	p.pushed(m, p.now())
-}
-
-// writeMessagingSocket writes one user message into the Claude session
-// through Claude Code's messaging socket (NDJSON: an optional auth line,
-// then the message).
-func writeMessagingSocket(ctx context.Context, path, token, content string) error {
-	if content == "" {
-		return errors.New("empty message")
-	}
-	var d net.Dialer
-	c, err := d.DialContext(ctx, "unix", path)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	if dl, ok := ctx.Deadline(); ok {
-		c.SetDeadline(dl)
-	}
-	enc := json.NewEncoder(c)
-	if token != "" {
-		if err := enc.Encode(struct {
-			Type  string `json:"type"`
-			Token string `json:"token"`
-		}{"auth", token}); err != nil {
-			return err
-		}
-	}
-	type message struct {
-		Role    string `json:"role"`
-		Content string `json:"content"`
-	}
-	return enc.Encode(struct {
-		Type    string  `json:"type"`
-		Message message `json:"message"`
-	}{"user", message{"user", content}})
 }

@@ -1,14 +1,8 @@
 package mcp
 
 import (
-	"bufio"
-	"context"
-	"encoding/json"
-	"net"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 )
 
 func TestFramePushEscapesAndBounds(t *testing.T) {
@@ -89,52 +83,5 @@ func TestNudgeLine(t *testing.T) {
 		if got := nudgeLine(tt.n, tt.from); got != tt.want {
 			t.Errorf("nudgeLine(%d, %q) = %q, want %q", tt.n, tt.from, got, tt.want)
 		}
-	}
-}
-
-// The socket protocol: an auth line when there is a token, then one user
-// message line whose content is the text.
-func TestWriteMessagingSocket(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "s")
-	ln, err := net.Listen("unix", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	lines := make(chan []string, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			lines <- nil
-			return
-		}
-		defer c.Close()
-		var got []string
-		sc := bufio.NewScanner(c)
-		for sc.Scan() {
-			got = append(got, sc.Text())
-		}
-		lines <- got
-	}()
-	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
-	defer cancel()
-	text := "<claudemesh-dm>x &amp; y</claudemesh-dm>"
-	if err := writeMessagingSocket(ctx, path, "tok", text); err != nil {
-		t.Fatal(err)
-	}
-	got := <-lines
-	if len(got) != 2 {
-		t.Fatalf("socket got %d lines %q, want 2", len(got), got)
-	}
-	var auth struct{ Type, Token string }
-	var msg struct {
-		Type    string
-		Message struct{ Role, Content string }
-	}
-	if json.Unmarshal([]byte(got[0]), &auth) != nil || auth.Type != "auth" || auth.Token != "tok" {
-		t.Errorf("first line %q, want the auth line", got[0])
-	}
-	if json.Unmarshal([]byte(got[1]), &msg) != nil || msg.Type != "user" || msg.Message.Role != "user" || msg.Message.Content != text {
-		t.Errorf("second line %q, want the user message", got[1])
 	}
 }

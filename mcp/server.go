@@ -8,6 +8,14 @@
 // arguments against its input schema. A DM is acknowledged to the broker
 // only after the inbox tool has returned it, so a DM is never lost between
 // the broker and the model. The server never touches the broker's store.
+//
+// What the server makes of Claude Code is decided here: which session to
+// be (following the session the SessionStart hook reports, see rebind),
+// what to push into the session and how often, how a pushed DM is framed
+// (<claudemesh-dm>), and the run files through which the hooks and the
+// server of one claude process talk. How Claude Code works (its hook
+// payloads, its process, its messaging socket, its environment) is package
+// claudecode's; claudemesh's own environment is package config's.
 package mcp
 
 import (
@@ -27,7 +35,9 @@ import (
 
 	"github.com/mark3labs/mcp-go/server"
 
+	"github.com/claudemesh/claudemesh/claudecode"
 	"github.com/claudemesh/claudemesh/client"
+	"github.com/claudemesh/claudemesh/config"
 	"github.com/claudemesh/claudemesh/identity"
 	"github.com/claudemesh/claudemesh/wire"
 )
@@ -110,13 +120,17 @@ type Server struct {
 	mcp      *server.MCPServer
 	pusher   *pusher // nil unless DMs are pushed
 
-	mu     sync.Mutex
-	id     *binding // the identity the server speaks as now
-	closed bool
+	// Lock order: watchMu, then mu.
+	mu sync.Mutex
+	id *binding // the identity the server speaks as now
 
-	stop      chan struct{} // closed by Close: stops the SessionStart watcher
+	// stop is closed by Close: it stops the SessionStart watcher, and no
+	// check of the channel (hence no rebind) starts after it.
+	stop      chan struct{}
 	watchDone chan struct{}
-	watchMu   sync.Mutex  // serialises checkSessionStart
+	// watchMu serialises checkSessionStart, from the watcher and from tool
+	// calls, rebind included; Close takes it to wait for one in progress.
+	watchMu   sync.Mutex
 	seen      os.FileInfo // the SessionStart event last acted on
 	closeOnce sync.Once
 }
@@ -137,7 +151,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Mesh == "" {
-		cfg.Mesh = DefaultMesh
+		cfg.Mesh = config.DefaultMesh
 	}
 	if cfg.Delivery == "" {
 		cfg.Delivery = DeliveryPush
@@ -165,7 +179,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.SessionID == "" {
 		key, err = identity.NewEphemeral(cfg.Mesh)
 		if err == nil {
-			s.log.Warn("no session id in " + EnvSessionID + " or " + EnvClaudeID + ": using an ephemeral identity; DMs sent to it are lost when this process exits")
+			s.log.Warn("no session id in " + config.EnvSessionID + " or " + claudecode.EnvSessionID + ": using an ephemeral identity; DMs sent to it are lost when this process exits")
 		}
 	} else {
 		key, err = s.keystore.Load(cfg.Mesh, cfg.SessionID)
@@ -283,15 +297,18 @@ func (s *Server) Serve(ctx context.Context, in io.Reader, out io.Writer) error {
 // Close says bye to the broker (the session is offline at once, not in
 // grace) and disconnects. DMs received but not yet returned by the inbox
 // tool are not acknowledged, so the broker delivers them again to the next
-// process of this session.
+// process of this session. A rebind in progress, from the watcher or from
+// a tool call, ends first (the identity it leaves has left when Close
+// returns); none starts after Close.
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.stop)
 		<-s.watchDone
-		s.mu.Lock()
-		s.closed = true
-		b := s.id
-		s.mu.Unlock()
+		// Wait for a check that a tool call started before stop; any
+		// later one sees stop and does nothing.
+		s.watchMu.Lock()
+		s.watchMu.Unlock()
+		b := s.bound()
 		if s.pusher != nil {
 			s.pusher.close()
 		}
@@ -396,7 +413,8 @@ func (s *Server) watchSessionStart() {
 
 // checkSessionStart rebinds when the SessionStart channel reports a
 // session other than the one in use. Tool calls run it too, so that a tool
-// called right after the hook already speaks as the right session.
+// called right after the hook already speaks as the right session. Once
+// Close has begun it does nothing.
 func (s *Server) checkSessionStart() {
 	path := s.cfg.SessionStartFile
 	if path == "" {
@@ -404,6 +422,11 @@ func (s *Server) checkSessionStart() {
 	}
 	s.watchMu.Lock()
 	defer s.watchMu.Unlock()
+	select {
+	case <-s.stop:
+		return // closed: the server stays as Close left it
+	default:
+	}
 	fi, err := os.Stat(path)
 	if err != nil || (s.seen != nil && fi.ModTime().Equal(s.seen.ModTime()) && fi.Size() == s.seen.Size()) {
 		return
@@ -428,7 +451,7 @@ func (s *Server) checkSessionStart() {
 // trace in list_peers; otherwise (after /clear) it is just offline, and
 // DMs sent to it wait for it to be resumed. Unread DMs of the old identity
 // are dropped from the inbox unacknowledged: the broker keeps them for it.
-func (s *Server) rebind(ev SessionStart) error {
+func (s *Server) rebind(ev claudecode.SessionStart) error {
 	old := s.bound()
 	if ev.SessionID == old.key.SessionID {
 		return nil
@@ -438,10 +461,6 @@ func (s *Server) rebind(ev SessionStart) error {
 		return fmt.Errorf("session key: %w", err)
 	}
 	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return nil
-	}
 	err = s.bind(key, "SessionStart hook ("+cmp.Or(ev.Source, "unknown")+")")
 	if err == nil {
 		// Before the new identity's first DM can be received (receive
@@ -452,7 +471,7 @@ func (s *Server) rebind(ev SessionStart) error {
 	if err != nil {
 		return err
 	}
-	forget := old.key.Ephemeral || !transcriptExists(ev.TranscriptPath, old.key.SessionID)
+	forget := old.key.Ephemeral || !claudecode.TranscriptExists(ev.TranscriptPath, old.key.SessionID)
 	s.log.Info("switched to the session reported by the SessionStart hook",
 		"from_session", old.key.SessionID, "from_key_id", old.key.ID(), "session", key.SessionID, "key_id", key.ID(),
 		"source", ev.Source, "forget_old", forget)

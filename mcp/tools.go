@@ -14,7 +14,9 @@ import (
 	mcpgo "github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
 
+	"github.com/claudemesh/claudemesh/claudecode"
 	"github.com/claudemesh/claudemesh/client"
+	"github.com/claudemesh/claudemesh/config"
 	"github.com/claudemesh/claudemesh/identity"
 	"github.com/claudemesh/claudemesh/wire"
 )
@@ -235,7 +237,7 @@ func (s *Server) brokerDown() *mcpgo.CallToolResult {
 	if st.LastError != nil {
 		why = st.LastError.Error()
 	}
-	return mcpgo.NewToolResultError(fmt.Sprintf("cannot reach the claudemesh broker at %s (%s). Start it with `claudemesh broker` (or check %s); this server reconnects automatically, so retry once it runs.", s.brokerURL(st), why, EnvBroker))
+	return mcpgo.NewToolResultError(fmt.Sprintf("cannot reach the claudemesh broker at %s (%s). Start it with `claudemesh broker` (or check %s); this server reconnects automatically, so retry once it runs.", s.brokerURL(st), why, config.EnvBroker))
 }
 
 // refusedText explains a refusal the client does not retry.
@@ -244,7 +246,7 @@ func (s *Server) refusedText(st client.State) string {
 		b := s.bound()
 		return fmt.Sprintf("the claudemesh broker refuses this session: %v. It does not retry by itself. Session %s is registered in mesh %q to another key than this one (%s): "+
 			"either another process presents this session's id, or this session's key file (under %s) was lost or replaced. A new Claude Code session gets a new id and works.",
-			st.LastError, b.key.SessionID, s.cfg.Mesh, b.key.ID(), filepath.Join("$"+EnvHome, "sessions", s.cfg.Mesh))
+			st.LastError, b.key.SessionID, s.cfg.Mesh, b.key.ID(), filepath.Join("$"+config.EnvHome, "sessions", s.cfg.Mesh))
 	}
 	return fmt.Sprintf("the claudemesh broker refuses this session: %v. It does not retry by itself: a member of mesh %q needs a membership on this machine (`claudemesh join BROKER_URL CODE` with an invite from the mesh's owner), and a removed member cannot come back without a new invite.", st.LastError, s.cfg.Mesh)
 }
@@ -254,7 +256,7 @@ func (s *Server) refusedText(st client.State) string {
 // what to change. The client keeps retrying and reads broker.json afresh
 // each time.
 func (s *Server) credentialRefused(st client.State) string {
-	file := "$" + EnvHome + "/" + wire.LocalFile
+	file := "$" + config.EnvHome + "/" + wire.LocalFile
 	if s.cfg.Home != "" {
 		file += " (here " + filepath.Join(s.cfg.Home, wire.LocalFile) + ")"
 	}
@@ -265,13 +267,13 @@ func (s *Server) credentialRefused(st client.State) string {
 			"Run the MCP server as the broker's user with the broker's %s (restart this Claude Code session after changing it), "+
 			"or, for a broker on another machine, join a mesh on it (`claudemesh join BROKER_URL CODE`, then %s). "+
 			"This server retries by itself and reads the file again before each attempt.",
-			url, st.LastError, file, EnvHome, EnvMesh)
+			url, st.LastError, file, config.EnvHome, config.EnvMesh)
 	}
 	return fmt.Sprintf("the broker at %s refused this session: wrong credential (%v). "+
 		"The broker's credential is in %s, which `claudemesh broker` writes when it starts: the MCP server and the broker must run as the same user with the same %s. "+
 		"If the broker was restarted with another %s, restart it with this one (this session then gets in by itself: it retries and reads the file again before each attempt), "+
 		"or restart this Claude Code session with the broker's %s.",
-		url, st.LastError, file, EnvHome, EnvHome, EnvHome)
+		url, st.LastError, file, config.EnvHome, config.EnvHome, config.EnvHome)
 }
 
 // brokerURL is the broker the client talks to: the one of its last
@@ -395,7 +397,7 @@ func resolve(to string, peers []wire.Peer) (wire.Peer, error) {
 	}
 	parts := make([]string, len(matches))
 	for i, p := range matches {
-		parts[i] = fmt.Sprintf("%s (key id %s, %s", p.Name, p.KeyID, stateWord(p.State))
+		parts[i] = fmt.Sprintf("%s (key id %s, %s", p.Name, p.KeyID, presence(p.State))
 		if p.Member != "" {
 			parts[i] += ", member " + p.Member
 		}
@@ -403,17 +405,6 @@ func resolve(to string, peers []wire.Peer) (wire.Peer, error) {
 	}
 	return wire.Peer{}, fmt.Errorf("%q matches %d sessions: %s. Nothing was sent. Send to one of them by its key id, e.g. to: %q.",
 		to, len(matches), strings.Join(parts, "; "), matches[0].KeyID)
-}
-
-// stateWord is how the tools call a lease state.
-func stateWord(state string) string {
-	switch state {
-	case wire.PeerOnline:
-		return "online"
-	case wire.PeerGrace:
-		return "reconnecting"
-	}
-	return "away"
 }
 
 // peerLabel names a peer in a tool's text: name, key id and, in a mesh
@@ -425,32 +416,27 @@ func peerLabel(p wire.Peer) string {
 	return fmt.Sprintf("%s (key %s)", p.Name, p.KeyID)
 }
 
+// describePeers lists the peers by presence, for a refusal that names
+// them.
 func describePeers(peers []wire.Peer) string {
-	var online, back, away []wire.Peer
+	by := map[string][]wire.Peer{}
 	for _, p := range peers {
-		switch p.State {
-		case wire.PeerOnline:
-			online = append(online, p)
-		case wire.PeerGrace:
-			back = append(back, p)
-		default:
-			away = append(away, p)
-		}
+		w := presence(p.State)
+		by[w] = append(by[w], p)
 	}
 	if len(peers) == 0 {
 		return "No other session is in this mesh yet."
 	}
 	var b strings.Builder
-	if len(online) > 0 {
-		fmt.Fprintf(&b, "Online: %s.", peerList(online))
+	if online := by[presenceOnline]; len(online) > 0 {
+		fmt.Fprintf(&b, "%s: %s.", presenceHeading(presenceOnline), peerList(online))
 	} else {
-		b.WriteString("No peer is online.")
+		fmt.Fprintf(&b, "No peer is %s.", presenceOnline)
 	}
-	if len(back) > 0 {
-		fmt.Fprintf(&b, " Reconnecting: %s.", peerList(back))
-	}
-	if len(away) > 0 {
-		fmt.Fprintf(&b, " Away: %s.", peerList(away))
+	for _, w := range []string{presenceReconnecting, presenceAway} {
+		if list := by[w]; len(list) > 0 {
+			fmt.Fprintf(&b, " %s: %s.", presenceHeading(w), peerList(list))
+		}
 	}
 	return b.String()
 }
@@ -481,17 +467,17 @@ func (s *Server) listPeers(ctx context.Context, _ mcpgo.CallToolRequest) (*mcpgo
 	}
 	for _, p := range peers {
 		info := PeerInfo{Name: p.Name, KeyID: p.KeyID, SessionID: p.SessionID, ProjectDir: p.ProjectDir,
-			State: stateWord(p.State), Member: p.Member, MemberKeyID: p.MemberKeyID}
-		switch p.State {
-		case wire.PeerOnline:
+			State: presence(p.State), Member: p.Member, MemberKeyID: p.MemberKeyID}
+		switch info.State {
+		case presenceOnline:
 			info.ConnectedSince = stamp(p.ConnectedSince)
-			fmt.Fprintf(&b, "- %s online since %s", peerLabel(p), info.ConnectedSince)
-		case wire.PeerGrace:
+			fmt.Fprintf(&b, "- %s %s since %s", peerLabel(p), info.State, info.ConnectedSince)
+		case presenceReconnecting:
 			info.LastSeen, info.ReconnectingUntil = stamp(p.LastSeen), stamp(p.GraceUntil)
-			fmt.Fprintf(&b, "- %s reconnecting (connection lost at %s; DMs are queued)", peerLabel(p), info.LastSeen)
+			fmt.Fprintf(&b, "- %s %s (connection lost at %s; DMs are queued)", peerLabel(p), info.State, info.LastSeen)
 		default:
 			info.LastSeen = stamp(p.LastSeen)
-			fmt.Fprintf(&b, "- %s away, last seen %s", peerLabel(p), info.LastSeen)
+			fmt.Fprintf(&b, "- %s %s, last seen %s", peerLabel(p), info.State, info.LastSeen)
 		}
 		res.Peers = append(res.Peers, info)
 		if p.ProjectDir != "" {
@@ -637,7 +623,7 @@ func (s *Server) whoami(ctx context.Context, req mcpgo.CallToolRequest) (*mcpgo.
 	text := fmt.Sprintf("%s in mesh %q, key %s, session %s (%s identity); broker %s: %s; delivery %s; %d unread DMs.",
 		res.Name, res.Mesh, res.KeyID, orNone(res.SessionID), res.IdentityMode, res.Broker, res.Connection, res.Delivery, res.Unread)
 	if res.IdentityMode == "ephemeral" {
-		text += " No session id was found in " + EnvSessionID + " or " + EnvClaudeID + ": this identity disappears when the process exits."
+		text += " No session id was found in " + config.EnvSessionID + " or " + claudecode.EnvSessionID + ": this identity disappears when the process exits."
 	}
 	switch {
 	case st.Replaced:

@@ -6,8 +6,8 @@
 // live ran out. Along the way the store records when the recipient reported
 // it received, pushed into its session and read (or cleared) the DM, so that
 // the sender can ask where the DM stands (Status). Every implementation
-// (store/sqlite, the embedded default; store/postgres for scale-out) must
-// pass the conformance suite in store/storetest.
+// (store/sqlite, the embedded default) must pass the conformance suite in
+// store/storetest.
 //
 // # Life of a DM
 //

@@ -21,6 +21,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/claudemesh/claudemesh/config"
 	"github.com/claudemesh/claudemesh/mcp"
 	"github.com/claudemesh/claudemesh/wire"
 )
@@ -33,7 +34,7 @@ func inProcess(t *testing.T) (home string) {
 	home = t.TempDir()
 	t.Setenv("CLAUDEMESH_HOME", home)
 	t.Setenv("HOME", t.TempDir())
-	for _, v := range []string{envLogLevel, mcp.EnvMesh, mcp.EnvDelivery, "CLAUDEMESH_BROKER"} {
+	for _, v := range []string{config.EnvLogLevel, config.EnvMesh, config.EnvDelivery, config.EnvBroker} {
 		t.Setenv(v, "")
 	}
 	return home

@@ -6,6 +6,8 @@ import (
 	"os"
 	"strings"
 
+	"github.com/claudemesh/claudemesh/claudecode"
+	"github.com/claudemesh/claudemesh/config"
 	"github.com/claudemesh/claudemesh/mcp"
 )
 
@@ -45,7 +47,7 @@ func runHook(args []string, stdin io.Reader, stdout io.Writer) error {
 // stderr.
 func hookPrompt(stdin io.Reader, stdout io.Writer) error {
 	io.Copy(io.Discard, io.LimitReader(stdin, 1<<20)) // the prompt itself is not needed
-	home, err := mcp.HomeFromEnv(os.Getenv)
+	home, err := config.Home(os.Getenv)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "claudemesh hook prompt:", err)
 		return nil
@@ -65,15 +67,15 @@ func hookPrompt(stdin io.Reader, stdout io.Writer) error {
 // claudemesh MCP server running under the same claude process, which
 // switches to that session's identity.
 func hookSessionStart(stdin io.Reader) error {
-	home, err := mcp.HomeFromEnv(os.Getenv)
+	home, err := config.Home(os.Getenv)
 	if err != nil {
 		return err
 	}
-	data, err := io.ReadAll(io.LimitReader(stdin, 1<<20+1))
+	data, err := io.ReadAll(io.LimitReader(stdin, claudecode.MaxHookInput+1))
 	if err != nil {
 		return fmt.Errorf("hook session-start: read stdin: %w", err)
 	}
-	ev, err := mcp.ParseSessionStart(data)
+	ev, err := claudecode.ParseSessionStart(data)
 	if err != nil {
 		return fmt.Errorf("hook session-start: %w", err)
 	}

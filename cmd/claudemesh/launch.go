@@ -13,11 +13,9 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/claudemesh/claudemesh/claudecode"
+	"github.com/claudemesh/claudemesh/config"
 	"github.com/claudemesh/claudemesh/identity"
 )
-
-// envClaude names the Claude Code binary that launch runs.
-const envClaude = "CLAUDEMESH_CLAUDE"
 
 // launchPlan is how launch runs claude.
 type launchPlan struct {
@@ -40,7 +38,7 @@ func runLaunch(args []string, stdout, stderr io.Writer) error {
 	}
 	path, err := exec.LookPath(p.bin)
 	if err != nil {
-		return fmt.Errorf("launch: %w (set %s to Claude Code's binary)", err, envClaude)
+		return fmt.Errorf("launch: %w (set %s to Claude Code's binary)", err, config.EnvClaude)
 	}
 	fmt.Fprintln(stderr, p.note)
 	if err := syscall.Exec(path, p.argv, p.env); err != nil {
@@ -57,7 +55,7 @@ func runLaunch(args []string, stdout, stderr io.Writer) error {
 // continue and passed on as --resume.
 const launchHelp = `usage: claudemesh launch [--name N] [--resume ID | --continue] [-- CLAUDE_ARGS...]
 
-Runs Claude Code ($` + envClaude + ` or claude on the PATH) with a session id that
+Runs Claude Code ($` + config.EnvClaude + ` or claude on the PATH) with a session id that
 claudemesh's MCP server sees from the start: a new one, the one of --resume,
 or the most recent one of this directory for --continue. CLAUDE_ARGS go to
 claude as they are, except the flags that choose the session.
@@ -88,11 +86,11 @@ func planLaunch(args []string, stdout io.Writer, getenv func(string) string, env
 		}
 		sessionFlag, note = "--resume", "claudemesh: resuming session "+id
 	case *cont:
-		config, err := claudecode.ConfigDir(getenv)
+		configDir, err := claudecode.ConfigDir(getenv)
 		if err != nil {
 			return launchPlan{}, fmt.Errorf("launch: %w", err)
 		}
-		if id, err = claudecode.LatestSession(config, cwd); err != nil {
+		if id, err = claudecode.LatestSession(configDir, cwd); err != nil {
 			return launchPlan{}, fmt.Errorf("launch --continue: %w", err)
 		}
 		sessionFlag, note = "--resume", "claudemesh: continuing session "+id
@@ -101,7 +99,7 @@ func planLaunch(args []string, stdout io.Writer, getenv func(string) string, env
 		note = "claudemesh: new session " + id
 	}
 
-	bin := getenv(envClaude)
+	bin := getenv(config.EnvClaude)
 	if bin == "" {
 		bin = "claude"
 	}
@@ -121,10 +119,10 @@ func planLaunch(args []string, stdout io.Writer, getenv func(string) string, env
 // session's identity, and drops an inherited one for the same reason.
 func launchEnv(environ []string, name string) []string {
 	env := slices.DeleteFunc(slices.Clone(environ), func(kv string) bool {
-		return strings.HasPrefix(kv, "CLAUDEMESH_SESSION_ID=") || name != "" && strings.HasPrefix(kv, "CLAUDEMESH_NAME=")
+		return strings.HasPrefix(kv, config.EnvSessionID+"=") || name != "" && strings.HasPrefix(kv, config.EnvName+"=")
 	})
 	if name != "" {
-		env = append(env, "CLAUDEMESH_NAME="+name)
+		env = append(env, config.EnvName+"="+name)
 	}
 	return env
 }

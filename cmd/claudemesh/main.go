@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/claudemesh/claudemesh/broker"
+	"github.com/claudemesh/claudemesh/config"
 	"github.com/claudemesh/claudemesh/mcp"
 	"github.com/claudemesh/claudemesh/store/sqlite"
 	"github.com/claudemesh/claudemesh/wire"
@@ -84,13 +85,10 @@ func dispatch(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	return usageErrorf("", "unknown command %q", args[0])
 }
 
-// envLogLevel sets the log level where --log-level is not given.
-const envLogLevel = "CLAUDEMESH_LOG_LEVEL"
-
 // logFlag defines --log-level; its default is $CLAUDEMESH_LOG_LEVEL.
 func logFlag(c *cmdLine, usage string) *string {
 	level := new(string)
-	choiceVar(c.FlagSet, level, "log-level", "", []string{"debug", "info", "warn", "error"}, usage+" (default $"+envLogLevel+", else info)")
+	choiceVar(c.FlagSet, level, "log-level", "", []string{"debug", "info", "warn", "error"}, usage+" (default $"+config.EnvLogLevel+", else info)")
 	return level
 }
 
@@ -99,7 +97,7 @@ func logFlag(c *cmdLine, usage string) *string {
 func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 	from := "--log-level"
 	if level == "" {
-		level, from = os.Getenv(envLogLevel), envLogLevel
+		level, from = os.Getenv(config.EnvLogLevel), config.EnvLogLevel
 	}
 	var l slog.Level
 	if level != "" {
@@ -166,7 +164,7 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	home, err := mcp.HomeFromEnv(os.Getenv)
+	home, err := config.Home(os.Getenv)
 	if err != nil {
 		return err
 	}
@@ -325,8 +323,8 @@ func runMCP(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 	c := newCmdLine("mcp", mcpHelp, stdout)
 	logLevel := logFlag(c, "debug, info, warn or error")
 	var delivery string
-	choiceVar(c.FlagSet, &delivery, "delivery", "", []string{mcp.DeliveryPush, mcp.DeliveryInbox, mcp.DeliveryOff}, "how arriving DMs surface (default $"+mcp.EnvDelivery+", else push)")
-	channel := c.Bool("channel", false, "also send pushed DMs as claude/channel notifications (or $"+mcp.EnvChannel+"=1)")
+	choiceVar(c.FlagSet, &delivery, "delivery", "", []string{mcp.DeliveryPush, mcp.DeliveryInbox, mcp.DeliveryOff}, "how arriving DMs surface (default $"+config.EnvDelivery+", else push)")
+	channel := c.Bool("channel", false, "also send pushed DMs as claude/channel notifications (or $"+config.EnvChannel+"=1)")
 	if _, err := c.parse(args); err != nil {
 		return err
 	}

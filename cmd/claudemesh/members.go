@@ -13,8 +13,8 @@ import (
 
 	"github.com/claudemesh/claudemesh/broker"
 	"github.com/claudemesh/claudemesh/client"
+	"github.com/claudemesh/claudemesh/config"
 	"github.com/claudemesh/claudemesh/identity"
-	"github.com/claudemesh/claudemesh/mcp"
 	"github.com/claudemesh/claudemesh/wire"
 )
 
@@ -24,7 +24,7 @@ const memberTimeout = 30 * time.Second
 // secureDial sets how to reach a broker: CLAUDEMESH_CA and
 // CLAUDEMESH_ALLOW_PLAINTEXT, as the MCP server reads them.
 func secureDial(d *client.MemberDial) (err error) {
-	d.RootCAs, d.AllowPlaintext, err = mcp.TransportFromEnv(os.Getenv)
+	d.RootCAs, d.AllowPlaintext, err = config.Transport(os.Getenv)
 	return err
 }
 
@@ -79,7 +79,7 @@ func runMesh(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if *name, err = memberName(c, *name); err != nil {
 		return err
 	}
-	home, err := mcp.HomeFromEnv(os.Getenv)
+	home, err := config.Home(os.Getenv)
 	if err != nil {
 		return err
 	}
@@ -137,12 +137,12 @@ func memberName(c *cmdLine, name string) (string, error) {
 // memberConn opens a member connection for a mesh this machine belongs
 // to: --mesh, else CLAUDEMESH_MESH, else the only mesh joined.
 func memberConn(ctx context.Context, mesh string) (*client.MemberConn, identity.Membership, error) {
-	home, err := mcp.HomeFromEnv(os.Getenv)
+	home, err := config.Home(os.Getenv)
 	if err != nil {
 		return nil, identity.Membership{}, err
 	}
 	if mesh == "" {
-		mesh = os.Getenv(mcp.EnvMesh)
+		mesh = os.Getenv(config.EnvMesh)
 	}
 	if mesh == "" {
 		all, err := identity.Memberships(home)
@@ -265,7 +265,7 @@ func runJoin(ctx context.Context, args []string, stdout io.Writer) error {
 	if *name, err = memberName(c, *name); err != nil {
 		return err
 	}
-	home, err := mcp.HomeFromEnv(os.Getenv)
+	home, err := config.Home(os.Getenv)
 	if err != nil {
 		return err
 	}
