@@ -6,8 +6,10 @@
 // live ran out. Along the way the store records when the recipient reported
 // it received, pushed into its session and read (or cleared) the DM, so that
 // the sender can ask where the DM stands (Status). Every implementation
-// (store/sqlite, the embedded default) must pass the conformance suite in
-// store/storetest.
+// (store/sqlite, the embedded default; store/postgres, shared by the broker
+// nodes of a cluster) must pass the conformance suite in store/storetest.
+// Broker nodes coordinate through a Cluster (store/memory for a broker
+// alone, store/postgres for several), which must pass storetest.RunCluster.
 //
 // # Life of a DM
 //
