@@ -478,85 +478,6 @@ func (m *mesh) join(t *testing.T, name, sessionID string) *session {
 	return startSession(t, sessionConfig{home: m.home, sessionID: sessionID, name: name})
 }
 
-func TestDMSurvivesBrokerRestart(t *testing.T) {
-	t.Parallel()
-	m := newMesh(t)
-	alice := m.join(t, "alice", uuid.NewString())
-	bobID, carolID := uuid.NewString(), uuid.NewString()
-	bob, carol := m.join(t, "bob", bobID), m.join(t, "carol", carolID)
-	alice.waitConnected(t)
-	bobKey, carolKey := bob.waitConnected(t).KeyID, carol.waitConnected(t).KeyID
-	alice.waitPeer(t, bobKey, "online")
-	alice.waitPeer(t, carolKey, "online")
-	bob.stop(t)
-	alice.waitPeer(t, bobKey, "away")
-
-	// bob's DM waits in the broker; carol's reached her server but she has
-	// not read it, so the broker has no ack for it.
-	toBob := alice.send(t, "bob", "queued before the restart")
-	if toBob.Status != "queued" {
-		t.Fatalf("send_dm to bob = %+v, want queued", toBob)
-	}
-	toCarol := alice.send(t, "carol", "delivered before the restart")
-	if toCarol.Status != "delivered" {
-		t.Fatalf("send_dm to carol = %+v, want delivered", toCarol)
-	}
-	waitFor(t, waitLong, "carol's server to hold the DM", func() (bool, error) {
-		return carol.whoami(t).Unread == 1, nil
-	})
-
-	// The broker restarts on the same data directory and a new port; the
-	// servers find it again through broker.json.
-	m.broker.stop(t)
-	waitFor(t, waitLong, "alice to fail to reconnect while the broker is down", func() (bool, error) {
-		return strings.Contains(alice.whoami(t).LastError, "refused"), nil
-	})
-	m.broker = startBroker(t, m.home, m.data)
-
-	// carol reconnects by herself. The broker delivers her unacked DM again
-	// and her server keeps it once: a newer DM arrives after it (the broker
-	// pushes oldest first) and the two come out once each.
-	alice.waitPeer(t, carolKey, "online")
-	if w := alice.whoami(t); w.Broker != m.broker.url || w.Connection != "connected" {
-		t.Errorf("alice's whoami after the broker restart: broker %s (%s), want %s", w.Broker, w.Connection, m.broker.url)
-	}
-	after := alice.send(t, "carol", "sent after the restart")
-	got := carol.waitInbox(t, 2)
-	if len(got) != 2 || got[0].ID != toCarol.ID || got[1].ID != after.ID || got[0].Text != "delivered before the restart" {
-		t.Errorf("carol's inbox after the broker restart = %+v, want DMs %s and %s once each", got, toCarol.ID, after.ID)
-	}
-	carol.assertInboxEmpty(t)
-
-	bob = m.join(t, "bob", bobID)
-	got = bob.waitInbox(t, 1)
-	if len(got) != 1 || got[0].ID != toBob.ID || got[0].Text != "queued before the restart" {
-		t.Fatalf("bob's inbox after the broker restart = %+v, want DM %s", got, toBob.ID)
-	}
-	bob.assertInboxEmpty(t)
-
-	// Going away is handled after every frame a session sent before it, so
-	// the acks are stored once alice sees both away.
-	bob.stop(t)
-	carol.stop(t)
-	alice.waitPeer(t, bobKey, "away")
-	alice.waitPeer(t, carolKey, "away")
-
-	// Later sessions of bob and carol must not get those DMs again. Once a
-	// newer DM has arrived, an unacked older one would have arrived before
-	// it.
-	for _, who := range []struct {
-		name, id string
-	}{{"bob", bobID}, {"carol", carolID}} {
-		s := m.join(t, who.name, who.id)
-		newer := alice.send(t, who.name, "newer")
-		got := s.waitInbox(t, 1)
-		if len(got) != 1 || got[0].ID != newer.ID {
-			t.Errorf("%s's next session received %+v, want only the newer DM %s", who.name, got, newer.ID)
-		}
-		s.assertInboxEmpty(t)
-	}
-}
-
 func TestBrokerStoresNoPlaintext(t *testing.T) {
 	t.Parallel()
 	m := newMesh(t)
@@ -637,48 +558,6 @@ func deadURL(t *testing.T) string {
 	addr := ln.Addr().String()
 	ln.Close()
 	return "ws://" + addr + "/v1/ws"
-}
-
-func TestWithoutBroker(t *testing.T) {
-	t.Parallel()
-	home := t.TempDir()
-	url := deadURL(t)
-	alice := startSession(t, sessionConfig{home: home, sessionID: uuid.NewString(), name: "alice",
-		env: []string{"CLAUDEMESH_BROKER=" + url}})
-
-	w := alice.whoami(t)
-	if w.Connection != "connecting" || w.Broker != url || w.Name != "alice" || w.KeyID == "" || w.IdentityMode != "stable" {
-		t.Errorf("whoami without a broker = %+v, want alice connecting to %s", w, url)
-	}
-	// Both calls answer with the reason: at once when an attempt has
-	// failed, after at most a second while the first is in flight. Run
-	// them side by side.
-	var wg sync.WaitGroup
-	results := make([]toolResult, 2)
-	errs := make([]error, 2)
-	for i, c := range []struct {
-		tool string
-		args map[string]any
-	}{{"send_dm", map[string]any{"to": "bob", "message": "hi"}}, {"list_peers", nil}} {
-		wg.Go(func() { results[i], errs[i] = alice.tryCall(t.Context(), c.tool, c.args) })
-	}
-	wg.Wait()
-	for i, tool := range []string{"send_dm", "list_peers"} {
-		if errs[i] != nil {
-			t.Fatal(errs[i])
-		}
-		if r := results[i]; !r.isError || !strings.Contains(r.text, "claudemesh broker") || !strings.Contains(r.text, url) {
-			t.Errorf("%s without a broker: isError=%v %q, want an error telling to start `claudemesh broker` at %s", tool, r.isError, r.text, url)
-		}
-	}
-	res, text, isError := call[inboxResult](t, alice, "inbox", nil)
-	if isError || len(res.Messages) != 0 || !strings.Contains(text, "Not connected") {
-		t.Errorf("inbox without a broker: isError=%v %+v %q, want an empty inbox that says it is not connected", isError, res, text)
-	}
-	if w := alice.whoami(t); w.Connection != "connecting" || w.LastError == "" {
-		t.Errorf("whoami after failed attempts = %+v, want connecting with the last error", w)
-	}
-	alice.stop(t)
 }
 
 func TestSessionExitsOnSIGTERM(t *testing.T) {
