@@ -548,18 +548,6 @@ func TestBrokerStoresNoPlaintext(t *testing.T) {
 	}
 }
 
-// deadURL returns a loopback WebSocket URL on which nothing listens.
-func deadURL(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return "ws://" + addr + "/v1/ws"
-}
-
 func TestSessionExitsOnSIGTERM(t *testing.T) {
 	t.Parallel()
 	m := newMesh(t)
@@ -762,64 +750,6 @@ func TestStdoutCarriesOnlyJSONRPC(t *testing.T) {
 			t.Errorf("stderr lacks %q:\n%s", want, log)
 		}
 	}
-}
-
-func TestToolsList(t *testing.T) {
-	t.Parallel()
-	r := startRaw(t, t.TempDir(), "CLAUDEMESH_BROKER="+deadURL(t))
-	r.initialize(t)
-	res := r.next(t, r.write(t, "tools/list", nil, false))
-	var list struct {
-		Tools []struct {
-			Name         string         `json:"name"`
-			Description  string         `json:"description"`
-			InputSchema  map[string]any `json:"inputSchema"`
-			OutputSchema map[string]any `json:"outputSchema"`
-			Annotations  map[string]any `json:"annotations"`
-			Meta         map[string]any `json:"_meta"`
-		} `json:"tools"`
-	}
-	if err := json.Unmarshal(res.Result, &list); err != nil {
-		t.Fatal(err)
-	}
-	readOnly := map[string]bool{"send_dm": false, "list_peers": true, "inbox": false, "clear_inbox": false, "whoami": false, "message_status": true}
-	destructive := map[string]bool{"clear_inbox": true}
-	var names []string
-	for _, tool := range list.Tools {
-		names = append(names, tool.Name)
-		if tool.Description == "" || tool.InputSchema["type"] != "object" {
-			t.Errorf("%s: description %q, input schema %v", tool.Name, tool.Description, tool.InputSchema)
-		}
-		if tool.OutputSchema["type"] != "object" || tool.OutputSchema["properties"] == nil {
-			t.Errorf("%s: output schema %v, want an object schema", tool.Name, tool.OutputSchema)
-		}
-		if tool.Meta["anthropic/alwaysLoad"] != true {
-			t.Errorf("%s: _meta %v, want anthropic/alwaysLoad true", tool.Name, tool.Meta)
-		}
-		a := tool.Annotations
-		if title, _ := a["title"].(string); title == "" {
-			t.Errorf("%s: annotations %v lack a title", tool.Name, a)
-		}
-		want := map[string]any{
-			"readOnlyHint":    readOnly[tool.Name],
-			"destructiveHint": destructive[tool.Name],
-			"openWorldHint":   !readOnly[tool.Name],
-		}
-		for k, v := range want {
-			if a[k] != v {
-				t.Errorf("%s: annotation %s = %v, want %v", tool.Name, k, a[k], v)
-			}
-		}
-		if _, ok := a["idempotentHint"].(bool); !ok {
-			t.Errorf("%s: annotations %v lack idempotentHint", tool.Name, a)
-		}
-	}
-	slices.Sort(names)
-	if want := []string{"clear_inbox", "inbox", "list_peers", "message_status", "send_dm", "whoami"}; !slices.Equal(names, want) {
-		t.Errorf("tools = %v, want %v", names, want)
-	}
-	r.stdin.Close()
-	r.waitExit(t, "stdin EOF")
 }
 
 // A session whose process is killed (no bye) is held in grace: listed once,
