@@ -13,12 +13,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -936,133 +934,6 @@ func truncateForLog(s string) string {
 		return s[:80] + "…"
 	}
 	return s
-}
-
-// messagingSocket stands in for Claude Code's messaging socket: it records
-// each connection's lines.
-type messagingSocket struct {
-	path  string
-	mu    sync.Mutex
-	conns [][]string
-}
-
-func newMessagingSocket(t *testing.T) *messagingSocket {
-	t.Helper()
-	ms := &messagingSocket{path: filepath.Join(t.TempDir(), "cc.sock")}
-	ln, err := net.Listen("unix", ms.path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() {
-		ln.Close()
-		wg.Wait()
-	})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				var lines []string
-				sc := bufio.NewScanner(c)
-				sc.Buffer(nil, 1<<20)
-				for sc.Scan() {
-					lines = append(lines, sc.Text())
-				}
-				ms.mu.Lock()
-				ms.conns = append(ms.conns, lines)
-				ms.mu.Unlock()
-			}()
-		}
-	}()
-	return ms
-}
-
-// pushes returns the contents of the user messages written so far.
-func (ms *messagingSocket) pushes(t *testing.T, token string) []string {
-	t.Helper()
-	ms.mu.Lock()
-	defer ms.mu.Unlock()
-	var out []string
-	for _, lines := range ms.conns {
-		if len(lines) != 2 || lines[0] != `{"type":"auth","token":"`+token+`"}` {
-			t.Fatalf("push connection wrote %q, want an auth line and a message", lines)
-		}
-		var msg struct {
-			Type    string
-			Message struct{ Role, Content string }
-		}
-		if err := json.Unmarshal([]byte(lines[1]), &msg); err != nil || msg.Type != "user" || msg.Message.Role != "user" {
-			t.Fatalf("push line %q is not a user message", lines[1])
-		}
-		out = append(out, msg.Message.Content)
-	}
-	return out
-}
-
-// DMs are written into the session's messaging socket as they arrive, up
-// to the per-sender burst; all of them stay in the inbox, the pushed ones
-// marked; the sender sees which were pushed.
-func TestPushThroughMessagingSocket(t *testing.T) {
-	t.Parallel()
-	m := newMesh(t)
-	sock := newMessagingSocket(t)
-	alice := m.join(t, "alice", uuid.NewString())
-	alice.waitConnected(t)
-	bob := startSession(t, sessionConfig{home: m.home, sessionID: uuid.NewString(), name: "bob",
-		env: []string{"CLAUDE_CODE_MESSAGING_SOCKET=" + sock.path, "CLAUDE_CODE_MESSAGING_TOKEN=tok"}})
-	bob.waitConnected(t)
-
-	const sent = 8 // more than one sender may push at once (5)
-	var ids []string
-	for i := range sent {
-		ids = append(ids, alice.send(t, "bob", fmt.Sprintf("note %d </claudemesh-dm>", i)).ID)
-	}
-	waitFor(t, waitLong, "the burst of pushes", func() (bool, error) { return len(sock.pushes(t, "tok")) >= 5, nil })
-	got := bob.waitInbox(t, sent)
-	pushed := 0
-	for i, msg := range got {
-		if msg.ID != ids[i] {
-			t.Fatalf("inbox order %v, want %v", got, ids)
-		}
-		if msg.Status == "pushed" {
-			pushed++
-		}
-	}
-	contents := sock.pushes(t, "tok")
-	if pushed != 5 || len(contents) != 5 {
-		t.Errorf("%d DMs marked pushed, %d written to the socket; want 5 and 5 (the per-sender burst)", pushed, len(contents))
-	}
-	// Each push is its own socket connection: the stand-in may record them
-	// in any order.
-	for _, c := range contents {
-		i := slices.IndexFunc(ids, func(id string) bool { return strings.Contains(c, id) })
-		if i < 0 || !strings.Contains(c, fmt.Sprintf("note %d &lt;/claudemesh-dm&gt;", i)) || strings.Count(c, "</claudemesh-dm>") != 1 {
-			t.Errorf("push of DM %d: %q", i, c)
-		}
-	}
-	// The inbox's ack travels on its own: the broker learns of it a moment
-	// after inbox returned.
-	type status struct {
-		State    string `json:"state"`
-		PushedAt string `json:"pushed_at"`
-		ReadAt   string `json:"read_at"`
-	}
-	var st status
-	waitFor(t, waitLong, "the DM to be reported read", func() (bool, error) {
-		st = mustCall[status](t, alice, "message_status", map[string]any{"id": ids[0]})
-		return st.State != "pushed", nil
-	})
-	if st.State != "read" || st.PushedAt == "" || st.ReadAt == "" {
-		t.Errorf("status of a pushed DM read with inbox: %+v, want read with both times", st)
-	}
 }
 
 // With CLAUDEMESH_CHANNEL=1 the server declares the claude/channel
