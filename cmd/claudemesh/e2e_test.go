@@ -360,6 +360,10 @@ type (
 		SessionID  string `json:"session_id"`
 		ProjectDir string `json:"project_dir"`
 		State      string `json:"state"`
+		// LastSeen and ReconnectingUntil are set for a peer that is
+		// reconnecting.
+		LastSeen          string `json:"last_seen"`
+		ReconnectingUntil string `json:"reconnecting_until"`
 	}
 	peersResult struct {
 		Mesh  string     `json:"mesh"`
@@ -381,6 +385,11 @@ type (
 		Error       string `json:"error"`
 		Status      string `json:"status"`
 		PushedAt    string `json:"pushed_at"`
+	}
+	statusResult struct {
+		State     string `json:"state"`
+		SentAt    string `json:"sent_at"`
+		ExpiresAt string `json:"expires_at"`
 	}
 	inboxResult struct {
 		Messages  []message `json:"messages"`
