@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/google/uuid"
 )
 
 // messagingSocket stands in for Claude Code's messaging socket: it records
@@ -98,9 +100,10 @@ func TestPushThroughMessagingSocket(t *testing.T) {
 	tb := startBroker(t)
 	sock := newMessagingSocket(t)
 	alice := startSession(t, tb, "alice")
-	bob := startSession(t, tb, "bob", func(c *Config) {
-		c.Delivery, c.MessagingSocket, c.MessagingToken = DeliveryPush, sock.path, "tok"
-	})
+	// Claude Code names the socket and its token in the environment;
+	// delivery is push by default.
+	bob := startSession(t, tb, "bob", fromEnv(t, EnvName, "bob", EnvSessionID, uuid.NewString(),
+		EnvMessagingSocket, sock.path, EnvMessagingToken, "tok"))
 	alice.waitConnected(t)
 	bob.waitConnected(t)
 
