@@ -1,167 +1,136 @@
 package mcp
 
 import (
-	"context"
-	"encoding/json"
-	"errors"
-	"io/fs"
-	"log/slog"
 	"os"
 	"path/filepath"
-	"sync"
-	"sync/atomic"
+	"strings"
 	"testing"
-	"time"
 
 	"github.com/google/uuid"
-	mcpgo "github.com/mark3labs/mcp-go/mcp"
 
 	"github.com/claudemesh/claudemesh/claudecode"
-	"github.com/claudemesh/claudemesh/client"
+	"github.com/claudemesh/claudemesh/config"
 )
 
-// writeSessionStart reports session id on the SessionStart channel file
-// path, as `claudemesh hook session-start` does.
-func writeSessionStart(t *testing.T, path, id string) {
+// publishSessionStart does what `claudemesh hook session-start` does with
+// the hook's JSON: the test process stands in for both the hook and the
+// server, which are children of one Claude Code process.
+func publishSessionStart(t *testing.T, home, hookJSON string) {
 	t.Helper()
-	b, err := json.Marshal(published{SessionStart: claudecode.SessionStart{SessionID: id, Source: "clear"}, At: time.Now().UTC()})
+	ev, err := claudecode.ParseSessionStart([]byte(hookJSON))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(path, b, 0o600); err != nil {
+	if _, err := PublishSessionStart(home, ev); err != nil {
 		t.Fatal(err)
 	}
 }
 
-// A tool called after Close does not follow the SessionStart channel: no
-// key is made for the session it reports, and the server keeps the
-// identity it closed.
-func TestNoRebindAfterClose(t *testing.T) {
+// Under --continue Claude Code gives the MCP server a throwaway session id
+// and the SessionStart hook the true one. The server switches to the true
+// identity, receives what was queued for it, and the throwaway identity
+// leaves no trace. After /clear it switches again, and the session it
+// leaves (a real conversation) stays listed as away.
+func TestRebindFollowsSessionStart(t *testing.T) {
 	tb := startBroker(t)
-	channel := filepath.Join(t.TempDir(), "session-start.json")
-	ss := startSession(t, tb, "alice", func(c *Config) { c.SessionStartFile = channel })
-	ss.waitConnected(t)
-	before := ss.srv.Key().SessionID
-	ss.srv.Close()
-
-	next := uuid.NewString()
-	writeSessionStart(t, channel, next)
-	if who := mustCall[WhoamiResult](t, ss, "whoami", nil); who.SessionID != before {
-		t.Errorf("whoami after Close speaks as session %s, want %s", who.SessionID, before)
+	home := t.TempDir()
+	inHome := func(c *Config) { c.Home = home }
+	alice := startSession(t, tb, "alice")
+	alice.waitConnected(t)
+	transcripts := t.TempDir()
+	transcript := func(id string) string {
+		p := filepath.Join(transcripts, id+".jsonl")
+		if err := os.WriteFile(p, []byte("{}\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
 	}
-	path, err := ss.srv.keystore.Path(ss.srv.cfg.Mesh, next)
-	if err != nil {
-		t.Fatal(err)
+
+	// The real session ran before and is away; alice writes to it.
+	realID := uuid.NewString()
+	before := startSession(t, tb, "bob", inHome, withID(realID))
+	before.waitConnected(t)
+	realKey := before.keyID()
+	before.stop()
+	alice.waitPeer(t, realKey, "away")
+	queued := alice.sendTo(t, realKey, "queued for the real session")
+	if queued.Status != "queued" {
+		t.Fatalf("send_dm to the away real session = %+v, want queued", queued)
 	}
-	if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
-		t.Errorf("a key of session %s was made after Close (stat: %v)", next, err)
+
+	// --continue: the server starts with a throwaway id from Claude Code.
+	throwaway := uuid.NewString()
+	bob := startSession(t, tb, "bob", inHome, fromEnv(t, config.EnvName, "bob", claudecode.EnvSessionID, throwaway))
+	if bob.srv.cfg.SessionStartFile == "" {
+		t.Fatal("a server with Claude Code's session id does not follow the SessionStart hook")
 	}
-}
-
-// holdHandler holds the goroutine that logs msg until release is closed,
-// after closing reached.
-type holdHandler struct {
-	msg     string
-	once    *sync.Once
-	reached chan struct{}
-	release <-chan struct{}
-}
-
-func (h holdHandler) Enabled(context.Context, slog.Level) bool { return true }
-func (h holdHandler) WithAttrs([]slog.Attr) slog.Handler       { return h }
-func (h holdHandler) WithGroup(string) slog.Handler            { return h }
-
-func (h holdHandler) Handle(_ context.Context, r slog.Record) error {
-	if r.Message == h.msg {
-		h.once.Do(func() { close(h.reached) })
-		<-h.release
-	}
-	return nil
-}
-
-// Close returns only after a rebind that a tool call started is over. The
-// rebind leaves the old identity only once the broker has confirmed the
-// DMs that identity sent, so when Close returns the old identity's DM is
-// confirmed and both its client and the new identity's are closed: none
-// is left connecting on its own.
-func TestCloseWaitsForARebind(t *testing.T) {
-	tb := startBroker(t)
-	bob := startSession(t, tb, "bob")
 	bob.waitConnected(t)
+	throwKey := bob.keyID()
+	alice.waitPeer(t, throwKey, "online")
 
-	// alice's broker is down until Close has begun; then her old identity
-	// reconnects at its next attempt, a backoff of 250 to 500 ms later,
-	// and its DM is confirmed.
-	var up atomic.Bool
-	down := closedURL(t)
-	endpoint := func() (client.Endpoint, error) {
-		if up.Load() {
-			return client.Endpoint{URL: tb.url, Token: tb.token}, nil
-		}
-		return client.Endpoint{URL: down, Token: tb.token}, nil
+	publishSessionStart(t, home, `{"session_id":"`+realID+`","source":"resume","transcript_path":"`+transcript(realID)+`","cwd":"/projects/bob","hook_event_name":"SessionStart"}`)
+	// A tool called right after the hook already speaks as the session.
+	if w := bob.whoami(t); w.SessionID != realID || w.KeyID != realKey || w.IdentityMode != "stable" || w.SessionSource != "SessionStart hook (resume)" {
+		t.Errorf("bob after the hook: %+v, want session %s, key %s, from the SessionStart hook", w, realID, realKey)
 	}
-	reached, release := make(chan struct{}), make(chan struct{})
-	hold := holdHandler{msg: "switched to the session reported by the SessionStart hook", once: new(sync.Once), reached: reached, release: release}
-	alice := startSession(t, tb, "alice", func(c *Config) {
-		c.Endpoint = endpoint
-		c.MinBackoff, c.MaxBackoff = 500*time.Millisecond, 500*time.Millisecond
-		c.Logger = slog.New(hold)
+	bob.waitConnected(t)
+	if got := bob.waitInbox(t, 1); len(got) != 1 || got[0].ID != queued.ID || got[0].Text != "queued for the real session" {
+		t.Errorf("bob's inbox after the switch: %+v, want the queued DM", got)
+	}
+	alice.waitPeer(t, realKey, "online")
+	eventually(t, "the throwaway identity vanishes", func() bool {
+		for _, p := range alice.peers(t) {
+			if p.KeyID == throwKey {
+				return false
+			}
+		}
+		return true
 	})
-	// Only tool calls look at the channel here: the watcher started with
-	// none and has ended, so the rebind below is the one a tool call runs.
-	<-alice.srv.watchDone
-	channel := filepath.Join(t.TempDir(), "session-start.json")
-	alice.srv.cfg.SessionStartFile = channel
-	left := alice.srv.bound()
+	if _, err := os.Stat(filepath.Join(home, "sessions", config.DefaultMesh, realID+".json")); err != nil {
+		t.Errorf("the real session's key is not in the keystore: %v", err)
+	}
 
-	id := uuid.NewString()
-	nonce, box, err := seal(id, "sent before the switch", time.Now(), bob.srv.Key().Public, left.key)
-	if err != nil {
-		t.Fatal(err)
+	// /clear: a new session in the same process; the old one was a real
+	// conversation, so it stays listed, away.
+	cleared := uuid.NewString()
+	publishSessionStart(t, home, `{"session_id":"`+cleared+`","source":"clear","transcript_path":"`+transcript(cleared)+`","hook_event_name":"SessionStart"}`)
+	w := bob.whoami(t)
+	if w.SessionID != cleared || w.KeyID == realKey || w.SessionSource != "SessionStart hook (clear)" {
+		t.Errorf("bob after /clear: %+v, want session %s under a new key", w, cleared)
 	}
-	sent := make(chan error, 1)
-	go func() {
-		_, err := left.client.Send(waitCtx(t), id, bob.srv.Key().Public, nonce, box)
-		sent <- err
-	}()
-	eventually(t, "the DM waits in the outbox", func() bool { return left.client.State().Outbox == 1 })
+	bob.waitConnected(t)
+	alice.waitPeer(t, w.KeyID, "online")
+	alice.waitPeer(t, realKey, "away")
+}
 
-	writeSessionStart(t, channel, uuid.NewString())
-	called := make(chan error, 1)
-	go func() {
-		req := mcpgo.CallToolRequest{}
-		req.Params.Name = "whoami"
-		_, err := alice.c.CallTool(waitCtx(t), req)
-		called <- err
-	}()
-	ctx := waitCtx(t)
-	select {
-	case <-reached: // the tool call has switched identities and is about to leave the old one
-	case <-ctx.Done():
-		t.Fatal("the tool call did not rebind")
+// An explicit CLAUDEMESH_SESSION_ID pins the identity: the hook does not
+// move it. The same hook moves a server that has only Claude Code's id.
+func TestExplicitSessionIDIgnoresHook(t *testing.T) {
+	tb := startBroker(t)
+	pinnedHome, followingHome := t.TempDir(), t.TempDir()
+	pinned := uuid.NewString()
+	bob := startSession(t, tb, "bob", func(c *Config) { c.Home = pinnedHome },
+		fromEnv(t, config.EnvName, "bob", config.EnvSessionID, pinned, claudecode.EnvSessionID, uuid.NewString()))
+	carol := startSession(t, tb, "carol", func(c *Config) { c.Home = followingHome },
+		fromEnv(t, config.EnvName, "carol", claudecode.EnvSessionID, uuid.NewString()))
+	bob.waitConnected(t)
+	carol.waitConnected(t)
+	if f := bob.srv.cfg.SessionStartFile; f != "" {
+		t.Errorf("the pinned server watches %s", f)
 	}
-	closed := make(chan struct{})
-	go func() {
-		alice.srv.Close()
-		close(closed)
-	}()
-	<-alice.srv.stop // Close has begun
-	up.Store(true)
-	close(release)
-	select {
-	case <-closed:
-	case <-ctx.Done():
-		t.Fatal("Close did not return")
+
+	for _, s := range []struct {
+		home string
+		ss   *session
+	}{{pinnedHome, bob}, {followingHome, carol}} {
+		publishSessionStart(t, s.home, `{"session_id":"`+uuid.NewString()+`","source":"resume"}`)
 	}
-	for what, b := range map[string]*binding{"the identity the rebind left": left, "the identity it took": alice.srv.bound()} {
-		if err := b.client.Ready(ctx); !errors.Is(err, client.ErrClosed) {
-			t.Errorf("when Close returned, the client of %s was not closed: Ready = %v", what, err)
-		}
+	// Tools look at the SessionStart channel before they answer: this
+	// whoami has seen the event if the server follows it at all.
+	if w := bob.whoami(t); w.SessionID != pinned || w.SessionSource != config.EnvSessionID {
+		t.Errorf("pinned session moved to %s (%s)", w.SessionID, w.SessionSource)
 	}
-	if err := <-sent; err != nil {
-		t.Errorf("the old identity's DM: %v, want it confirmed before the identity left", err)
-	}
-	if err := <-called; err != nil {
-		t.Errorf("whoami: %v", err)
+	if w := carol.whoami(t); !strings.HasPrefix(w.SessionSource, "SessionStart hook") {
+		t.Errorf("a server with Claude Code's id did not follow the hook: %+v", w)
 	}
 }

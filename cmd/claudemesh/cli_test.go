@@ -197,22 +197,50 @@ func TestBadFlagValueDoesNotFallBackToDefault(t *testing.T) {
 }
 
 // TestDayDurationsReachTheBroker: the day unit is taken as days, not
-// refused or replaced by a default.
+// refused or replaced by a default. The broker says what it runs with
+// where a session can see it: a queued DM's expiry (--ttl) and a dropped
+// session's reservation (--grace).
 func TestDayDurationsReachTheBroker(t *testing.T) {
 	t.Parallel()
 	home := t.TempDir()
 	b := startBrokerWith(t, home, filepath.Join(t.TempDir(), "data"), "--listen", "127.0.0.1:0", "--ttl", "1d12h", "--grace", "2m", "--liveness", "1m")
-	// The broker logs what it runs with; slog writes durations in Go's
-	// own format.
+	alice := startSession(t, sessionConfig{home: home, sessionID: uuid.NewString(), name: "alice"})
+	bob := startSession(t, sessionConfig{home: home, sessionID: uuid.NewString(), name: "bob"})
+	alice.waitConnected(t)
+	bobKey := bob.waitConnected(t).KeyID
+	alice.waitPeer(t, bobKey, "online")
+	bob.cmd.Process.Kill() // no bye: bob's session is reserved for the grace period
+	<-bob.done
+
+	p := alice.waitPeer(t, bobKey, "reconnecting")
+	if grace := stampDiff(t, p.LastSeen, p.ReconnectingUntil); grace != 2*time.Minute {
+		t.Errorf("bob is reconnecting from %s until %s: a grace of %v, want 2m", p.LastSeen, p.ReconnectingUntil, grace)
+	}
+	sent := alice.send(t, bobKey, "kept for a day and a half")
+	st := mustCall[statusResult](t, alice, "message_status", map[string]any{"id": sent.ID})
+	if ttl := stampDiff(t, st.SentAt, st.ExpiresAt); st.State != "queued" || ttl != 36*time.Hour {
+		t.Errorf("DM to bob %+v: %s, kept %v; want queued, kept 36h", sent, st.State, ttl)
+	}
+	// Nothing a session sees tells the liveness timeout short of waiting
+	// for it: the broker's start line does.
 	waitFor(t, waitLong, "the broker's start line", func() (bool, error) {
 		return strings.Contains(b.log.String(), "broker listening"), nil
 	})
-	for _, want := range []string{"ttl=36h0m0s", "grace=2m0s", "liveness=1m0s"} {
-		if !strings.Contains(b.log.String(), want) {
-			t.Errorf("broker log does not say %s:\n%s", want, b.log)
-		}
+	if !strings.Contains(b.log.String(), "liveness=1m0s") {
+		t.Errorf("broker log does not say liveness=1m0s:\n%s", b.log)
 	}
 	b.stop(t)
+}
+
+// stampDiff returns to - from, two RFC 3339 times of a tool result.
+func stampDiff(t *testing.T, from, to string) time.Duration {
+	t.Helper()
+	a, errA := time.Parse(time.RFC3339, from)
+	b, errB := time.Parse(time.RFC3339, to)
+	if errA != nil || errB != nil {
+		t.Fatalf("times %q and %q: %v, %v", from, to, errA, errB)
+	}
+	return b.Sub(a)
 }
 
 func TestParseDuration(t *testing.T) {
