@@ -1,0 +1,116 @@
+package broker
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/claudemesh/claudemesh/wire"
+)
+
+// accepted is the handshake clock of one accepted connection.
+type accepted struct {
+	at    time.Time   // when it was accepted
+	timer *time.Timer // closes it HandshakeTimeout after at, unless stopped
+}
+
+type acceptedKey struct{}
+
+// ConfigureHTTPServer makes hs hold every connection it accepts to
+// HandshakeTimeout from its accept to a valid hello, all steps included: a
+// connection still in its TLS handshake or its HTTP request when the time
+// is up is closed, and an upgraded one that has not said
+// its hello is refused with handshake_timeout. So a client cannot hold a
+// connection open without saying who it is, however slowly it writes. It
+// sets hs.ConnContext and hs.ConnState, keeping any hooks hs had; no
+// ReadHeaderTimeout is needed besides. Call it before hs serves.
+func (s *Server) ConfigureHTTPServer(hs *http.Server) {
+	connContext, connState := hs.ConnContext, hs.ConnState
+	hs.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
+		if connContext != nil {
+			ctx = connContext(ctx, c)
+		}
+		raw := c
+		if tc, ok := c.(*tls.Conn); ok {
+			raw = tc.NetConn() // closing a tls.Conn may wait on its handshake
+		}
+		a := &accepted{at: time.Now()}
+		a.timer = time.AfterFunc(s.cfg.HandshakeTimeout, func() { raw.Close() })
+		s.accepting.Store(c, a)
+		return context.WithValue(ctx, acceptedKey{}, a)
+	}
+	hs.ConnState = func(c net.Conn, state http.ConnState) {
+		if connState != nil {
+			connState(c, state)
+		}
+		switch state {
+		case http.StateHijacked:
+			// ServeHTTP has it: it stops the clock once upgraded.
+			s.accepting.Delete(c)
+		case http.StateClosed:
+			if a, ok := s.accepting.LoadAndDelete(c); ok {
+				a.(*accepted).timer.Stop()
+			}
+		}
+	}
+}
+
+// ServeHTTP upgrades the request to a WebSocket and serves one client until
+// it disconnects or the server closes.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		http.Error(w, "broker is shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	s.wg.Add(1)
+	s.nextConn++
+	id := s.nextConn
+	s.mu.Unlock()
+	defer s.wg.Done()
+
+	// The hello is due HandshakeTimeout after the connection was accepted
+	// (when ConfigureHTTPServer set up the http.Server that accepted it),
+	// else after this request arrived.
+	helloBy := time.Now().Add(s.cfg.HandshakeTimeout)
+	a, _ := r.Context().Value(acceptedKey{}).(*accepted)
+	if a != nil {
+		helloBy = a.at.Add(s.cfg.HandshakeTimeout)
+	}
+	ws, err := s.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		s.log.Debug("websocket upgrade failed", "remote", r.RemoteAddr, "err", err)
+		return
+	}
+	if a != nil {
+		// From here the read deadline of the hello holds it, so that the
+		// client learns why it is closed.
+		a.timer.Stop()
+	}
+	c := newConn(s, ws, id)
+	c.helloBy = helloBy
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		ws.Close()
+		return
+	}
+	s.conns[c] = struct{}{}
+	s.mu.Unlock()
+
+	c.serve()
+
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+}
+
+func newChallenge() []byte {
+	b := make([]byte, wire.ChallengeSize)
+	rand.Read(b)
+	return b
+}

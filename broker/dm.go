@@ -1,0 +1,265 @@
+package broker
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"time"
+
+	"github.com/claudemesh/claudemesh/identity"
+	"github.com/claudemesh/claudemesh/store"
+	"github.com/claudemesh/claudemesh/wire"
+)
+
+func (c *conn) handleSend(f wire.Send) {
+	s := c.s
+	mesh := c.hello.Mesh
+	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	defer cancel()
+	fail := func(code, format string, args ...any) {
+		e := wire.Errorf(code, format, args...)
+		e.Ref = f.ID
+		c.reply(e)
+	}
+	if _, err := identity.X25519PublicKey(ed25519.PublicKey(f.To)); err != nil {
+		fail(wire.CodeUnknownPeer, "recipient key %s is not a valid session key", identity.KeyID(ed25519.PublicKey(f.To)))
+		return
+	}
+	now := s.cfg.Now()
+	if !c.sendRate.Allow(now) || !s.allowSend(mesh, c.member, now) {
+		fail(wire.CodeRateLimited, "too many DMs per second (this session may send %g, its member %g); retry later with the same id", s.cfg.SendRate, s.cfg.MemberSendRate)
+		return
+	}
+	if s.live(mesh, f.To) == nil {
+		if _, err := s.cfg.Store.Session(ctx, mesh, f.To); errors.Is(err, store.ErrNotFound) {
+			fail(wire.CodeUnknownPeer, "no session with key %s in mesh %s", identity.KeyID(ed25519.PublicKey(f.To)), mesh)
+			return
+		} else if err != nil {
+			c.log.Error("look up recipient", "msg_id", f.ID, "err", err)
+			fail(wire.CodeInternal, "broker could not look up the recipient; retry with the same id")
+			return
+		}
+	}
+	sender, who := c.hello.Key, "this session has"
+	if c.member != nil {
+		sender, who = c.member, "this member's sessions have"
+	}
+	switch full, err := s.queueRoom(ctx, mesh, f.To, sender, int64(len(f.Box)), now); {
+	case err != nil:
+		c.log.Error("queue stats", "msg_id", f.ID, "err", err)
+		fail(wire.CodeInternal, "broker could not check the recipient's queue; retry with the same id")
+		return
+	case full == nil:
+	case full.perSender:
+		fail(wire.CodeQueueFull, "%s %d DMs (%d bytes) waiting unread for %s; one sender may leave at most %d DMs, %d bytes for one recipient, so that no sender fills its queue. Retry once it has read some", who, full.n, full.bytes, identity.KeyID(ed25519.PublicKey(f.To)), s.cfg.MaxQueuedPerSender, s.cfg.MaxQueuedBytesPerSender)
+		return
+	default:
+		fail(wire.CodeQueueFull, "%d DMs (%d bytes) already wait for %s; a recipient may have at most %d DMs, %d bytes waiting. Retry once it has read some", full.n, full.bytes, identity.KeyID(ed25519.PublicKey(f.To)), s.cfg.MaxQueued, s.cfg.MaxQueuedBytes)
+		return
+	}
+	expires := now.Add(s.cfg.QueueTTL)
+	res, err := s.cfg.Store.Enqueue(ctx, store.Message{
+		ID:          f.ID,
+		Mesh:        mesh,
+		From:        c.hello.Key,
+		FromName:    c.hello.Name,
+		FromSession: c.hello.SessionID,
+		To:          f.To,
+		Sender:      c.member,
+		Nonce:       f.Nonce,
+		Box:         f.Box,
+		CreatedAt:   now,
+		ExpiresAt:   expires,
+	})
+	switch {
+	case errors.Is(err, store.ErrConflict):
+		fail(wire.CodeDuplicateID, "DM id %s is already used by another DM; use a new id", f.ID)
+		return
+	case err != nil:
+		c.log.Error("store DM", "msg_id", f.ID, "err", err)
+		fail(wire.CodeInternal, "broker could not store the DM; retry with the same id")
+		return
+	}
+	if res != store.Stored {
+		expires = c.storedExpiry(ctx, f.ID, now)
+	}
+	status := wire.StatusQueued
+	switch {
+	case res == store.AlreadyAcked:
+		status = wire.StatusDelivered
+	case res == store.AlreadyExpired:
+		// Not delivered any more; Sent.ExpiresAt, in the past, says why.
+	default:
+		if rc := s.live(mesh, f.To); rc != nil {
+			rc.wake()
+			status = wire.StatusDelivered
+		}
+	}
+	c.log.Debug("DM stored", "msg_id", f.ID, "to", identity.KeyID(ed25519.PublicKey(f.To)), "result", res, "status", status)
+	c.send(wire.Sent{ID: f.ID, Status: status, ExpiresAt: expires})
+}
+
+// storedExpiry returns the expiry of the DM id this session stored before,
+// for the answer to a resend; zero (left out of the answer) when it cannot
+// be read.
+func (c *conn) storedExpiry(ctx context.Context, id string, now time.Time) time.Time {
+	sts, err := c.s.cfg.Store.Status(ctx, c.hello.Mesh, c.hello.Key, []string{id}, now)
+	if err != nil {
+		c.log.Warn("read expiry of a resent DM", "msg_id", id, "err", err)
+		return time.Time{}
+	}
+	return sts[0].ExpiresAt
+}
+
+// pendingPage is how many stored DMs a connection's pump reads at a time.
+const pendingPage = 128
+
+// wake tells the pump that the store may hold new DMs for this session.
+func (c *conn) wake() {
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+// pump pushes the session's queued DMs to the client, oldest first, each
+// once per connection. It runs until the connection shuts down.
+func (c *conn) pump() {
+	var cursor string // last DM read from the store on this connection
+	for {
+		select {
+		case <-c.quit:
+			return
+		case <-c.kick:
+		}
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+			msgs, err := c.s.cfg.Store.Pending(ctx, c.hello.Mesh, c.hello.Key, c.s.cfg.Now(), cursor, pendingPage)
+			cancel()
+			if errors.Is(err, store.ErrNotFound) && cursor != "" {
+				cursor = "" // the cursor's DM expired: rescan, skipping what is in flight
+				continue
+			}
+			if err != nil {
+				c.log.Error("read queued DMs", "err", err)
+				c.shutdown(wire.Errorf(wire.CodeInternal, "broker could not read the queue; reconnect"))
+				return
+			}
+			for _, m := range msgs {
+				cursor = m.ID
+				if !c.markInflight(m.ID) {
+					continue
+				}
+				if !c.send(dmFrame(m)) {
+					return
+				}
+			}
+			if len(msgs) < pendingPage {
+				break
+			}
+		}
+	}
+}
+
+func (c *conn) markInflight(id string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.inflight[id]; ok {
+		return false
+	}
+	c.inflight[id] = struct{}{}
+	return true
+}
+
+func dmFrame(m store.Message) wire.DM {
+	return wire.DM{
+		ID:          m.ID,
+		From:        m.From,
+		FromName:    m.FromName,
+		FromSession: m.FromSession,
+		Nonce:       m.Nonce,
+		Box:         m.Box,
+		SentAt:      m.CreatedAt,
+		PushedAt:    m.PushedAt,
+	}
+}
+
+// handleAck records that the session read (or, cleared, dismissed) DMs
+// addressed to it, at the broker's time.
+func (c *conn) handleAck(f wire.Ack) {
+	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	defer cancel()
+	if _, err := c.s.cfg.Store.Ack(ctx, c.hello.Mesh, c.hello.Key, f.IDs, c.s.cfg.Now(), f.Cleared); err != nil {
+		c.log.Error("ack DMs", "err", err)
+		c.reply(wire.Errorf(wire.CodeInternal, "broker could not record the ack; the DMs will be delivered again"))
+		return
+	}
+	c.mu.Lock()
+	for _, id := range f.IDs {
+		delete(c.inflight, id)
+	}
+	c.mu.Unlock()
+}
+
+// receiptStates maps receipt states from the wire to the store.
+var receiptStates = map[string]string{
+	wire.ReceiptReceived: store.ReceiptReceived,
+	wire.ReceiptPushed:   store.ReceiptPushed,
+}
+
+// handleReceipt records how far the session got with DMs addressed to it.
+// It dates the receipt with the client's time when that is not in the
+// broker's future; the store ignores ids addressed to anyone else.
+func (c *conn) handleReceipt(f wire.Receipt) {
+	now := c.s.cfg.Now()
+	at := f.At
+	if at.IsZero() || at.After(now) {
+		at = now
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	defer cancel()
+	n, err := c.s.cfg.Store.Receipt(ctx, c.hello.Mesh, c.hello.Key, f.IDs, receiptStates[f.State], at)
+	if err != nil {
+		c.log.Error("record receipt", "state", f.State, "err", err)
+		c.reply(wire.Errorf(wire.CodeInternal, "broker could not record the %s receipt", f.State))
+		return
+	}
+	c.log.Debug("receipt recorded", "state", f.State, "ids", len(f.IDs), "recorded", n)
+}
+
+// statusStates maps the delivery states of the store to the wire.
+var statusStates = map[string]string{
+	store.StateQueued:    wire.StateQueued,
+	store.StateDelivered: wire.StateDelivered,
+	store.StatePushed:    wire.StatePushed,
+	store.StateRead:      wire.StateRead,
+	store.StateCleared:   wire.StateCleared,
+	store.StateExpired:   wire.StateExpired,
+	store.StateUnknown:   wire.StateUnknown,
+}
+
+// handleStatus answers where DMs stand. The store reports only DMs this
+// session sent; any other id is unknown.
+func (c *conn) handleStatus(f wire.StatusRequest) {
+	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	defer cancel()
+	sts, err := c.s.cfg.Store.Status(ctx, c.hello.Mesh, c.hello.Key, f.IDs, c.s.cfg.Now())
+	if err != nil {
+		c.log.Error("read DM status", "err", err)
+		c.reply(&wire.Error{Code: wire.CodeInternal, Message: "broker could not read the DM status; retry", Ref: wire.RefOf(f.Req)})
+		return
+	}
+	out := make([]wire.MessageStatus, len(sts))
+	for i, st := range sts {
+		state, ok := statusStates[st.State]
+		if !ok {
+			state = wire.StateUnknown
+		}
+		out[i] = wire.MessageStatus{
+			ID: st.ID, To: st.To, ToName: st.ToName, State: state,
+			CreatedAt: st.CreatedAt, ExpiresAt: st.ExpiresAt,
+			ReceivedAt: st.ReceivedAt, PushedAt: st.PushedAt, ReadAt: st.ReadAt,
+		}
+	}
+	c.send(wire.StatusList{Req: f.Req, Statuses: out})
+}
