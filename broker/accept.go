@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
+	"errors"
 	"net"
 	"net/http"
 	"time"
@@ -92,7 +93,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		a.timer.Stop()
 	}
 	c := newConn(s, ws, id)
-	c.helloBy = helloBy
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -102,11 +102,50 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.conns[c] = struct{}{}
 	s.mu.Unlock()
 
-	c.serve()
+	s.serveConn(c, helloBy)
 
 	s.mu.Lock()
 	delete(s.conns, c)
 	s.mu.Unlock()
+}
+
+// serveConn challenges the client and hands the connection to what its
+// first frame, due by helloBy, says it is: a session (hello), a member
+// (member_hello) or a join. It returns when the connection is over and
+// its goroutines have exited.
+func (s *Server) serveConn(c *conn, helloBy time.Time) {
+	go c.writer(c.log)
+	defer c.stop()
+	challenge := newChallenge()
+	if !c.send(wire.Challenge{Version: wire.Version, Nonce: challenge}) {
+		return
+	}
+	c.ws.SetReadDeadline(helloBy)
+	typ, data, err := readMessage(c.ws, s.cfg.MaxFrameSize)
+	if err != nil {
+		var ne interface{ Timeout() bool }
+		if errors.As(err, &ne) && ne.Timeout() {
+			c.shutdown(wire.Errorf(wire.CodeHandshakeTimeout, "no hello within %v", s.cfg.HandshakeTimeout))
+		} else {
+			c.readFailed(err)
+		}
+		return
+	}
+	f, e := decodeMessage(typ, data)
+	if e != nil {
+		c.shutdown(e)
+		return
+	}
+	switch f := f.(type) {
+	case wire.Hello:
+		s.serveSession(c, challenge, f)
+	case wire.MemberHello:
+		s.serveMember(c, challenge, f)
+	case wire.Join:
+		s.serveJoin(c, challenge, f)
+	default:
+		c.shutdown(wire.Errorf(wire.CodeHelloRequired, "the first frame must be a hello, got %s", f.Type()))
+	}
 }
 
 func newChallenge() []byte {

@@ -8,55 +8,35 @@ import (
 	"sync"
 	"time"
 
-	"github.com/claudemesh/claudemesh/internal/rate"
-	"github.com/claudemesh/claudemesh/wire"
 	"github.com/gorilla/websocket"
+
+	"github.com/claudemesh/claudemesh/wire"
 )
 
 // storeTimeout bounds one store call made on behalf of a client.
 const storeTimeout = 15 * time.Second
 
-// conn is one client connection. Its read loop runs in the http handler's
-// goroutine (serve); it owns a writer goroutine, the only one writing to the
-// socket, and after the hello a pump goroutine, the only one reading the
-// store's queue for this session. serve returns after both have exited.
+// conn is what every client connection has, whatever it speaks for: the
+// socket, the one writer goroutine that writes to it (queued frames, pings
+// and the close), the read loop and the shutdown. The first frame says
+// what the connection is: a sessionConn or a memberConn embeds it from
+// then on, and a join uses it as it is.
 //
-// Nothing outside the connection ever blocks on it: other connections only
-// wake its pump (a non-blocking signal) or shut it down.
+// The read loop runs in the HTTP handler's goroutine (Server.ServeHTTP),
+// which owns the writer and returns only after it has exited. Nothing
+// outside the connection ever blocks on it: other connections only wake a
+// session's pump (a non-blocking signal) or shut the connection down.
 type conn struct {
 	s   *Server
 	ws  *websocket.Conn
 	id  uint64
-	log *slog.Logger
+	log *slog.Logger // the read loop's; it names the session or member once known
 
 	out        chan []byte   // frames for the writer; bounded
 	quit       chan struct{} // closed by shutdown
 	quitOnce   sync.Once
 	final      *wire.Error // written before the close frame; set before quit is closed
 	writerDone chan struct{}
-	kick       chan struct{} // wakes the pump; capacity 1
-
-	// Set by the hello, read-only afterwards. member, memberMesh, hello,
-	// pkey and attached are written under Server.mu: other connections read
-	// them (admit, cutMember).
-	hello    wire.Hello
-	pkey     presenceKey
-	keyID    string
-	since    time.Time
-	attached bool   // the connection took its session's lease; set by attach
-	member   []byte // the member key that vouched for the session, or that a member connection speaks for
-	// memberMesh is the mesh of a member connection ("" for a session).
-	memberMesh string
-	// removed: the member was removed; the session leaves no lease.
-	// Guarded by Server.mu.
-	removed bool
-
-	helloBy  time.Time    // when the hello is due
-	bye      *wire.Bye    // set by the read loop when the client says bye
-	sendRate *rate.Bucket // DMs this session may send; used by the read loop only
-
-	mu       sync.Mutex
-	inflight map[string]struct{} // DMs pushed on this connection and not yet acked
 }
 
 func newConn(s *Server, ws *websocket.Conn, id uint64) *conn {
@@ -68,9 +48,6 @@ func newConn(s *Server, ws *websocket.Conn, id uint64) *conn {
 		out:        make(chan []byte, s.cfg.SendQueue),
 		quit:       make(chan struct{}),
 		writerDone: make(chan struct{}),
-		kick:       make(chan struct{}, 1),
-		sendRate:   bucketFor(s.cfg.SendRate),
-		inflight:   make(map[string]struct{}),
 	}
 }
 
@@ -81,6 +58,13 @@ func (c *conn) shutdown(e *wire.Error) {
 		c.final = e
 		close(c.quit)
 	})
+}
+
+// stop shuts the connection down, if it is not already, and waits until
+// its writer has said the last frames and closed the socket.
+func (c *conn) stop() {
+	c.shutdown(nil)
+	<-c.writerDone
 }
 
 // send queues a frame for the writer, waiting while the queue is full. It
@@ -106,7 +90,10 @@ func (c *conn) reply(e *wire.Error) {
 	c.send(e)
 }
 
-func (c *conn) writer() {
+// writer is the only goroutine that writes to the socket. It logs to log,
+// the connection's logger when it started: the read loop goes on to name
+// the session in c.log.
+func (c *conn) writer(log *slog.Logger) {
 	defer close(c.writerDone)
 	defer c.ws.Close()
 	cfg := &c.s.cfg
@@ -117,13 +104,13 @@ func (c *conn) writer() {
 		case b := <-c.out:
 			c.ws.SetWriteDeadline(time.Now().Add(cfg.WriteTimeout))
 			if err := c.ws.WriteMessage(websocket.TextMessage, b); err != nil {
-				c.log.Debug("write failed", "err", err)
+				log.Debug("write failed", "err", err)
 				c.shutdown(nil)
 				return
 			}
 		case <-ping.C:
 			if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(cfg.WriteTimeout)); err != nil {
-				c.log.Debug("ping failed", "err", err)
+				log.Debug("ping failed", "err", err)
 				c.shutdown(nil)
 				return
 			}
@@ -183,6 +170,19 @@ func closeCode(code string) int {
 // CloseSessionReplaced is the WebSocket close code of a connection displaced
 // by a newer connection of the same session key.
 const CloseSessionReplaced = 4001
+
+// readLoop hands every valid frame from the client to handle until the
+// connection ends or handle returns false. From here anything that arrives
+// (a pong too) counts as the client being alive for PongTimeout more.
+func (c *conn) readLoop(handle func(wire.Frame) bool) {
+	c.watchLiveness()
+	for {
+		f, ok := c.next()
+		if !ok || !handle(f) {
+			return
+		}
+	}
+}
 
 // watchLiveness makes anything that arrives after the handshake (a pong
 // too) count as the client being alive for PongTimeout more.

@@ -11,22 +11,22 @@ import (
 	"github.com/claudemesh/claudemesh/wire"
 )
 
-func (c *conn) handleSend(f wire.Send) {
-	s := c.s
-	mesh := c.hello.Mesh
+func (sc *sessionConn) handleSend(f wire.Send) {
+	s := sc.s
+	mesh := sc.hello.Mesh
 	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
 	defer cancel()
 	fail := func(code, format string, args ...any) {
 		e := wire.Errorf(code, format, args...)
 		e.Ref = f.ID
-		c.reply(e)
+		sc.reply(e)
 	}
 	if _, err := identity.X25519PublicKey(ed25519.PublicKey(f.To)); err != nil {
 		fail(wire.CodeUnknownPeer, "recipient key %s is not a valid session key", identity.KeyID(ed25519.PublicKey(f.To)))
 		return
 	}
 	now := s.cfg.Now()
-	if !c.sendRate.Allow(now) || !s.allowSend(mesh, c.member, now) {
+	if !sc.sendRate.Allow(now) || !s.allowSend(mesh, sc.member, now) {
 		fail(wire.CodeRateLimited, "too many DMs per second (this session may send %g, its member %g); retry later with the same id", s.cfg.SendRate, s.cfg.MemberSendRate)
 		return
 	}
@@ -35,18 +35,18 @@ func (c *conn) handleSend(f wire.Send) {
 			fail(wire.CodeUnknownPeer, "no session with key %s in mesh %s", identity.KeyID(ed25519.PublicKey(f.To)), mesh)
 			return
 		} else if err != nil {
-			c.log.Error("look up recipient", "msg_id", f.ID, "err", err)
+			sc.log.Error("look up recipient", "msg_id", f.ID, "err", err)
 			fail(wire.CodeInternal, "broker could not look up the recipient; retry with the same id")
 			return
 		}
 	}
-	sender, who := c.hello.Key, "this session has"
-	if c.member != nil {
-		sender, who = c.member, "this member's sessions have"
+	sender, who := sc.hello.Key, "this session has"
+	if sc.member != nil {
+		sender, who = sc.member, "this member's sessions have"
 	}
 	switch full, err := s.queueRoom(ctx, mesh, f.To, sender, int64(len(f.Box)), now); {
 	case err != nil:
-		c.log.Error("queue stats", "msg_id", f.ID, "err", err)
+		sc.log.Error("queue stats", "msg_id", f.ID, "err", err)
 		fail(wire.CodeInternal, "broker could not check the recipient's queue; retry with the same id")
 		return
 	case full == nil:
@@ -61,11 +61,11 @@ func (c *conn) handleSend(f wire.Send) {
 	res, err := s.cfg.Store.Enqueue(ctx, store.Message{
 		ID:          f.ID,
 		Mesh:        mesh,
-		From:        c.hello.Key,
-		FromName:    c.hello.Name,
-		FromSession: c.hello.SessionID,
+		From:        sc.hello.Key,
+		FromName:    sc.hello.Name,
+		FromSession: sc.hello.SessionID,
 		To:          f.To,
-		Sender:      c.member,
+		Sender:      sc.member,
 		Nonce:       f.Nonce,
 		Box:         f.Box,
 		CreatedAt:   now,
@@ -76,12 +76,12 @@ func (c *conn) handleSend(f wire.Send) {
 		fail(wire.CodeDuplicateID, "DM id %s is already used by another DM; use a new id", f.ID)
 		return
 	case err != nil:
-		c.log.Error("store DM", "msg_id", f.ID, "err", err)
+		sc.log.Error("store DM", "msg_id", f.ID, "err", err)
 		fail(wire.CodeInternal, "broker could not store the DM; retry with the same id")
 		return
 	}
 	if res != store.Stored {
-		expires = c.storedExpiry(ctx, f.ID, now)
+		expires = sc.storedExpiry(ctx, f.ID, now)
 	}
 	status := wire.StatusQueued
 	switch {
@@ -95,17 +95,17 @@ func (c *conn) handleSend(f wire.Send) {
 			status = wire.StatusDelivered
 		}
 	}
-	c.log.Debug("DM stored", "msg_id", f.ID, "to", identity.KeyID(ed25519.PublicKey(f.To)), "result", res, "status", status)
-	c.send(wire.Sent{ID: f.ID, Status: status, ExpiresAt: expires})
+	sc.log.Debug("DM stored", "msg_id", f.ID, "to", identity.KeyID(ed25519.PublicKey(f.To)), "result", res, "status", status)
+	sc.send(wire.Sent{ID: f.ID, Status: status, ExpiresAt: expires})
 }
 
 // storedExpiry returns the expiry of the DM id this session stored before,
 // for the answer to a resend; zero (left out of the answer) when it cannot
 // be read.
-func (c *conn) storedExpiry(ctx context.Context, id string, now time.Time) time.Time {
-	sts, err := c.s.cfg.Store.Status(ctx, c.hello.Mesh, c.hello.Key, []string{id}, now)
+func (sc *sessionConn) storedExpiry(ctx context.Context, id string, now time.Time) time.Time {
+	sts, err := sc.s.cfg.Store.Status(ctx, sc.hello.Mesh, sc.hello.Key, []string{id}, now)
 	if err != nil {
-		c.log.Warn("read expiry of a resent DM", "msg_id", id, "err", err)
+		sc.log.Warn("read expiry of a resent DM", "msg_id", id, "err", err)
 		return time.Time{}
 	}
 	return sts[0].ExpiresAt
@@ -115,42 +115,42 @@ func (c *conn) storedExpiry(ctx context.Context, id string, now time.Time) time.
 const pendingPage = 128
 
 // wake tells the pump that the store may hold new DMs for this session.
-func (c *conn) wake() {
+func (sc *sessionConn) wake() {
 	select {
-	case c.kick <- struct{}{}:
+	case sc.kick <- struct{}{}:
 	default:
 	}
 }
 
 // pump pushes the session's queued DMs to the client, oldest first, each
 // once per connection. It runs until the connection shuts down.
-func (c *conn) pump() {
+func (sc *sessionConn) pump() {
 	var cursor string // last DM read from the store on this connection
 	for {
 		select {
-		case <-c.quit:
+		case <-sc.quit:
 			return
-		case <-c.kick:
+		case <-sc.kick:
 		}
 		for {
 			ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
-			msgs, err := c.s.cfg.Store.Pending(ctx, c.hello.Mesh, c.hello.Key, c.s.cfg.Now(), cursor, pendingPage)
+			msgs, err := sc.s.cfg.Store.Pending(ctx, sc.hello.Mesh, sc.hello.Key, sc.s.cfg.Now(), cursor, pendingPage)
 			cancel()
 			if errors.Is(err, store.ErrNotFound) && cursor != "" {
 				cursor = "" // the cursor's DM expired: rescan, skipping what is in flight
 				continue
 			}
 			if err != nil {
-				c.log.Error("read queued DMs", "err", err)
-				c.shutdown(wire.Errorf(wire.CodeInternal, "broker could not read the queue; reconnect"))
+				sc.log.Error("read queued DMs", "err", err)
+				sc.shutdown(wire.Errorf(wire.CodeInternal, "broker could not read the queue; reconnect"))
 				return
 			}
 			for _, m := range msgs {
 				cursor = m.ID
-				if !c.markInflight(m.ID) {
+				if !sc.markInflight(m.ID) {
 					continue
 				}
-				if !c.send(dmFrame(m)) {
+				if !sc.send(dmFrame(m)) {
 					return
 				}
 			}
@@ -161,13 +161,13 @@ func (c *conn) pump() {
 	}
 }
 
-func (c *conn) markInflight(id string) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if _, ok := c.inflight[id]; ok {
+func (sc *sessionConn) markInflight(id string) bool {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	if _, ok := sc.inflight[id]; ok {
 		return false
 	}
-	c.inflight[id] = struct{}{}
+	sc.inflight[id] = struct{}{}
 	return true
 }
 
@@ -186,19 +186,19 @@ func dmFrame(m store.Message) wire.DM {
 
 // handleAck records that the session read (or, cleared, dismissed) DMs
 // addressed to it, at the broker's time.
-func (c *conn) handleAck(f wire.Ack) {
+func (sc *sessionConn) handleAck(f wire.Ack) {
 	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
 	defer cancel()
-	if _, err := c.s.cfg.Store.Ack(ctx, c.hello.Mesh, c.hello.Key, f.IDs, c.s.cfg.Now(), f.Cleared); err != nil {
-		c.log.Error("ack DMs", "err", err)
-		c.reply(wire.Errorf(wire.CodeInternal, "broker could not record the ack; the DMs will be delivered again"))
+	if _, err := sc.s.cfg.Store.Ack(ctx, sc.hello.Mesh, sc.hello.Key, f.IDs, sc.s.cfg.Now(), f.Cleared); err != nil {
+		sc.log.Error("ack DMs", "err", err)
+		sc.reply(wire.Errorf(wire.CodeInternal, "broker could not record the ack; the DMs will be delivered again"))
 		return
 	}
-	c.mu.Lock()
+	sc.mu.Lock()
 	for _, id := range f.IDs {
-		delete(c.inflight, id)
+		delete(sc.inflight, id)
 	}
-	c.mu.Unlock()
+	sc.mu.Unlock()
 }
 
 // receiptStates maps receipt states from the wire to the store.
@@ -210,21 +210,21 @@ var receiptStates = map[string]string{
 // handleReceipt records how far the session got with DMs addressed to it.
 // It dates the receipt with the client's time when that is not in the
 // broker's future; the store ignores ids addressed to anyone else.
-func (c *conn) handleReceipt(f wire.Receipt) {
-	now := c.s.cfg.Now()
+func (sc *sessionConn) handleReceipt(f wire.Receipt) {
+	now := sc.s.cfg.Now()
 	at := f.At
 	if at.IsZero() || at.After(now) {
 		at = now
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
 	defer cancel()
-	n, err := c.s.cfg.Store.Receipt(ctx, c.hello.Mesh, c.hello.Key, f.IDs, receiptStates[f.State], at)
+	n, err := sc.s.cfg.Store.Receipt(ctx, sc.hello.Mesh, sc.hello.Key, f.IDs, receiptStates[f.State], at)
 	if err != nil {
-		c.log.Error("record receipt", "state", f.State, "err", err)
-		c.reply(wire.Errorf(wire.CodeInternal, "broker could not record the %s receipt", f.State))
+		sc.log.Error("record receipt", "state", f.State, "err", err)
+		sc.reply(wire.Errorf(wire.CodeInternal, "broker could not record the %s receipt", f.State))
 		return
 	}
-	c.log.Debug("receipt recorded", "state", f.State, "ids", len(f.IDs), "recorded", n)
+	sc.log.Debug("receipt recorded", "state", f.State, "ids", len(f.IDs), "recorded", n)
 }
 
 // statusStates maps the delivery states of the store to the wire.
@@ -240,13 +240,13 @@ var statusStates = map[string]string{
 
 // handleStatus answers where DMs stand. The store reports only DMs this
 // session sent; any other id is unknown.
-func (c *conn) handleStatus(f wire.StatusRequest) {
+func (sc *sessionConn) handleStatus(f wire.StatusRequest) {
 	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
 	defer cancel()
-	sts, err := c.s.cfg.Store.Status(ctx, c.hello.Mesh, c.hello.Key, f.IDs, c.s.cfg.Now())
+	sts, err := sc.s.cfg.Store.Status(ctx, sc.hello.Mesh, sc.hello.Key, f.IDs, sc.s.cfg.Now())
 	if err != nil {
-		c.log.Error("read DM status", "err", err)
-		c.reply(&wire.Error{Code: wire.CodeInternal, Message: "broker could not read the DM status; retry", Ref: wire.RefOf(f.Req)})
+		sc.log.Error("read DM status", "err", err)
+		sc.reply(&wire.Error{Code: wire.CodeInternal, Message: "broker could not read the DM status; retry", Ref: wire.RefOf(f.Req)})
 		return
 	}
 	out := make([]wire.MessageStatus, len(sts))
@@ -261,5 +261,5 @@ func (c *conn) handleStatus(f wire.StatusRequest) {
 			ReceivedAt: st.ReceivedAt, PushedAt: st.PushedAt, ReadAt: st.ReadAt,
 		}
 	}
-	c.send(wire.StatusList{Req: f.Req, Statuses: out})
+	sc.send(wire.StatusList{Req: f.Req, Statuses: out})
 }

@@ -12,90 +12,60 @@ import (
 	"github.com/claudemesh/claudemesh/wire"
 )
 
-// handshake sends the challenge, reads and verifies the hello, and makes
-// this connection the live one of its session key. On failure it has
-// already shut the connection down with the reason.
-func (c *conn) handshake() bool {
-	cfg := &c.s.cfg
-	challenge := newChallenge()
-	if !c.send(wire.Challenge{Version: wire.Version, Nonce: challenge}) {
-		return false
-	}
-	c.ws.SetReadDeadline(c.helloBy)
-	typ, data, err := readMessage(c.ws, c.s.cfg.MaxFrameSize)
-	if err != nil {
-		var ne interface{ Timeout() bool }
-		if errors.As(err, &ne) && ne.Timeout() {
-			c.shutdown(wire.Errorf(wire.CodeHandshakeTimeout, "no hello within %v", cfg.HandshakeTimeout))
-		} else {
-			c.readFailed(err)
-		}
-		return false
-	}
-	f, e := decodeMessage(typ, data)
-	if e != nil {
-		c.shutdown(e)
-		return false
-	}
-	switch f := f.(type) {
-	case wire.MemberHello:
-		c.serveMember(challenge, f)
-		return false
-	case wire.Join:
-		c.join(challenge, f)
-		return false
-	}
-	h, ok := f.(wire.Hello)
-	if !ok {
-		c.shutdown(wire.Errorf(wire.CodeHelloRequired, "the first frame must be a hello, got %s", f.Type()))
-		return false
-	}
-	member, e := c.s.verifyHello(challenge, h)
+// acceptHello checks the hello that opened c and admits the session it
+// presents: it returns the session's connection, counted among the
+// server's sessions, or the wire error that refuses the hello.
+func (s *Server) acceptHello(c *conn, challenge []byte, h wire.Hello) (*sessionConn, *wire.Error) {
+	member, e := s.verifyHello(challenge, h)
 	if e != nil {
 		c.log.Info("hello refused", "code", e.Code, "mesh", h.Mesh, "key_id", identity.KeyID(ed25519.PublicKey(h.Key)))
-		c.shutdown(e)
-		return false
+		return nil, e
 	}
-
-	if !c.s.admit(c, h.Mesh, member, keyOf(h.Mesh, h.Key), h, false) {
-		c.shutdown(wire.Errorf(wire.CodeTooManyConnections, "this member has %d connections open, the limit", cfg.MaxMemberConns))
-		return false
+	sc := newSessionConn(c, h, member)
+	if !s.admitSession(sc) {
+		return nil, wire.Errorf(wire.CodeTooManyConnections, "this member has %d connections open, the limit", s.cfg.MaxMemberConns)
 	}
-	c.keyID = identity.KeyID(ed25519.PublicKey(h.Key))
-	c.since = cfg.Now()
-	c.log = c.log.With("mesh", h.Mesh, "session", h.SessionID, "key_id", c.keyID)
+	sc.log = sc.log.With("mesh", h.Mesh, "session", h.SessionID, "key_id", sc.keyID)
+	return sc, nil
+}
 
+// handshake completes a session's hello: it records the session, makes
+// this connection the live one of its session key, shutting down the one
+// it replaces, and welcomes the client. On failure it has already shut the
+// connection down with the reason.
+func (sc *sessionConn) handshake() bool {
+	s, h := sc.s, sc.hello
 	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
 	defer cancel()
-	switch err := c.s.cfg.Store.UpsertSession(ctx, c.session(c.since)); {
+	switch err := s.cfg.Store.UpsertSession(ctx, sc.session(sc.since)); {
 	case errors.Is(err, store.ErrSessionTaken):
 		// Someone presents the session UUID of another key: an impostor,
 		// or a session whose key file was lost. Nothing of the owner's
 		// changes.
-		c.log.Warn("hello refused: session id registered to another key", "code", wire.CodeSessionIDTaken)
-		c.shutdown(wire.Errorf(wire.CodeSessionIDTaken, "session %s is registered in mesh %s to another key; a session UUID belongs to the key that first registered it. If this session's key file was lost or replaced, start a new session: the old registration is forgotten %s after it was last seen", h.SessionID, h.Mesh, c.s.cfg.QueueTTL))
+		sc.log.Warn("hello refused: session id registered to another key", "code", wire.CodeSessionIDTaken)
+		sc.shutdown(wire.Errorf(wire.CodeSessionIDTaken, "session %s is registered in mesh %s to another key; a session UUID belongs to the key that first registered it. If this session's key file was lost or replaced, start a new session: the old registration is forgotten %s after it was last seen", h.SessionID, h.Mesh, s.cfg.QueueTTL))
 		return false
 	case err != nil:
-		c.log.Error("record session", "err", err)
-		c.shutdown(wire.Errorf(wire.CodeInternal, "broker could not record the session; retry"))
+		sc.log.Error("record session", "err", err)
+		sc.shutdown(wire.Errorf(wire.CodeInternal, "broker could not record the session; retry"))
 		return false
 	}
-	old, other, refused := c.s.attach(c)
+	old, other, refused := s.attach(sc)
 	if refused != nil {
-		c.log.Info("standby hello refused", "code", refused.Code)
-		c.shutdown(refused)
+		sc.log.Info("standby hello refused", "code", refused.Code)
+		sc.shutdown(refused)
 		return false
 	}
 	switch {
 	case other:
-		c.log.Info("session replaced by another process", "old_conn", old.id)
+		sc.log.Info("session replaced by another process", "old_conn", old.id)
 		old.shutdown(wire.Errorf(wire.CodeSessionReplaced, "this session connected from another process, which now holds it"))
 	case old != nil:
-		c.log.Info("session reconnected over a stale connection", "old_conn", old.id)
+		sc.log.Info("session reconnected over a stale connection", "old_conn", old.id)
 		old.shutdown(wire.Errorf(wire.CodeSessionReplaced, "this client connected again; this connection is stale"))
 	}
-	c.log.Info("session online", "name", h.Name, "standby", h.Standby)
-	return c.send(wire.Welcome{Version: wire.Version, KeyID: c.keyID, ServerTime: c.since, Replaced: other, GraceMS: cfg.Grace.Milliseconds()})
+	sc.log.Info("session online", "name", h.Name, "standby", h.Standby)
+	return sc.send(wire.Welcome{Version: wire.Version, KeyID: sc.keyID, ServerTime: sc.since, Replaced: other, GraceMS: s.cfg.Grace.Milliseconds()})
 }
 
 // verifyHello checks a hello against the challenge it answers. A mesh
@@ -150,37 +120,61 @@ func (s *Server) verifyHello(challenge []byte, h wire.Hello) ([]byte, *wire.Erro
 	return a.Member, nil
 }
 
-// admit records who connection c speaks for — a session of mesh with
-// key pkey vouched for by member, or (memberConn) the member itself — in
-// one step with counting the member's connections, so that simultaneous
-// hellos cannot pass the limit together. It reports false, recording
-// nothing, when the member has MaxMemberConns connections already (a
-// session reconnecting over its own key does not count twice).
-func (s *Server) admit(c *conn, mesh string, member []byte, pkey presenceKey, hello wire.Hello, memberConn bool) bool {
+// admitSession counts sc among the server's sessions, in one step with
+// counting the connections of its member, so that simultaneous hellos
+// cannot pass the limit together. It reports false, counting nothing,
+// when the member has MaxMemberConns connections already (a session
+// reconnecting over its own key does not count twice).
+func (s *Server) admitSession(sc *sessionConn) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if member != nil {
-		n := 0
-		for o := range s.conns {
-			switch {
-			case o == c || !bytes.Equal(o.member, member):
-			case o.memberMesh == mesh:
-				n++
-			case !memberConn && o.hello.Mesh == mesh && o.pkey == pkey:
-				// the same session again: it replaces that connection
-			case o.hello.Mesh == mesh:
-				n++
-			}
-		}
-		if n >= s.cfg.MaxMemberConns {
-			return false
-		}
+	if sc.member != nil && s.memberConnsLocked(sc.hello.Mesh, sc.member, &sc.pkey) >= s.cfg.MaxMemberConns {
+		return false
 	}
-	c.member = member
-	if memberConn {
-		c.memberMesh = mesh
-	} else {
-		c.hello, c.pkey = hello, pkey
-	}
+	s.sessions[sc] = struct{}{}
 	return true
+}
+
+// admitMember counts mc among the server's member connections, or reports
+// false when its member has MaxMemberConns connections already.
+func (s *Server) admitMember(mc *memberConn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.memberConnsLocked(mc.mesh, mc.key, nil) >= s.cfg.MaxMemberConns {
+		return false
+	}
+	s.memberConns[mc] = struct{}{}
+	return true
+}
+
+// memberConnsLocked counts the connections of member in mesh: its member
+// connections and the sessions it vouched for, except one of the session
+// key replacing (which the new connection replaces). s.mu must be held.
+func (s *Server) memberConnsLocked(mesh string, member []byte, replacing *presenceKey) int {
+	n := 0
+	for o := range s.memberConns {
+		if o.mesh == mesh && bytes.Equal(o.key, member) {
+			n++
+		}
+	}
+	for o := range s.sessions {
+		if o.hello.Mesh == mesh && bytes.Equal(o.member, member) && (replacing == nil || o.pkey != *replacing) {
+			n++
+		}
+	}
+	return n
+}
+
+// dismissSession stops counting sc, whose connection is over.
+func (s *Server) dismissSession(sc *sessionConn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.sessions, sc)
+}
+
+// dismissMember stops counting mc, whose connection is over.
+func (s *Server) dismissMember(mc *memberConn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.memberConns, mc)
 }

@@ -19,12 +19,26 @@ import (
 // MaxInviteLifetime bounds how long an invite code may stay valid.
 const MaxInviteLifetime = 30 * 24 * time.Hour
 
-// serveMember runs a member connection: the member key signs the
-// challenge; a current member may then list members and, as the owner,
-// create and revoke invites and remove members. The operator (the broker's
-// credential) may create the mesh, with the hello's key as its owner.
-func (c *conn) serveMember(challenge []byte, h wire.MemberHello) {
-	s := c.s
+// memberConn is a member connection: a member key (or the operator, to
+// create a mesh) managing one mesh, one request at a time, in its read
+// loop.
+type memberConn struct {
+	*conn
+
+	// Set before the connection is admitted (admitMember), read-only
+	// afterwards: other connections read them under Server.mu.
+	mesh     string
+	key      []byte // the member key that said the hello
+	name     string
+	operator bool // the hello carried the broker's credential
+}
+
+// serveMember runs the connection c that a member hello opened: the member
+// key signs the challenge; a current member may then list members and, as
+// the owner, create and revoke invites and remove members. The operator
+// (the broker's credential) may create the mesh, with the hello's key as
+// its owner. It returns once the writer has exited.
+func (s *Server) serveMember(c *conn, challenge []byte, h wire.MemberHello) {
 	if err := identity.ValidateMesh(h.Mesh); err != nil {
 		c.shutdown(wire.Errorf(wire.CodeBadMesh, "%v", err))
 		return
@@ -46,145 +60,149 @@ func (c *conn) serveMember(challenge []byte, h wire.MemberHello) {
 		c.shutdown(wire.Errorf(wire.CodeInternal, "broker could not look up the member; retry"))
 		return
 	}
-	if !s.admit(c, h.Mesh, h.Key, presenceKey{}, wire.Hello{}, true) {
+	mc := &memberConn{conn: c, mesh: h.Mesh, key: h.Key, name: h.Name, operator: operator}
+	if !s.admitMember(mc) {
 		c.shutdown(wire.Errorf(wire.CodeTooManyConnections, "this member has %d connections open, the limit", s.cfg.MaxMemberConns))
 		return
 	}
-	c.log = c.log.With("mesh", h.Mesh, "member", identity.KeyID(ed25519.PublicKey(h.Key)))
-	if !c.send(wire.Welcome{Version: wire.Version, KeyID: identity.KeyID(ed25519.PublicKey(h.Key)), ServerTime: s.cfg.Now()}) {
+	defer func() {
+		mc.stop()
+		s.dismissMember(mc)
+	}()
+	mc.log = mc.log.With("mesh", h.Mesh, "member", identity.KeyID(ed25519.PublicKey(h.Key)))
+	if !mc.send(wire.Welcome{Version: wire.Version, KeyID: identity.KeyID(ed25519.PublicKey(h.Key)), ServerTime: s.cfg.Now()}) {
 		return
 	}
-	c.log.Info("member connected", "name", h.Name, "operator", operator)
-	c.watchLiveness()
+	mc.log.Info("member connected", "name", h.Name, "operator", operator)
+	mc.readLoop(mc.handle)
+}
 
-	for {
-		f, ok := c.next()
-		if !ok {
-			return
-		}
-		var req uint64
-		var e *wire.Error
-		var answer wire.Frame
-		switch f := f.(type) {
-		case wire.MeshCreate:
-			req = f.Req
-			answer, e = c.createMesh(h, operator, f)
-		case wire.InviteCreate:
-			req = f.Req
-			answer, e = c.createInvite(f)
-		case wire.InviteRevoke:
-			req = f.Req
-			answer, e = c.revokeInvite(f)
-		case wire.MemberList:
-			req = f.Req
-			answer, e = c.listMembers(f)
-		case wire.MemberRemove:
-			req = f.Req
-			answer, e = c.removeMember(f)
-		case wire.Bye:
-			return
-		default:
-			e = wire.Errorf(wire.CodeBadFrame, "a member connection does not take %s frames", f.Type())
-		}
-		if e != nil {
-			if req != 0 {
-				e.Ref = wire.RefOf(req)
-			}
-			c.reply(e)
-			continue
-		}
-		c.send(answer)
+// handle answers one request of the member connection's read loop; false
+// ends the connection.
+func (mc *memberConn) handle(f wire.Frame) bool {
+	var req uint64
+	var e *wire.Error
+	var answer wire.Frame
+	switch f := f.(type) {
+	case wire.MeshCreate:
+		req = f.Req
+		answer, e = mc.createMesh(f)
+	case wire.InviteCreate:
+		req = f.Req
+		answer, e = mc.createInvite(f)
+	case wire.InviteRevoke:
+		req = f.Req
+		answer, e = mc.revokeInvite(f)
+	case wire.MemberList:
+		req = f.Req
+		answer, e = mc.listMembers(f)
+	case wire.MemberRemove:
+		req = f.Req
+		answer, e = mc.removeMember(f)
+	case wire.Bye:
+		return false
+	default:
+		e = wire.Errorf(wire.CodeBadFrame, "a member connection does not take %s frames", f.Type())
 	}
+	if e != nil {
+		if req != 0 {
+			e.Ref = wire.RefOf(req)
+		}
+		mc.reply(e)
+		return true
+	}
+	mc.send(answer)
+	return true
 }
 
 // requireMember returns the connection's member, fresh from the store, and
 // checks its role when owner is set.
-func (c *conn) requireMember(ctx context.Context, owner bool) (store.Member, *wire.Error) {
-	m, err := c.s.cfg.Store.Member(ctx, c.memberMesh, c.member)
+func (mc *memberConn) requireMember(ctx context.Context, owner bool) (store.Member, *wire.Error) {
+	m, err := mc.s.cfg.Store.Member(ctx, mc.mesh, mc.key)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		return m, wire.Errorf(wire.CodeNotMember, "this key is not a member of mesh %s", c.memberMesh)
+		return m, wire.Errorf(wire.CodeNotMember, "this key is not a member of mesh %s", mc.mesh)
 	case err != nil:
-		c.log.Error("look up member", "err", err)
+		mc.log.Error("look up member", "err", err)
 		return m, wire.Errorf(wire.CodeInternal, "broker could not look up the member; retry")
 	case owner && m.Role != wire.RoleOwner:
-		return m, wire.Errorf(wire.CodeNotOwner, "only the owner of mesh %s may do that", c.memberMesh)
+		return m, wire.Errorf(wire.CodeNotOwner, "only the owner of mesh %s may do that", mc.mesh)
 	}
 	return m, nil
 }
 
-func (c *conn) createMesh(h wire.MemberHello, operator bool, f wire.MeshCreate) (wire.Frame, *wire.Error) {
-	if !operator {
+func (mc *memberConn) createMesh(f wire.MeshCreate) (wire.Frame, *wire.Error) {
+	if !mc.operator {
 		return nil, wire.Errorf(wire.CodeUnauthorized, "creating a mesh needs the broker's operator credential")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
 	defer cancel()
-	err := c.s.cfg.Store.CreateMesh(ctx, c.memberMesh, store.Member{Key: h.Key, Name: h.Name}, c.s.cfg.Now())
+	err := mc.s.cfg.Store.CreateMesh(ctx, mc.mesh, store.Member{Key: mc.key, Name: mc.name}, mc.s.cfg.Now())
 	switch {
 	case errors.Is(err, store.ErrConflict):
-		return nil, wire.Errorf(wire.CodeMeshExists, "mesh %s exists on this broker", c.memberMesh)
+		return nil, wire.Errorf(wire.CodeMeshExists, "mesh %s exists on this broker", mc.mesh)
 	case err != nil:
-		c.log.Error("create mesh", "err", err)
+		mc.log.Error("create mesh", "err", err)
 		return nil, wire.Errorf(wire.CodeInternal, "broker could not create the mesh; retry")
 	}
-	c.log.Info("mesh created", "owner", h.Name)
+	mc.log.Info("mesh created", "owner", mc.name)
 	return wire.OK{Req: f.Req}, nil
 }
 
-func (c *conn) createInvite(f wire.InviteCreate) (wire.Frame, *wire.Error) {
+func (mc *memberConn) createInvite(f wire.InviteCreate) (wire.Frame, *wire.Error) {
 	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
 	defer cancel()
-	if _, e := c.requireMember(ctx, true); e != nil {
+	if _, e := mc.requireMember(ctx, true); e != nil {
 		return nil, e
 	}
-	now := c.s.cfg.Now()
+	now := mc.s.cfg.Now()
 	if !f.ExpiresAt.After(now) || f.ExpiresAt.Sub(now) > MaxInviteLifetime {
 		return nil, wire.Errorf(wire.CodeBadFrame, "an invite must expire within %v from now", MaxInviteLifetime)
 	}
 	raw := make([]byte, wire.InviteCodeSize)
 	rand.Read(raw)
 	hash := sha256.Sum256(raw)
-	err := c.s.cfg.Store.CreateInvite(ctx, store.Invite{Hash: hash[:], Mesh: c.memberMesh, CreatedBy: c.member, Uses: f.Uses, ExpiresAt: f.ExpiresAt, CreatedAt: now})
+	err := mc.s.cfg.Store.CreateInvite(ctx, store.Invite{Hash: hash[:], Mesh: mc.mesh, CreatedBy: mc.key, Uses: f.Uses, ExpiresAt: f.ExpiresAt, CreatedAt: now})
 	if err != nil {
-		c.log.Error("create invite", "err", err)
+		mc.log.Error("create invite", "err", err)
 		return nil, wire.Errorf(wire.CodeInternal, "broker could not store the invite; retry")
 	}
-	c.log.Info("invite created", "uses", f.Uses, "expires", f.ExpiresAt)
-	return wire.Invite{Req: f.Req, Code: wire.FormatInviteCode(raw), Mesh: c.memberMesh, Uses: f.Uses, ExpiresAt: f.ExpiresAt}, nil
+	mc.log.Info("invite created", "uses", f.Uses, "expires", f.ExpiresAt)
+	return wire.Invite{Req: f.Req, Code: wire.FormatInviteCode(raw), Mesh: mc.mesh, Uses: f.Uses, ExpiresAt: f.ExpiresAt}, nil
 }
 
-func (c *conn) revokeInvite(f wire.InviteRevoke) (wire.Frame, *wire.Error) {
+func (mc *memberConn) revokeInvite(f wire.InviteRevoke) (wire.Frame, *wire.Error) {
 	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
 	defer cancel()
-	if _, e := c.requireMember(ctx, true); e != nil {
+	if _, e := mc.requireMember(ctx, true); e != nil {
 		return nil, e
 	}
 	raw, _ := wire.ParseInviteCode(f.Code) // validated by Decode
 	hash := sha256.Sum256(raw)
-	ok, err := c.s.cfg.Store.RevokeInvite(ctx, c.memberMesh, hash[:])
+	ok, err := mc.s.cfg.Store.RevokeInvite(ctx, mc.mesh, hash[:])
 	if err != nil {
-		c.log.Error("revoke invite", "err", err)
+		mc.log.Error("revoke invite", "err", err)
 		return nil, wire.Errorf(wire.CodeInternal, "broker could not revoke the invite; retry")
 	}
 	if !ok {
-		return nil, wire.Errorf(wire.CodeBadInvite, "no such invite in mesh %s", c.memberMesh)
+		return nil, wire.Errorf(wire.CodeBadInvite, "no such invite in mesh %s", mc.mesh)
 	}
-	c.log.Info("invite revoked")
+	mc.log.Info("invite revoked")
 	return wire.OK{Req: f.Req}, nil
 }
 
-func (c *conn) listMembers(f wire.MemberList) (wire.Frame, *wire.Error) {
+func (mc *memberConn) listMembers(f wire.MemberList) (wire.Frame, *wire.Error) {
 	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
 	defer cancel()
-	if _, e := c.requireMember(ctx, false); e != nil {
+	if _, e := mc.requireMember(ctx, false); e != nil {
 		return nil, e
 	}
-	list, err := c.s.cfg.Store.MemberList(ctx, c.memberMesh)
+	list, err := mc.s.cfg.Store.MemberList(ctx, mc.mesh)
 	if err != nil {
-		c.log.Error("list members", "err", err)
+		mc.log.Error("list members", "err", err)
 		return nil, wire.Errorf(wire.CodeInternal, "broker could not list the members; retry")
 	}
-	online := c.s.memberSessions(c.memberMesh)
+	online := mc.s.memberSessions(mc.mesh)
 	out := wire.Members{Req: f.Req, Members: make([]wire.MemberInfo, 0, len(list))}
 	for _, m := range list {
 		out.Members = append(out.Members, wire.MemberInfo{
@@ -195,15 +213,15 @@ func (c *conn) listMembers(f wire.MemberList) (wire.Frame, *wire.Error) {
 	return out, nil
 }
 
-func (c *conn) removeMember(f wire.MemberRemove) (wire.Frame, *wire.Error) {
+func (mc *memberConn) removeMember(f wire.MemberRemove) (wire.Frame, *wire.Error) {
 	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
 	defer cancel()
-	if _, e := c.requireMember(ctx, true); e != nil {
+	if _, e := mc.requireMember(ctx, true); e != nil {
 		return nil, e
 	}
-	list, err := c.s.cfg.Store.MemberList(ctx, c.memberMesh)
+	list, err := mc.s.cfg.Store.MemberList(ctx, mc.mesh)
 	if err != nil {
-		c.log.Error("list members", "err", err)
+		mc.log.Error("list members", "err", err)
 		return nil, wire.Errorf(wire.CodeInternal, "broker could not list the members; retry")
 	}
 	var target *store.Member
@@ -217,22 +235,22 @@ func (c *conn) removeMember(f wire.MemberRemove) (wire.Frame, *wire.Error) {
 	}
 	switch {
 	case target == nil:
-		return nil, wire.Errorf(wire.CodeNotMember, "no member %q in mesh %s", f.Name, c.memberMesh)
+		return nil, wire.Errorf(wire.CodeNotMember, "no member %q in mesh %s", f.Name, mc.mesh)
 	case target.Role == wire.RoleOwner:
 		return nil, wire.Errorf(wire.CodeNotOwner, "the owner of a mesh cannot be removed")
 	}
-	if _, err := c.s.cfg.Store.RemoveMember(ctx, c.memberMesh, target.Key); err != nil {
-		c.log.Error("remove member", "err", err)
+	if _, err := mc.s.cfg.Store.RemoveMember(ctx, mc.mesh, target.Key); err != nil {
+		mc.log.Error("remove member", "err", err)
 		return nil, wire.Errorf(wire.CodeInternal, "broker could not remove the member; retry")
 	}
-	n := c.s.cutMember(c.memberMesh, target.Key)
-	c.log.Info("member removed", "removed", target.Name, "connections_closed", n)
+	n := mc.s.cutMember(mc.mesh, target.Key)
+	mc.log.Info("member removed", "removed", target.Name, "connections_closed", n)
 	return wire.OK{Req: f.Req}, nil
 }
 
-// join enrolls a member key with an invite code, answers joined or the
-// error, and ends the connection.
-func (c *conn) join(challenge []byte, j wire.Join) {
+// serveJoin enrolls a member key with the invite code of the join that
+// opened c, answers joined or the error, and ends the connection.
+func (s *Server) serveJoin(c *conn, challenge []byte, j wire.Join) {
 	if !ed25519.Verify(ed25519.PublicKey(j.Key), wire.JoinTranscript(challenge, j), j.Sig) {
 		c.shutdown(wire.Errorf(wire.CodeBadSignature, "join signature does not verify for this key and challenge"))
 		return
@@ -241,7 +259,7 @@ func (c *conn) join(challenge []byte, j wire.Join) {
 	hash := sha256.Sum256(raw)
 	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
 	defer cancel()
-	m, err := c.s.cfg.Store.RedeemInvite(ctx, hash[:], store.Member{Key: j.Key, Name: j.Name}, c.s.cfg.Now())
+	m, err := s.cfg.Store.RedeemInvite(ctx, hash[:], store.Member{Key: j.Key, Name: j.Name}, s.cfg.Now())
 	switch {
 	case errors.Is(err, store.ErrInvite):
 		c.log.Info("join refused: invalid invite")
@@ -279,12 +297,15 @@ func (s *Server) memberSessions(mesh string) map[string]int {
 func (s *Server) cutMember(mesh string, member []byte) int {
 	s.mu.Lock()
 	var cut []*conn
-	for c := range s.conns {
-		sessionOf := c.attached && c.hello.Mesh == mesh && bytes.Equal(c.member, member)
-		memberConn := c.memberMesh == mesh && bytes.Equal(c.member, member)
-		if sessionOf || memberConn {
-			c.removed = true
-			cut = append(cut, c)
+	for sc := range s.sessions {
+		if sc.attached && sc.hello.Mesh == mesh && bytes.Equal(sc.member, member) {
+			sc.removed = true
+			cut = append(cut, sc.conn)
+		}
+	}
+	for mc := range s.memberConns {
+		if mc.mesh == mesh && bytes.Equal(mc.key, member) {
+			cut = append(cut, mc.conn)
 		}
 	}
 	for k, l := range s.leases {

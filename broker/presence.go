@@ -26,8 +26,8 @@ func keyOf(mesh string, k []byte) presenceKey {
 // holds it, then in grace for cfg.Grace after that connection dropped,
 // then offline (the lease is gone; the store still remembers the session).
 type lease struct {
-	conn      *conn      // the live connection; nil while in grace
-	hello     wire.Hello // as last presented
+	conn      *sessionConn // the live connection; nil while in grace
+	hello     wire.Hello   // as last presented
 	keyID     string
 	since     time.Time // when the current or last connection said hello
 	droppedAt time.Time // when the connection went away; zero while online
@@ -45,16 +45,16 @@ func (l *lease) state(now time.Time, grace time.Duration) string {
 	return wire.PeerOffline
 }
 
-// attach makes c the live connection of its session key, reattaching a
+// attach makes sc the live connection of its session key, reattaching a
 // lease online or in grace. It returns the connection it displaced, if any,
 // and whether that belonged to another client instance. A standby hello is
 // refused while the session is online or in grace under another instance.
-func (s *Server) attach(c *conn) (old *conn, other bool, refused *wire.Error) {
+func (s *Server) attach(sc *sessionConn) (old *sessionConn, other bool, refused *wire.Error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.cfg.Now()
-	l := s.leases[c.pkey]
-	if l != nil && c.hello.Standby && !sameInstance(l.hello, c.hello) {
+	l := s.leases[sc.pkey]
+	if l != nil && sc.hello.Standby && !sameInstance(l.hello, sc.hello) {
 		switch l.state(now, s.cfg.Grace) {
 		case wire.PeerOnline:
 			return nil, false, wire.Errorf(wire.CodeSessionActive, "this session is active in another process (connected since %s)", l.since.UTC().Format(time.RFC3339))
@@ -64,15 +64,15 @@ func (s *Server) attach(c *conn) (old *conn, other bool, refused *wire.Error) {
 	}
 	if l == nil {
 		l = &lease{}
-		s.leases[c.pkey] = l
+		s.leases[sc.pkey] = l
 	}
 	old = l.conn
-	other = old != nil && !sameInstance(old.hello, c.hello)
+	other = old != nil && !sameInstance(old.hello, sc.hello)
 	if other {
 		s.replacements++
 	}
-	*l = lease{conn: c, hello: c.hello, keyID: c.keyID, since: c.since, member: c.member}
-	c.attached = true
+	*l = lease{conn: sc, hello: sc.hello, keyID: sc.keyID, since: sc.since, member: sc.member}
+	sc.attached = true
 	return old, other, nil
 }
 
@@ -81,18 +81,18 @@ func sameInstance(a, b wire.Hello) bool {
 	return a.Instance != "" && a.Instance == b.Instance
 }
 
-// release ends c's hold on its lease: the lease goes to grace, or away at
-// once when the client said bye. It reports false when c no longer held
+// release ends sc's hold on its lease: the lease goes to grace, or away at
+// once when the client said bye. It reports false when sc no longer held
 // the lease (a newer connection replaced it).
-func (s *Server) release(c *conn, bye bool) bool {
+func (s *Server) release(sc *sessionConn, bye bool) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	l := s.leases[c.pkey]
-	if l == nil || l.conn != c {
+	l := s.leases[sc.pkey]
+	if l == nil || l.conn != sc {
 		return false
 	}
-	if bye || c.removed {
-		delete(s.leases, c.pkey)
+	if bye || sc.removed {
+		delete(s.leases, sc.pkey)
 	} else {
 		l.conn, l.droppedAt = nil, s.cfg.Now()
 	}
@@ -120,7 +120,7 @@ func (s *Server) sweep() {
 }
 
 // live returns the live connection for key in mesh, or nil.
-func (s *Server) live(mesh string, key []byte) *conn {
+func (s *Server) live(mesh string, key []byte) *sessionConn {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if l := s.leases[keyOf(mesh, key)]; l != nil {
@@ -177,9 +177,9 @@ func (s *Server) onlineSessions() []store.Session {
 	return ss
 }
 
-func (c *conn) handlePeers(f wire.PeersRequest) {
-	s := c.s
-	mesh := c.hello.Mesh
+func (sc *sessionConn) handlePeers(f wire.PeersRequest) {
+	s := sc.s
+	mesh := sc.hello.Mesh
 	byKey := make(map[presenceKey]listed)
 	for _, l := range s.present(mesh) {
 		byKey[keyOf(mesh, l.peer.Key)] = l
@@ -187,8 +187,8 @@ func (c *conn) handlePeers(f wire.PeersRequest) {
 	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
 	defer cancel()
 	fail := func(what string, err error) {
-		c.log.Error(what, "err", err)
-		c.reply(&wire.Error{Code: wire.CodeInternal, Message: "broker could not list sessions; retry", Ref: wire.RefOf(f.Req)})
+		sc.log.Error(what, "err", err)
+		sc.reply(&wire.Error{Code: wire.CodeInternal, Message: "broker could not list sessions; retry", Ref: wire.RefOf(f.Req)})
 	}
 	seen, err := s.cfg.Store.Sessions(ctx, mesh, s.cfg.Now().Add(-s.cfg.QueueTTL))
 	if err != nil {
@@ -207,7 +207,7 @@ func (c *conn) handlePeers(f wire.PeersRequest) {
 	}
 	// In a mesh with members, say who vouches for each session.
 	var names map[string]string
-	if c.member != nil {
+	if sc.member != nil {
 		members, err := s.cfg.Store.MemberList(ctx, mesh)
 		if err != nil {
 			fail("list members", err)
@@ -233,5 +233,5 @@ func (c *conn) handlePeers(f wire.PeersRequest) {
 	if len(peers) > wire.MaxPeers {
 		peers = peers[:wire.MaxPeers] // the most present first
 	}
-	c.send(wire.PeerList{Req: f.Req, Peers: peers})
+	sc.send(wire.PeerList{Req: f.Req, Peers: peers})
 }

@@ -20,10 +20,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gorilla/websocket"
+
 	"github.com/claudemesh/claudemesh/internal/rate"
 	"github.com/claudemesh/claudemesh/store"
 	"github.com/claudemesh/claudemesh/wire"
-	"github.com/gorilla/websocket"
 )
 
 // Config configures a Server. The zero value of every field but Store is a
@@ -157,8 +158,10 @@ type Server struct {
 
 	mu           sync.Mutex
 	closed       bool
-	conns        map[*conn]struct{}     // every accepted connection
-	leases       map[presenceKey]*lease // presence of each session key online or in grace
+	conns        map[*conn]struct{}        // every accepted connection
+	sessions     map[*sessionConn]struct{} // connections admitted as sessions
+	memberConns  map[*memberConn]struct{}  // connections admitted as member connections
+	leases       map[presenceKey]*lease    // presence of each session key online or in grace
 	nextConn     uint64
 	replacements uint64
 	memberRates  map[memberKey]*rate.Bucket // DMs per member
@@ -188,8 +191,10 @@ func NewServer(cfg Config) (*Server, error) {
 			ReadBufferSize:  4096,
 			WriteBufferSize: 4096,
 		},
-		conns:  make(map[*conn]struct{}),
-		leases: make(map[presenceKey]*lease),
+		conns:       make(map[*conn]struct{}),
+		sessions:    make(map[*sessionConn]struct{}),
+		memberConns: make(map[*memberConn]struct{}),
+		leases:      make(map[presenceKey]*lease),
 
 		memberRates: make(map[memberKey]*rate.Bucket),
 		queues:      make(map[queueKey]*queueEstimate),

@@ -2,105 +2,155 @@ package broker
 
 import (
 	"context"
+	"crypto/ed25519"
+	"sync"
 	"time"
 
+	"github.com/claudemesh/claudemesh/identity"
+	"github.com/claudemesh/claudemesh/internal/rate"
 	"github.com/claudemesh/claudemesh/store"
 	"github.com/claudemesh/claudemesh/wire"
 )
 
-// serve runs the connection: handshake, then the read loop. It returns
-// when the connection is over and its goroutines have exited.
-func (c *conn) serve() {
-	go c.writer()
+// sessionConn is the connection of a session, from its hello on. It holds
+// the session key's lease while it is the live connection of that key, and
+// besides the writer it owns a pump goroutine, the only one reading the
+// store's queue for this session on this connection. Its read loop serves
+// the session's requests: send, ack, receipt, peers and status.
+type sessionConn struct {
+	*conn
+
+	// Set before the connection is admitted (admitSession), read-only
+	// afterwards: other connections read them under Server.mu.
+	hello  wire.Hello
+	pkey   presenceKey
+	keyID  string
+	since  time.Time // when it said hello
+	member []byte    // the member key that vouched for the session; nil in a mesh without members
+
+	// Written under Server.mu.
+	attached bool // it took its session's lease (attach)
+	removed  bool // its member was removed: the session leaves no lease
+
+	kick     chan struct{} // wakes the pump; capacity 1
+	bye      *wire.Bye     // set by the read loop when the client says bye
+	sendRate *rate.Bucket  // DMs this session may send; used by the read loop only
+
+	mu       sync.Mutex
+	inflight map[string]struct{} // DMs pushed on this connection and not yet acked
+}
+
+func newSessionConn(c *conn, h wire.Hello, member []byte) *sessionConn {
+	return &sessionConn{
+		conn:     c,
+		hello:    h,
+		pkey:     keyOf(h.Mesh, h.Key),
+		keyID:    identity.KeyID(ed25519.PublicKey(h.Key)),
+		since:    c.s.cfg.Now(),
+		member:   member,
+		kick:     make(chan struct{}, 1),
+		sendRate: bucketFor(c.s.cfg.SendRate),
+		inflight: make(map[string]struct{}),
+	}
+}
+
+// serveSession runs the connection c that a hello opened: it admits the
+// session, takes its lease and serves it until the connection ends; then
+// the lease goes to grace, or away after a bye. It returns once the pump
+// and the writer have exited.
+func (s *Server) serveSession(c *conn, challenge []byte, h wire.Hello) {
+	sc, e := s.acceptHello(c, challenge, h)
+	if e != nil {
+		c.shutdown(e)
+		return
+	}
 	var pumpDone chan struct{}
 	defer func() {
-		c.shutdown(nil)
-		<-c.writerDone
+		if sc.attached {
+			sc.leave()
+		}
+		sc.stop()
 		if pumpDone != nil {
 			<-pumpDone
 		}
+		s.dismissSession(sc)
 	}()
-
-	defer func() {
-		if c.attached {
-			c.leave()
-		}
-	}()
-	if !c.handshake() {
+	if !sc.handshake() {
 		return
 	}
 
 	pumpDone = make(chan struct{})
 	go func() {
 		defer close(pumpDone)
-		c.pump()
+		sc.pump()
 	}()
-	c.wake()
-
-	c.watchLiveness()
-	for {
-		f, ok := c.next()
-		if !ok {
-			return
-		}
-		switch f := f.(type) {
-		case wire.Bye:
-			c.bye = &f
-			c.shutdown(nil)
-			return
-		case wire.Send:
-			c.handleSend(f)
-		case wire.Ack:
-			c.handleAck(f)
-		case wire.Receipt:
-			c.handleReceipt(f)
-		case wire.PeersRequest:
-			c.handlePeers(f)
-		case wire.StatusRequest:
-			c.handleStatus(f)
-		case wire.Hello:
-			c.reply(wire.Errorf(wire.CodeBadFrame, "hello already accepted on this connection"))
-		default:
-			c.reply(wire.Errorf(wire.CodeBadFrame, "a client does not send %s frames", f.Type()))
-		}
-	}
+	sc.wake()
+	sc.readLoop(sc.handle)
 }
 
-func (c *conn) session(seen time.Time) store.Session {
+// handle serves one frame of the session's read loop; false ends the
+// connection.
+func (sc *sessionConn) handle(f wire.Frame) bool {
+	switch f := f.(type) {
+	case wire.Bye:
+		sc.bye = &f
+		sc.shutdown(nil)
+		return false
+	case wire.Send:
+		sc.handleSend(f)
+	case wire.Ack:
+		sc.handleAck(f)
+	case wire.Receipt:
+		sc.handleReceipt(f)
+	case wire.PeersRequest:
+		sc.handlePeers(f)
+	case wire.StatusRequest:
+		sc.handleStatus(f)
+	case wire.Hello:
+		sc.reply(wire.Errorf(wire.CodeBadFrame, "hello already accepted on this connection"))
+	default:
+		sc.reply(wire.Errorf(wire.CodeBadFrame, "a client does not send %s frames", f.Type()))
+	}
+	return true
+}
+
+// session is the store's record of the session, seen at seen.
+func (sc *sessionConn) session(seen time.Time) store.Session {
 	return store.Session{
-		Mesh:       c.hello.Mesh,
-		PublicKey:  c.hello.Key,
-		SessionID:  c.hello.SessionID,
-		Name:       c.hello.Name,
-		ProjectDir: c.hello.ProjectDir,
+		Mesh:       sc.hello.Mesh,
+		PublicKey:  sc.hello.Key,
+		SessionID:  sc.hello.SessionID,
+		Name:       sc.hello.Name,
+		ProjectDir: sc.hello.ProjectDir,
 		FirstSeen:  seen,
 		LastSeen:   seen,
-		Member:     c.member,
+		Member:     sc.member,
 	}
 }
 
 // leave ends the connection's hold on its session: the session goes to
 // grace, or offline at once after a bye.
-func (c *conn) leave() {
-	if !c.s.release(c, c.bye != nil) {
+func (sc *sessionConn) leave() {
+	s := sc.s
+	if !s.release(sc, sc.bye != nil) {
 		return // replaced: the new connection owns the session
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
 	defer cancel()
-	if c.bye != nil && c.bye.Forget {
-		gone, err := c.s.cfg.Store.ForgetSession(ctx, c.hello.Mesh, c.hello.Key, c.s.cfg.Now())
+	if sc.bye != nil && sc.bye.Forget {
+		gone, err := s.cfg.Store.ForgetSession(ctx, sc.hello.Mesh, sc.hello.Key, s.cfg.Now())
 		if err != nil {
-			c.log.Warn("forget session", "err", err)
+			sc.log.Warn("forget session", "err", err)
 		}
-		c.log.Info("session left and was forgotten", "forgotten", gone)
+		sc.log.Info("session left and was forgotten", "forgotten", gone)
 		return
 	}
-	if err := c.s.cfg.Store.UpsertSession(ctx, c.session(c.s.cfg.Now())); err != nil {
-		c.log.Warn("record last seen", "err", err)
+	if err := s.cfg.Store.UpsertSession(ctx, sc.session(s.cfg.Now())); err != nil {
+		sc.log.Warn("record last seen", "err", err)
 	}
-	if c.bye != nil {
-		c.log.Info("session left")
+	if sc.bye != nil {
+		sc.log.Info("session left")
 	} else {
-		c.log.Info("session connection lost; in grace", "grace", c.s.cfg.Grace)
+		sc.log.Info("session connection lost; in grace", "grace", s.cfg.Grace)
 	}
 }
