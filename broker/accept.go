@@ -92,7 +92,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// client learns why it is closed.
 		a.timer.Stop()
 	}
-	c := newConn(s, ws, id)
+	// The connection's context ends when Close gives up waiting for it
+	// (or when the connection is over), not when the HTTP server stops:
+	// a session that leaves while the broker stops still records when it
+	// was last seen.
+	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
+	defer cancel()
+	c := newConn(s, ws, id, cancel)
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -102,7 +108,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.conns[c] = struct{}{}
 	s.mu.Unlock()
 
-	s.serveConn(c, helloBy)
+	s.serveConn(ctx, c, helloBy)
 
 	s.mu.Lock()
 	delete(s.conns, c)
@@ -113,7 +119,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // first frame, due by helloBy, says it is: a session (hello), a member
 // (member_hello) or a join. It returns when the connection is over and
 // its goroutines have exited.
-func (s *Server) serveConn(c *conn, helloBy time.Time) {
+func (s *Server) serveConn(ctx context.Context, c *conn, helloBy time.Time) {
 	go c.writer(c.log)
 	defer c.stop()
 	challenge := newChallenge()
@@ -138,11 +144,11 @@ func (s *Server) serveConn(c *conn, helloBy time.Time) {
 	}
 	switch f := f.(type) {
 	case wire.Hello:
-		s.serveSession(c, challenge, f)
+		s.serveSession(ctx, c, challenge, f)
 	case wire.MemberHello:
-		s.serveMember(c, challenge, f)
+		s.serveMember(ctx, c, challenge, f)
 	case wire.Join:
-		s.serveJoin(c, challenge, f)
+		s.serveJoin(ctx, c, challenge, f)
 	default:
 		c.shutdown(wire.Errorf(wire.CodeHelloRequired, "the first frame must be a hello, got %s", f.Type()))
 	}

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -31,6 +32,9 @@ type conn struct {
 	ws  *websocket.Conn
 	id  uint64
 	log *slog.Logger // the read loop's; it names the session or member once known
+	// cancel ends the connection's context, to which every store call made
+	// for the client is bound. Close calls it when it cuts the socket.
+	cancel context.CancelFunc
 
 	out        chan []byte   // frames for the writer; bounded
 	quit       chan struct{} // closed by shutdown
@@ -39,12 +43,13 @@ type conn struct {
 	writerDone chan struct{}
 }
 
-func newConn(s *Server, ws *websocket.Conn, id uint64) *conn {
+func newConn(s *Server, ws *websocket.Conn, id uint64, cancel context.CancelFunc) *conn {
 	return &conn{
 		s:          s,
 		ws:         ws,
 		id:         id,
 		log:        s.log.With("conn", id),
+		cancel:     cancel,
 		out:        make(chan []byte, s.cfg.SendQueue),
 		quit:       make(chan struct{}),
 		writerDone: make(chan struct{}),
@@ -174,11 +179,11 @@ const CloseSessionReplaced = 4001
 // readLoop hands every valid frame from the client to handle until the
 // connection ends or handle returns false. From here anything that arrives
 // (a pong too) counts as the client being alive for PongTimeout more.
-func (c *conn) readLoop(handle func(wire.Frame) bool) {
+func (c *conn) readLoop(ctx context.Context, handle func(context.Context, wire.Frame) bool) {
 	c.watchLiveness()
 	for {
 		f, ok := c.next()
-		if !ok || !handle(f) {
+		if !ok || !handle(ctx, f) {
 			return
 		}
 	}

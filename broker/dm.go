@@ -11,10 +11,10 @@ import (
 	"github.com/claudemesh/claudemesh/wire"
 )
 
-func (sc *sessionConn) handleSend(f wire.Send) {
+func (sc *sessionConn) handleSend(ctx context.Context, f wire.Send) {
 	s := sc.s
 	mesh := sc.hello.Mesh
-	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
 	fail := func(code, format string, args ...any) {
 		e := wire.Errorf(code, format, args...)
@@ -124,7 +124,7 @@ func (sc *sessionConn) wake() {
 
 // pump pushes the session's queued DMs to the client, oldest first, each
 // once per connection. It runs until the connection shuts down.
-func (sc *sessionConn) pump() {
+func (sc *sessionConn) pump(ctx context.Context) {
 	var cursor string // last DM read from the store on this connection
 	for {
 		select {
@@ -133,8 +133,8 @@ func (sc *sessionConn) pump() {
 		case <-sc.kick:
 		}
 		for {
-			ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
-			msgs, err := sc.s.cfg.Store.Pending(ctx, sc.hello.Mesh, sc.hello.Key, sc.s.cfg.Now(), cursor, pendingPage)
+			readCtx, cancel := context.WithTimeout(ctx, storeTimeout)
+			msgs, err := sc.s.cfg.Store.Pending(readCtx, sc.hello.Mesh, sc.hello.Key, sc.s.cfg.Now(), cursor, pendingPage)
 			cancel()
 			if errors.Is(err, store.ErrNotFound) && cursor != "" {
 				cursor = "" // the cursor's DM expired: rescan, skipping what is in flight
@@ -186,8 +186,8 @@ func dmFrame(m store.Message) wire.DM {
 
 // handleAck records that the session read (or, cleared, dismissed) DMs
 // addressed to it, at the broker's time.
-func (sc *sessionConn) handleAck(f wire.Ack) {
-	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+func (sc *sessionConn) handleAck(ctx context.Context, f wire.Ack) {
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
 	if _, err := sc.s.cfg.Store.Ack(ctx, sc.hello.Mesh, sc.hello.Key, f.IDs, sc.s.cfg.Now(), f.Cleared); err != nil {
 		sc.log.Error("ack DMs", "err", err)
@@ -210,13 +210,13 @@ var receiptStates = map[string]string{
 // handleReceipt records how far the session got with DMs addressed to it.
 // It dates the receipt with the client's time when that is not in the
 // broker's future; the store ignores ids addressed to anyone else.
-func (sc *sessionConn) handleReceipt(f wire.Receipt) {
+func (sc *sessionConn) handleReceipt(ctx context.Context, f wire.Receipt) {
 	now := sc.s.cfg.Now()
 	at := f.At
 	if at.IsZero() || at.After(now) {
 		at = now
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
 	n, err := sc.s.cfg.Store.Receipt(ctx, sc.hello.Mesh, sc.hello.Key, f.IDs, receiptStates[f.State], at)
 	if err != nil {
@@ -240,8 +240,8 @@ var statusStates = map[string]string{
 
 // handleStatus answers where DMs stand. The store reports only DMs this
 // session sent; any other id is unknown.
-func (sc *sessionConn) handleStatus(f wire.StatusRequest) {
-	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+func (sc *sessionConn) handleStatus(ctx context.Context, f wire.StatusRequest) {
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
 	sts, err := sc.s.cfg.Store.Status(ctx, sc.hello.Mesh, sc.hello.Key, f.IDs, sc.s.cfg.Now())
 	if err != nil {

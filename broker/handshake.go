@@ -15,8 +15,8 @@ import (
 // acceptHello checks the hello that opened c and admits the session it
 // presents: it returns the session's connection, counted among the
 // server's sessions, or the wire error that refuses the hello.
-func (s *Server) acceptHello(c *conn, challenge []byte, h wire.Hello) (*sessionConn, *wire.Error) {
-	member, e := s.verifyHello(challenge, h)
+func (s *Server) acceptHello(ctx context.Context, c *conn, challenge []byte, h wire.Hello) (*sessionConn, *wire.Error) {
+	member, e := s.verifyHello(ctx, challenge, h)
 	if e != nil {
 		c.log.Info("hello refused", "code", e.Code, "mesh", h.Mesh, "key_id", identity.KeyID(ed25519.PublicKey(h.Key)))
 		return nil, e
@@ -33,9 +33,9 @@ func (s *Server) acceptHello(c *conn, challenge []byte, h wire.Hello) (*sessionC
 // this connection the live one of its session key, shutting down the one
 // it replaces, and welcomes the client. On failure it has already shut the
 // connection down with the reason.
-func (sc *sessionConn) handshake() bool {
+func (sc *sessionConn) handshake(ctx context.Context) bool {
 	s, h := sc.s, sc.hello
-	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
 	switch err := s.cfg.Store.UpsertSession(ctx, sc.session(sc.since)); {
 	case errors.Is(err, store.ErrSessionTaken):
@@ -73,7 +73,7 @@ func (sc *sessionConn) handshake() bool {
 // by a current member, and only if no other member vouched for that
 // session key before; any other mesh needs the broker's credential. It
 // returns the vouching member's key, or the wire error to answer with.
-func (s *Server) verifyHello(challenge []byte, h wire.Hello) ([]byte, *wire.Error) {
+func (s *Server) verifyHello(ctx context.Context, challenge []byte, h wire.Hello) ([]byte, *wire.Error) {
 	if err := identity.ValidateMesh(h.Mesh); err != nil {
 		return nil, wire.Errorf(wire.CodeBadMesh, "%v", err)
 	}
@@ -83,7 +83,7 @@ func (s *Server) verifyHello(challenge []byte, h wire.Hello) ([]byte, *wire.Erro
 	if !ed25519.Verify(ed25519.PublicKey(h.Key), wire.HelloTranscript(challenge, h), h.Sig) {
 		return nil, wire.Errorf(wire.CodeBadSignature, "hello signature does not verify for this key and challenge")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
 	members, err := s.cfg.Store.MeshExists(ctx, h.Mesh)
 	if err != nil {

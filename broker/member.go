@@ -38,7 +38,7 @@ type memberConn struct {
 // the owner, create and revoke invites and remove members. The operator
 // (the broker's credential) may create the mesh, with the hello's key as
 // its owner. It returns once the writer has exited.
-func (s *Server) serveMember(c *conn, challenge []byte, h wire.MemberHello) {
+func (s *Server) serveMember(ctx context.Context, c *conn, challenge []byte, h wire.MemberHello) {
 	if err := identity.ValidateMesh(h.Mesh); err != nil {
 		c.shutdown(wire.Errorf(wire.CodeBadMesh, "%v", err))
 		return
@@ -48,8 +48,8 @@ func (s *Server) serveMember(c *conn, challenge []byte, h wire.MemberHello) {
 		return
 	}
 	operator := s.cfg.Token != "" && subtle.ConstantTimeCompare([]byte(h.Token), []byte(s.cfg.Token)) == 1
-	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
-	_, err := s.cfg.Store.Member(ctx, h.Mesh, h.Key)
+	lookCtx, cancel := context.WithTimeout(ctx, storeTimeout)
+	_, err := s.cfg.Store.Member(lookCtx, h.Mesh, h.Key)
 	cancel()
 	switch {
 	case errors.Is(err, store.ErrNotFound) && !operator:
@@ -74,31 +74,31 @@ func (s *Server) serveMember(c *conn, challenge []byte, h wire.MemberHello) {
 		return
 	}
 	mc.log.Info("member connected", "name", h.Name, "operator", operator)
-	mc.readLoop(mc.handle)
+	mc.readLoop(ctx, mc.handle)
 }
 
 // handle answers one request of the member connection's read loop; false
 // ends the connection.
-func (mc *memberConn) handle(f wire.Frame) bool {
+func (mc *memberConn) handle(ctx context.Context, f wire.Frame) bool {
 	var req uint64
 	var e *wire.Error
 	var answer wire.Frame
 	switch f := f.(type) {
 	case wire.MeshCreate:
 		req = f.Req
-		answer, e = mc.createMesh(f)
+		answer, e = mc.createMesh(ctx, f)
 	case wire.InviteCreate:
 		req = f.Req
-		answer, e = mc.createInvite(f)
+		answer, e = mc.createInvite(ctx, f)
 	case wire.InviteRevoke:
 		req = f.Req
-		answer, e = mc.revokeInvite(f)
+		answer, e = mc.revokeInvite(ctx, f)
 	case wire.MemberList:
 		req = f.Req
-		answer, e = mc.listMembers(f)
+		answer, e = mc.listMembers(ctx, f)
 	case wire.MemberRemove:
 		req = f.Req
-		answer, e = mc.removeMember(f)
+		answer, e = mc.removeMember(ctx, f)
 	case wire.Bye:
 		return false
 	default:
@@ -131,11 +131,11 @@ func (mc *memberConn) requireMember(ctx context.Context, owner bool) (store.Memb
 	return m, nil
 }
 
-func (mc *memberConn) createMesh(f wire.MeshCreate) (wire.Frame, *wire.Error) {
+func (mc *memberConn) createMesh(ctx context.Context, f wire.MeshCreate) (wire.Frame, *wire.Error) {
 	if !mc.operator {
 		return nil, wire.Errorf(wire.CodeUnauthorized, "creating a mesh needs the broker's operator credential")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
 	err := mc.s.cfg.Store.CreateMesh(ctx, mc.mesh, store.Member{Key: mc.key, Name: mc.name}, mc.s.cfg.Now())
 	switch {
@@ -149,8 +149,8 @@ func (mc *memberConn) createMesh(f wire.MeshCreate) (wire.Frame, *wire.Error) {
 	return wire.OK{Req: f.Req}, nil
 }
 
-func (mc *memberConn) createInvite(f wire.InviteCreate) (wire.Frame, *wire.Error) {
-	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+func (mc *memberConn) createInvite(ctx context.Context, f wire.InviteCreate) (wire.Frame, *wire.Error) {
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
 	if _, e := mc.requireMember(ctx, true); e != nil {
 		return nil, e
@@ -171,8 +171,8 @@ func (mc *memberConn) createInvite(f wire.InviteCreate) (wire.Frame, *wire.Error
 	return wire.Invite{Req: f.Req, Code: wire.FormatInviteCode(raw), Mesh: mc.mesh, Uses: f.Uses, ExpiresAt: f.ExpiresAt}, nil
 }
 
-func (mc *memberConn) revokeInvite(f wire.InviteRevoke) (wire.Frame, *wire.Error) {
-	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+func (mc *memberConn) revokeInvite(ctx context.Context, f wire.InviteRevoke) (wire.Frame, *wire.Error) {
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
 	if _, e := mc.requireMember(ctx, true); e != nil {
 		return nil, e
@@ -191,8 +191,8 @@ func (mc *memberConn) revokeInvite(f wire.InviteRevoke) (wire.Frame, *wire.Error
 	return wire.OK{Req: f.Req}, nil
 }
 
-func (mc *memberConn) listMembers(f wire.MemberList) (wire.Frame, *wire.Error) {
-	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+func (mc *memberConn) listMembers(ctx context.Context, f wire.MemberList) (wire.Frame, *wire.Error) {
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
 	if _, e := mc.requireMember(ctx, false); e != nil {
 		return nil, e
@@ -213,8 +213,8 @@ func (mc *memberConn) listMembers(f wire.MemberList) (wire.Frame, *wire.Error) {
 	return out, nil
 }
 
-func (mc *memberConn) removeMember(f wire.MemberRemove) (wire.Frame, *wire.Error) {
-	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+func (mc *memberConn) removeMember(ctx context.Context, f wire.MemberRemove) (wire.Frame, *wire.Error) {
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
 	if _, e := mc.requireMember(ctx, true); e != nil {
 		return nil, e
@@ -250,14 +250,14 @@ func (mc *memberConn) removeMember(f wire.MemberRemove) (wire.Frame, *wire.Error
 
 // serveJoin enrolls a member key with the invite code of the join that
 // opened c, answers joined or the error, and ends the connection.
-func (s *Server) serveJoin(c *conn, challenge []byte, j wire.Join) {
+func (s *Server) serveJoin(ctx context.Context, c *conn, challenge []byte, j wire.Join) {
 	if !ed25519.Verify(ed25519.PublicKey(j.Key), wire.JoinTranscript(challenge, j), j.Sig) {
 		c.shutdown(wire.Errorf(wire.CodeBadSignature, "join signature does not verify for this key and challenge"))
 		return
 	}
 	raw, _ := wire.ParseInviteCode(j.Code) // validated by Decode
 	hash := sha256.Sum256(raw)
-	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
 	m, err := s.cfg.Store.RedeemInvite(ctx, hash[:], store.Member{Key: j.Key, Name: j.Name}, s.cfg.Now())
 	switch {

@@ -177,14 +177,14 @@ func (s *Server) onlineSessions() []store.Session {
 	return ss
 }
 
-func (sc *sessionConn) handlePeers(f wire.PeersRequest) {
+func (sc *sessionConn) handlePeers(ctx context.Context, f wire.PeersRequest) {
 	s := sc.s
 	mesh := sc.hello.Mesh
 	byKey := make(map[presenceKey]listed)
 	for _, l := range s.present(mesh) {
 		byKey[keyOf(mesh, l.peer.Key)] = l
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
 	fail := func(what string, err error) {
 		sc.log.Error(what, "err", err)

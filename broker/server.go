@@ -172,9 +172,9 @@ type Server struct {
 	// or closed.
 	accepting sync.Map // net.Conn → *accepted
 
-	wg       sync.WaitGroup // connection handlers and the janitor
-	stop     chan struct{}
-	stopOnce sync.Once
+	wg          sync.WaitGroup // connection handlers and the janitor
+	stopJanitor context.CancelFunc
+	stopOnce    sync.Once
 }
 
 // NewServer returns a broker serving from cfg.Store. It starts the
@@ -198,10 +198,12 @@ func NewServer(cfg Config) (*Server, error) {
 
 		memberRates: make(map[memberKey]*rate.Bucket),
 		queues:      make(map[queueKey]*queueEstimate),
-		stop:        make(chan struct{}),
 	}
+	// The janitor's context ends with Close: its store calls end too.
+	ctx, cancel := context.WithCancel(context.Background())
+	s.stopJanitor = cancel
 	s.wg.Add(1)
-	go s.janitor()
+	go s.janitor(ctx)
 	return s, nil
 }
 
@@ -210,7 +212,10 @@ func NewServer(cfg Config) (*Server, error) {
 const closeWait = 2 * time.Second
 
 // Close disconnects every client with a shutting_down error and returns
-// once every goroutine of the server has exited. It is idempotent. It does
+// once every goroutine of the server has exited. Connections get closeWait
+// to finish what they are doing (a session that leaves records when it was
+// last seen); then Close cuts the sockets of clients that do not read and
+// cancels the store calls still made for clients. It is idempotent. It does
 // not close the store.
 func (s *Server) Close() error {
 	s.stopOnce.Do(func() {
@@ -221,7 +226,7 @@ func (s *Server) Close() error {
 			conns = append(conns, c)
 		}
 		s.mu.Unlock()
-		close(s.stop)
+		s.stopJanitor()
 		for _, c := range conns {
 			c.shutdown(wire.Errorf(wire.CodeShuttingDown, "broker is shutting down; reconnect later"))
 		}
@@ -234,8 +239,10 @@ func (s *Server) Close() error {
 		case <-done:
 		case <-time.After(closeWait):
 			// A writer blocked on a client that does not read would hold
-			// Close for WriteTimeout: cut the sockets instead.
+			// Close for WriteTimeout, and a store that does not answer for
+			// storeTimeout: cut the sockets and cancel the store calls.
 			for _, c := range conns {
+				c.cancel()
 				c.ws.NetConn().Close()
 			}
 			<-done
@@ -247,7 +254,7 @@ func (s *Server) Close() error {
 
 // janitor purges expired DMs and forgotten sessions periodically, and
 // leases whose grace ran out.
-func (s *Server) janitor() {
+func (s *Server) janitor(ctx context.Context) {
 	defer s.wg.Done()
 	t := time.NewTicker(s.cfg.ExpireInterval)
 	defer t.Stop()
@@ -255,13 +262,13 @@ func (s *Server) janitor() {
 	defer leases.Stop()
 	for {
 		select {
-		case <-s.stop:
+		case <-ctx.Done():
 			return
 		case <-leases.C:
 			s.sweep()
 		case <-t.C:
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			if _, err := s.Expire(ctx); err != nil {
+			expireCtx, cancel := context.WithTimeout(ctx, time.Minute)
+			if _, err := s.Expire(expireCtx); err != nil && ctx.Err() == nil {
 				s.log.Warn("expire queued DMs", "err", err)
 			}
 			cancel()

@@ -58,8 +58,8 @@ func newSessionConn(c *conn, h wire.Hello, member []byte) *sessionConn {
 // session, takes its lease and serves it until the connection ends; then
 // the lease goes to grace, or away after a bye. It returns once the pump
 // and the writer have exited.
-func (s *Server) serveSession(c *conn, challenge []byte, h wire.Hello) {
-	sc, e := s.acceptHello(c, challenge, h)
+func (s *Server) serveSession(ctx context.Context, c *conn, challenge []byte, h wire.Hello) {
+	sc, e := s.acceptHello(ctx, c, challenge, h)
 	if e != nil {
 		c.shutdown(e)
 		return
@@ -67,7 +67,7 @@ func (s *Server) serveSession(c *conn, challenge []byte, h wire.Hello) {
 	var pumpDone chan struct{}
 	defer func() {
 		if sc.attached {
-			sc.leave()
+			sc.leave(ctx)
 		}
 		sc.stop()
 		if pumpDone != nil {
@@ -75,37 +75,37 @@ func (s *Server) serveSession(c *conn, challenge []byte, h wire.Hello) {
 		}
 		s.dismissSession(sc)
 	}()
-	if !sc.handshake() {
+	if !sc.handshake(ctx) {
 		return
 	}
 
 	pumpDone = make(chan struct{})
 	go func() {
 		defer close(pumpDone)
-		sc.pump()
+		sc.pump(ctx)
 	}()
 	sc.wake()
-	sc.readLoop(sc.handle)
+	sc.readLoop(ctx, sc.handle)
 }
 
 // handle serves one frame of the session's read loop; false ends the
 // connection.
-func (sc *sessionConn) handle(f wire.Frame) bool {
+func (sc *sessionConn) handle(ctx context.Context, f wire.Frame) bool {
 	switch f := f.(type) {
 	case wire.Bye:
 		sc.bye = &f
 		sc.shutdown(nil)
 		return false
 	case wire.Send:
-		sc.handleSend(f)
+		sc.handleSend(ctx, f)
 	case wire.Ack:
-		sc.handleAck(f)
+		sc.handleAck(ctx, f)
 	case wire.Receipt:
-		sc.handleReceipt(f)
+		sc.handleReceipt(ctx, f)
 	case wire.PeersRequest:
-		sc.handlePeers(f)
+		sc.handlePeers(ctx, f)
 	case wire.StatusRequest:
-		sc.handleStatus(f)
+		sc.handleStatus(ctx, f)
 	case wire.Hello:
 		sc.reply(wire.Errorf(wire.CodeBadFrame, "hello already accepted on this connection"))
 	default:
@@ -130,12 +130,12 @@ func (sc *sessionConn) session(seen time.Time) store.Session {
 
 // leave ends the connection's hold on its session: the session goes to
 // grace, or offline at once after a bye.
-func (sc *sessionConn) leave() {
+func (sc *sessionConn) leave(ctx context.Context) {
 	s := sc.s
 	if !s.release(sc, sc.bye != nil) {
 		return // replaced: the new connection owns the session
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
 	if sc.bye != nil && sc.bye.Forget {
 		gone, err := s.cfg.Store.ForgetSession(ctx, sc.hello.Mesh, sc.hello.Key, s.cfg.Now())

@@ -198,11 +198,14 @@ func serveStore(t testing.TB, st *sqlite.Store, cfg broker.Config) *testBroker {
 }
 
 // serveConns is serveStore that also hands every accepted TCP connection
-// to onConn (when not nil) before the broker sees it.
+// to onConn (when not nil) before the broker sees it. cfg.Store, when set,
+// is the store the broker uses instead of st (one that wraps st).
 func serveConns(t testing.TB, st *sqlite.Store, cfg broker.Config, onConn func(*net.TCPConn)) *testBroker {
 	t.Helper()
 	tb := &testBroker{st: st, logs: new(logs), accepted: make(chan struct{}, 1024)}
-	cfg.Store = st
+	if cfg.Store == nil {
+		cfg.Store = st
+	}
 	if cfg.Token == "" {
 		cfg.Token = testToken
 	}
