@@ -11,32 +11,34 @@ import (
 	"github.com/claudemesh/claudemesh/wire"
 )
 
+// handleSend is one DM's way in: the recipient must be a valid key known
+// in the mesh, the sender within its rates and the recipient's queue
+// within its caps; then the DM is stored, and only then is the sender
+// answered sent — delivered when the recipient is connected (its pump is
+// woken), else queued. A refusal names the DM in its ref; nothing stored
+// changes.
 func (sc *sessionConn) handleSend(ctx context.Context, f wire.Send) {
 	s := sc.s
 	mesh := sc.hello.Mesh
 	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
-	fail := func(code, format string, args ...any) {
-		e := wire.Errorf(code, format, args...)
+	refuse := func(e *wire.Error) {
 		e.Ref = f.ID
 		sc.reply(e)
 	}
 	if _, err := identity.X25519PublicKey(ed25519.PublicKey(f.To)); err != nil {
-		fail(wire.CodeUnknownPeer, "recipient key %s is not a valid session key", identity.KeyID(ed25519.PublicKey(f.To)))
+		refuse(wire.Errorf(wire.CodeUnknownPeer, "recipient key %s is not a valid session key", identity.KeyID(ed25519.PublicKey(f.To))))
 		return
 	}
 	now := s.cfg.Now()
 	if !sc.sendRate.Allow(now) || !s.allowSend(mesh, sc.member, now) {
-		fail(wire.CodeRateLimited, "too many DMs per second (this session may send %g, its member %g); retry later with the same id", s.cfg.SendRate, s.cfg.MemberSendRate)
+		refuse(wire.Errorf(wire.CodeRateLimited, "too many DMs per second (this session may send %g, its member %g); retry later with the same id", s.cfg.SendRate, s.cfg.MemberSendRate))
 		return
 	}
 	if s.live(mesh, f.To) == nil {
-		if _, err := s.cfg.Store.Session(ctx, mesh, f.To); errors.Is(err, store.ErrNotFound) {
-			fail(wire.CodeUnknownPeer, "no session with key %s in mesh %s", identity.KeyID(ed25519.PublicKey(f.To)), mesh)
-			return
-		} else if err != nil {
-			sc.log.Error("look up recipient", "msg_id", f.ID, "err", err)
-			fail(wire.CodeInternal, "broker could not look up the recipient; retry with the same id")
+		_, err := s.cfg.Store.Session(ctx, mesh, f.To)
+		if e := storeRefusal(sc.log, opRecipient, err, about{mesh: mesh, key: f.To, id: f.ID}); e != nil {
+			refuse(e)
 			return
 		}
 	}
@@ -44,17 +46,18 @@ func (sc *sessionConn) handleSend(ctx context.Context, f wire.Send) {
 	if sc.member != nil {
 		sender, who = sc.member, "this member's sessions have"
 	}
-	switch full, err := s.queueRoom(ctx, mesh, f.To, sender, int64(len(f.Box)), now); {
-	case err != nil:
-		sc.log.Error("queue stats", "msg_id", f.ID, "err", err)
-		fail(wire.CodeInternal, "broker could not check the recipient's queue; retry with the same id")
+	full, err := s.queueRoom(ctx, mesh, f.To, sender, int64(len(f.Box)), now)
+	if e := storeRefusal(sc.log, opQueueStats, err, about{id: f.ID}); e != nil {
+		refuse(e)
 		return
+	}
+	switch {
 	case full == nil:
 	case full.perSender:
-		fail(wire.CodeQueueFull, "%s %d DMs (%d bytes) waiting unread for %s; one sender may leave at most %d DMs, %d bytes for one recipient, so that no sender fills its queue. Retry once it has read some", who, full.n, full.bytes, identity.KeyID(ed25519.PublicKey(f.To)), s.cfg.MaxQueuedPerSender, s.cfg.MaxQueuedBytesPerSender)
+		refuse(wire.Errorf(wire.CodeQueueFull, "%s %d DMs (%d bytes) waiting unread for %s; one sender may leave at most %d DMs, %d bytes for one recipient, so that no sender fills its queue. Retry once it has read some", who, full.n, full.bytes, identity.KeyID(ed25519.PublicKey(f.To)), s.cfg.MaxQueuedPerSender, s.cfg.MaxQueuedBytesPerSender))
 		return
 	default:
-		fail(wire.CodeQueueFull, "%d DMs (%d bytes) already wait for %s; a recipient may have at most %d DMs, %d bytes waiting. Retry once it has read some", full.n, full.bytes, identity.KeyID(ed25519.PublicKey(f.To)), s.cfg.MaxQueued, s.cfg.MaxQueuedBytes)
+		refuse(wire.Errorf(wire.CodeQueueFull, "%d DMs (%d bytes) already wait for %s; a recipient may have at most %d DMs, %d bytes waiting. Retry once it has read some", full.n, full.bytes, identity.KeyID(ed25519.PublicKey(f.To)), s.cfg.MaxQueued, s.cfg.MaxQueuedBytes))
 		return
 	}
 	expires := now.Add(s.cfg.QueueTTL)
@@ -71,13 +74,8 @@ func (sc *sessionConn) handleSend(ctx context.Context, f wire.Send) {
 		CreatedAt:   now,
 		ExpiresAt:   expires,
 	})
-	switch {
-	case errors.Is(err, store.ErrConflict):
-		fail(wire.CodeDuplicateID, "DM id %s is already used by another DM; use a new id", f.ID)
-		return
-	case err != nil:
-		sc.log.Error("store DM", "msg_id", f.ID, "err", err)
-		fail(wire.CodeInternal, "broker could not store the DM; retry with the same id")
+	if e := storeRefusal(sc.log, opEnqueue, err, about{id: f.ID}); e != nil {
+		refuse(e)
 		return
 	}
 	if res != store.Stored {
@@ -140,9 +138,8 @@ func (sc *sessionConn) pump(ctx context.Context) {
 				cursor = "" // the cursor's DM expired: rescan, skipping what is in flight
 				continue
 			}
-			if err != nil {
-				sc.log.Error("read queued DMs", "err", err)
-				sc.shutdown(wire.Errorf(wire.CodeInternal, "broker could not read the queue; reconnect"))
+			if e := storeRefusal(sc.log, opReadQueue, err, about{}); e != nil {
+				sc.shutdown(e)
 				return
 			}
 			for _, m := range msgs {
@@ -189,9 +186,9 @@ func dmFrame(m store.Message) wire.DM {
 func (sc *sessionConn) handleAck(ctx context.Context, f wire.Ack) {
 	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
-	if _, err := sc.s.cfg.Store.Ack(ctx, sc.hello.Mesh, sc.hello.Key, f.IDs, sc.s.cfg.Now(), f.Cleared); err != nil {
-		sc.log.Error("ack DMs", "err", err)
-		sc.reply(wire.Errorf(wire.CodeInternal, "broker could not record the ack; the DMs will be delivered again"))
+	_, err := sc.s.cfg.Store.Ack(ctx, sc.hello.Mesh, sc.hello.Key, f.IDs, sc.s.cfg.Now(), f.Cleared)
+	if e := storeRefusal(sc.log, opAck, err, about{}); e != nil {
+		sc.reply(e)
 		return
 	}
 	sc.mu.Lock()
@@ -219,9 +216,8 @@ func (sc *sessionConn) handleReceipt(ctx context.Context, f wire.Receipt) {
 	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
 	n, err := sc.s.cfg.Store.Receipt(ctx, sc.hello.Mesh, sc.hello.Key, f.IDs, receiptStates[f.State], at)
-	if err != nil {
-		sc.log.Error("record receipt", "state", f.State, "err", err)
-		sc.reply(wire.Errorf(wire.CodeInternal, "broker could not record the %s receipt", f.State))
+	if e := storeRefusal(sc.log, opReceipt, err, about{state: f.State}); e != nil {
+		sc.reply(e)
 		return
 	}
 	sc.log.Debug("receipt recorded", "state", f.State, "ids", len(f.IDs), "recorded", n)
@@ -244,9 +240,9 @@ func (sc *sessionConn) handleStatus(ctx context.Context, f wire.StatusRequest) {
 	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
 	sts, err := sc.s.cfg.Store.Status(ctx, sc.hello.Mesh, sc.hello.Key, f.IDs, sc.s.cfg.Now())
-	if err != nil {
-		sc.log.Error("read DM status", "err", err)
-		sc.reply(&wire.Error{Code: wire.CodeInternal, Message: "broker could not read the DM status; retry", Ref: wire.RefOf(f.Req)})
+	if e := storeRefusal(sc.log, opStatus, err, about{}); e != nil {
+		e.Ref = wire.RefOf(f.Req)
+		sc.reply(e)
 		return
 	}
 	out := make([]wire.MessageStatus, len(sts))

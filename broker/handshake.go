@@ -5,10 +5,9 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/subtle"
-	"errors"
+	"log/slog"
 
 	"github.com/claudemesh/claudemesh/identity"
-	"github.com/claudemesh/claudemesh/store"
 	"github.com/claudemesh/claudemesh/wire"
 )
 
@@ -16,7 +15,7 @@ import (
 // presents: it returns the session's connection, counted among the
 // server's sessions, or the wire error that refuses the hello.
 func (s *Server) acceptHello(ctx context.Context, c *conn, challenge []byte, h wire.Hello) (*sessionConn, *wire.Error) {
-	member, e := s.verifyHello(ctx, challenge, h)
+	member, e := s.verifyHello(ctx, c.log.With("mesh", h.Mesh), challenge, h)
 	if e != nil {
 		c.log.Info("hello refused", "code", e.Code, "mesh", h.Mesh, "key_id", identity.KeyID(ed25519.PublicKey(h.Key)))
 		return nil, e
@@ -37,17 +36,15 @@ func (sc *sessionConn) handshake(ctx context.Context) bool {
 	s, h := sc.s, sc.hello
 	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
-	switch err := s.cfg.Store.UpsertSession(ctx, sc.session(sc.since)); {
-	case errors.Is(err, store.ErrSessionTaken):
-		// Someone presents the session UUID of another key: an impostor,
-		// or a session whose key file was lost. Nothing of the owner's
-		// changes.
-		sc.log.Warn("hello refused: session id registered to another key", "code", wire.CodeSessionIDTaken)
-		sc.shutdown(wire.Errorf(wire.CodeSessionIDTaken, "session %s is registered in mesh %s to another key; a session UUID belongs to the key that first registered it. If this session's key file was lost or replaced, start a new session: the old registration is forgotten %s after it was last seen", h.SessionID, h.Mesh, s.cfg.QueueTTL))
-		return false
-	case err != nil:
-		sc.log.Error("record session", "err", err)
-		sc.shutdown(wire.Errorf(wire.CodeInternal, "broker could not record the session; retry"))
+	err := s.cfg.Store.UpsertSession(ctx, sc.session(sc.since))
+	if e := storeRefusal(sc.log, opRecordSession, err, about{mesh: h.Mesh, session: h.SessionID, ttl: s.cfg.QueueTTL}); e != nil {
+		if e.Code == wire.CodeSessionIDTaken {
+			// Someone presents the session UUID of another key: an
+			// impostor, or a session whose key file was lost. Nothing of
+			// the owner's changes.
+			sc.log.Warn("hello refused: session id registered to another key", "code", e.Code)
+		}
+		sc.shutdown(e)
 		return false
 	}
 	old, other, refused := s.attach(sc)
@@ -72,8 +69,9 @@ func (sc *sessionConn) handshake(ctx context.Context) bool {
 // with members admits a session only with a valid, unexpired attestation
 // by a current member, and only if no other member vouched for that
 // session key before; any other mesh needs the broker's credential. It
-// returns the vouching member's key, or the wire error to answer with.
-func (s *Server) verifyHello(ctx context.Context, challenge []byte, h wire.Hello) ([]byte, *wire.Error) {
+// returns the vouching member's key, or the wire error to answer with. Its
+// store failures go to log.
+func (s *Server) verifyHello(ctx context.Context, log *slog.Logger, challenge []byte, h wire.Hello) ([]byte, *wire.Error) {
 	if err := identity.ValidateMesh(h.Mesh); err != nil {
 		return nil, wire.Errorf(wire.CodeBadMesh, "%v", err)
 	}
@@ -86,9 +84,8 @@ func (s *Server) verifyHello(ctx context.Context, challenge []byte, h wire.Hello
 	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
 	members, err := s.cfg.Store.MeshExists(ctx, h.Mesh)
-	if err != nil {
-		s.log.Error("look up mesh", "mesh", h.Mesh, "err", err)
-		return nil, wire.Errorf(wire.CodeInternal, "broker could not look up the mesh; retry")
+	if e := storeRefusal(log, opMeshExists, err, about{mesh: h.Mesh}); e != nil {
+		return nil, e
 	}
 	if !members {
 		if s.cfg.Token != "" && subtle.ConstantTimeCompare([]byte(h.Token), []byte(s.cfg.Token)) != 1 {
@@ -103,18 +100,15 @@ func (s *Server) verifyHello(ctx context.Context, challenge []byte, h wire.Hello
 	if err := a.Verify(h.Mesh, h.Key, s.cfg.Now()); err != nil {
 		return nil, wire.Errorf(wire.CodeBadAttestation, "%v", err)
 	}
-	if _, err := s.cfg.Store.Member(ctx, h.Mesh, a.Member); errors.Is(err, store.ErrNotFound) {
-		return nil, wire.Errorf(wire.CodeNotMember, "member key %s is not a member of mesh %s", identity.KeyID(ed25519.PublicKey(a.Member)), h.Mesh)
-	} else if err != nil {
-		s.log.Error("look up member", "mesh", h.Mesh, "err", err)
-		return nil, wire.Errorf(wire.CodeInternal, "broker could not look up the member; retry")
+	_, err = s.cfg.Store.Member(ctx, h.Mesh, a.Member)
+	if e := storeRefusal(log, opAttester, err, about{mesh: h.Mesh, key: a.Member}); e != nil {
+		return nil, e
 	}
-	switch prev, err := s.cfg.Store.Session(ctx, h.Mesh, h.Key); {
-	case errors.Is(err, store.ErrNotFound):
-	case err != nil:
-		s.log.Error("look up session", "mesh", h.Mesh, "err", err)
-		return nil, wire.Errorf(wire.CodeInternal, "broker could not look up the session; retry")
-	case len(prev.Member) > 0 && !bytes.Equal(prev.Member, a.Member):
+	prev, err := s.cfg.Store.Session(ctx, h.Mesh, h.Key)
+	if e := storeRefusal(log, opSessionOwner, err, about{mesh: h.Mesh, key: h.Key}); e != nil {
+		return nil, e
+	}
+	if err == nil && len(prev.Member) > 0 && !bytes.Equal(prev.Member, a.Member) { // a key not seen before has no owner
 		return nil, wire.Errorf(wire.CodeSessionOwned, "session key %s belongs to another member", identity.KeyID(ed25519.PublicKey(h.Key)))
 	}
 	return a.Member, nil

@@ -51,13 +51,11 @@ func (s *Server) serveMember(ctx context.Context, c *conn, challenge []byte, h w
 	lookCtx, cancel := context.WithTimeout(ctx, storeTimeout)
 	_, err := s.cfg.Store.Member(lookCtx, h.Mesh, h.Key)
 	cancel()
-	switch {
-	case errors.Is(err, store.ErrNotFound) && !operator:
-		c.shutdown(wire.Errorf(wire.CodeNotMember, "key %s is not a member of mesh %s", identity.KeyID(ed25519.PublicKey(h.Key)), h.Mesh))
-		return
-	case err != nil && !errors.Is(err, store.ErrNotFound):
-		c.log.Error("look up member", "err", err)
-		c.shutdown(wire.Errorf(wire.CodeInternal, "broker could not look up the member; retry"))
+	if operator && errors.Is(err, store.ErrNotFound) {
+		err = nil // the operator may come to create the mesh
+	}
+	if e := storeRefusal(c.log, opMemberHello, err, about{mesh: h.Mesh, key: h.Key}); e != nil {
+		c.shutdown(e)
 		return
 	}
 	mc := &memberConn{conn: c, mesh: h.Mesh, key: h.Key, name: h.Name, operator: operator}
@@ -119,13 +117,10 @@ func (mc *memberConn) handle(ctx context.Context, f wire.Frame) bool {
 // checks its role when owner is set.
 func (mc *memberConn) requireMember(ctx context.Context, owner bool) (store.Member, *wire.Error) {
 	m, err := mc.s.cfg.Store.Member(ctx, mc.mesh, mc.key)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		return m, wire.Errorf(wire.CodeNotMember, "this key is not a member of mesh %s", mc.mesh)
-	case err != nil:
-		mc.log.Error("look up member", "err", err)
-		return m, wire.Errorf(wire.CodeInternal, "broker could not look up the member; retry")
-	case owner && m.Role != wire.RoleOwner:
+	if e := storeRefusal(mc.log, opRequester, err, about{mesh: mc.mesh}); e != nil {
+		return m, e
+	}
+	if owner && m.Role != wire.RoleOwner {
 		return m, wire.Errorf(wire.CodeNotOwner, "only the owner of mesh %s may do that", mc.mesh)
 	}
 	return m, nil
@@ -138,12 +133,8 @@ func (mc *memberConn) createMesh(ctx context.Context, f wire.MeshCreate) (wire.F
 	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
 	err := mc.s.cfg.Store.CreateMesh(ctx, mc.mesh, store.Member{Key: mc.key, Name: mc.name}, mc.s.cfg.Now())
-	switch {
-	case errors.Is(err, store.ErrConflict):
-		return nil, wire.Errorf(wire.CodeMeshExists, "mesh %s exists on this broker", mc.mesh)
-	case err != nil:
-		mc.log.Error("create mesh", "err", err)
-		return nil, wire.Errorf(wire.CodeInternal, "broker could not create the mesh; retry")
+	if e := storeRefusal(mc.log, opCreateMesh, err, about{mesh: mc.mesh}); e != nil {
+		return nil, e
 	}
 	mc.log.Info("mesh created", "owner", mc.name)
 	return wire.OK{Req: f.Req}, nil
@@ -163,9 +154,8 @@ func (mc *memberConn) createInvite(ctx context.Context, f wire.InviteCreate) (wi
 	rand.Read(raw)
 	hash := sha256.Sum256(raw)
 	err := mc.s.cfg.Store.CreateInvite(ctx, store.Invite{Hash: hash[:], Mesh: mc.mesh, CreatedBy: mc.key, Uses: f.Uses, ExpiresAt: f.ExpiresAt, CreatedAt: now})
-	if err != nil {
-		mc.log.Error("create invite", "err", err)
-		return nil, wire.Errorf(wire.CodeInternal, "broker could not store the invite; retry")
+	if e := storeRefusal(mc.log, opCreateInvite, err, about{}); e != nil {
+		return nil, e
 	}
 	mc.log.Info("invite created", "uses", f.Uses, "expires", f.ExpiresAt)
 	return wire.Invite{Req: f.Req, Code: wire.FormatInviteCode(raw), Mesh: mc.mesh, Uses: f.Uses, ExpiresAt: f.ExpiresAt}, nil
@@ -180,12 +170,11 @@ func (mc *memberConn) revokeInvite(ctx context.Context, f wire.InviteRevoke) (wi
 	raw, _ := wire.ParseInviteCode(f.Code) // validated by Decode
 	hash := sha256.Sum256(raw)
 	ok, err := mc.s.cfg.Store.RevokeInvite(ctx, mc.mesh, hash[:])
-	if err != nil {
-		mc.log.Error("revoke invite", "err", err)
-		return nil, wire.Errorf(wire.CodeInternal, "broker could not revoke the invite; retry")
+	if err == nil && !ok {
+		err = store.ErrNotFound // no such invite in the mesh
 	}
-	if !ok {
-		return nil, wire.Errorf(wire.CodeBadInvite, "no such invite in mesh %s", mc.mesh)
+	if e := storeRefusal(mc.log, opRevokeInvite, err, about{mesh: mc.mesh}); e != nil {
+		return nil, e
 	}
 	mc.log.Info("invite revoked")
 	return wire.OK{Req: f.Req}, nil
@@ -198,9 +187,8 @@ func (mc *memberConn) listMembers(ctx context.Context, f wire.MemberList) (wire.
 		return nil, e
 	}
 	list, err := mc.s.cfg.Store.MemberList(ctx, mc.mesh)
-	if err != nil {
-		mc.log.Error("list members", "err", err)
-		return nil, wire.Errorf(wire.CodeInternal, "broker could not list the members; retry")
+	if e := storeRefusal(mc.log, opListMembers, err, about{}); e != nil {
+		return nil, e
 	}
 	online := mc.s.memberSessions(mc.mesh)
 	out := wire.Members{Req: f.Req, Members: make([]wire.MemberInfo, 0, len(list))}
@@ -220,9 +208,8 @@ func (mc *memberConn) removeMember(ctx context.Context, f wire.MemberRemove) (wi
 		return nil, e
 	}
 	list, err := mc.s.cfg.Store.MemberList(ctx, mc.mesh)
-	if err != nil {
-		mc.log.Error("list members", "err", err)
-		return nil, wire.Errorf(wire.CodeInternal, "broker could not list the members; retry")
+	if e := storeRefusal(mc.log, opListMembers, err, about{}); e != nil {
+		return nil, e
 	}
 	var target *store.Member
 	for i, m := range list {
@@ -239,9 +226,9 @@ func (mc *memberConn) removeMember(ctx context.Context, f wire.MemberRemove) (wi
 	case target.Role == wire.RoleOwner:
 		return nil, wire.Errorf(wire.CodeNotOwner, "the owner of a mesh cannot be removed")
 	}
-	if _, err := mc.s.cfg.Store.RemoveMember(ctx, mc.mesh, target.Key); err != nil {
-		mc.log.Error("remove member", "err", err)
-		return nil, wire.Errorf(wire.CodeInternal, "broker could not remove the member; retry")
+	_, err = mc.s.cfg.Store.RemoveMember(ctx, mc.mesh, target.Key)
+	if e := storeRefusal(mc.log, opRemoveMember, err, about{}); e != nil {
+		return nil, e
 	}
 	n := mc.s.cutMember(mc.mesh, target.Key)
 	mc.log.Info("member removed", "removed", target.Name, "connections_closed", n)
@@ -260,17 +247,11 @@ func (s *Server) serveJoin(ctx context.Context, c *conn, challenge []byte, j wir
 	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
 	m, err := s.cfg.Store.RedeemInvite(ctx, hash[:], store.Member{Key: j.Key, Name: j.Name}, s.cfg.Now())
-	switch {
-	case errors.Is(err, store.ErrInvite):
-		c.log.Info("join refused: invalid invite")
-		c.shutdown(wire.Errorf(wire.CodeBadInvite, "this invite code is unknown, used up, expired or revoked"))
-		return
-	case errors.Is(err, store.ErrConflict):
-		c.shutdown(wire.Errorf(wire.CodeNameTaken, "the mesh already has a member named %q or with this key; choose another name", j.Name))
-		return
-	case err != nil:
-		c.log.Error("redeem invite", "err", err)
-		c.shutdown(wire.Errorf(wire.CodeInternal, "broker could not add the member; retry"))
+	if e := storeRefusal(c.log, opRedeemInvite, err, about{name: j.Name}); e != nil {
+		if e.Code != wire.CodeInternal {
+			c.log.Info("join refused", "code", e.Code)
+		}
+		c.shutdown(e)
 		return
 	}
 	c.log.Info("member joined", "mesh", m.Mesh, "name", m.Name, "member", identity.KeyID(ed25519.PublicKey(j.Key)))

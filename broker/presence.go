@@ -177,6 +177,9 @@ func (s *Server) onlineSessions() []store.Session {
 	return ss
 }
 
+// handlePeers answers who is in the session's mesh: the sessions online or
+// in grace (from their leases) and those the store saw within the TTL, one
+// row per session key, the most present first.
 func (sc *sessionConn) handlePeers(ctx context.Context, f wire.PeersRequest) {
 	s := sc.s
 	mesh := sc.hello.Mesh
@@ -186,13 +189,13 @@ func (sc *sessionConn) handlePeers(ctx context.Context, f wire.PeersRequest) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
-	fail := func(what string, err error) {
-		sc.log.Error(what, "err", err)
-		sc.reply(&wire.Error{Code: wire.CodeInternal, Message: "broker could not list sessions; retry", Ref: wire.RefOf(f.Req)})
+	refuse := func(e *wire.Error) {
+		e.Ref = wire.RefOf(f.Req)
+		sc.reply(e)
 	}
 	seen, err := s.cfg.Store.Sessions(ctx, mesh, s.cfg.Now().Add(-s.cfg.QueueTTL))
-	if err != nil {
-		fail("list sessions", err)
+	if e := storeRefusal(sc.log, opPeerSessions, err, about{}); e != nil {
+		refuse(e)
 		return
 	}
 	for _, ss := range seen {
@@ -209,8 +212,8 @@ func (sc *sessionConn) handlePeers(ctx context.Context, f wire.PeersRequest) {
 	var names map[string]string
 	if sc.member != nil {
 		members, err := s.cfg.Store.MemberList(ctx, mesh)
-		if err != nil {
-			fail("list members", err)
+		if e := storeRefusal(sc.log, opPeerMembers, err, about{}); e != nil {
+			refuse(e)
 			return
 		}
 		names = make(map[string]string, len(members))
