@@ -74,9 +74,9 @@ func (s *Server) queueRoom(ctx context.Context, mesh string, to, sender []byte, 
 	fits := func(l limit, e *queueEstimate) bool {
 		return e != nil && e.n < l.maxN && e.bytes+size <= l.maxBytes
 	}
-	// take counts the DM in when every estimate is fresh and fits; it
+	// takeLocked counts the DM in when every estimate is fresh and fits; it
 	// reports the first limit that does not. s.mu must be held.
-	take := func(fresh func(*queueEstimate) bool) (failed int) {
+	takeLocked := func(fresh func(*queueEstimate) bool) (failed int) {
 		for i, l := range limits {
 			if e := s.queues[l.key]; !fresh(e) || !fits(l, e) {
 				return i
@@ -89,7 +89,7 @@ func (s *Server) queueRoom(ctx context.Context, mesh string, to, sender []byte, 
 		return -1
 	}
 	s.mu.Lock()
-	failed := take(func(e *queueEstimate) bool { return e != nil && now.Sub(e.at) < queueRecount })
+	failed := takeLocked(func(e *queueEstimate) bool { return e != nil && now.Sub(e.at) < queueRecount })
 	s.mu.Unlock()
 	if failed < 0 {
 		return nil, nil
@@ -106,7 +106,7 @@ func (s *Server) queueRoom(ctx context.Context, mesh string, to, sender []byte, 
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	maps.Copy(s.queues, counted)
-	failed = take(func(*queueEstimate) bool { return true })
+	failed = takeLocked(func(*queueEstimate) bool { return true })
 	if failed < 0 {
 		return nil, nil
 	}

@@ -99,23 +99,28 @@ func (s *Server) release(sc *sessionConn, bye bool) bool {
 	return true
 }
 
-// sweep forgets leases whose grace has run out: those sessions are
-// offline. Lease states are computed from the clock when read, so sweeping
-// only frees memory and logs the transition.
+// sweep forgets leases whose grace has run out, and queue estimates no
+// longer trusted. Lease states are computed from the clock when read, so
+// sweeping only frees memory and logs the transitions to offline, once the
+// lock is released.
 func (s *Server) sweep() {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	now := s.cfg.Now()
 	for k, e := range s.queues {
 		if now.Sub(e.at) >= queueRecount {
 			delete(s.queues, k)
 		}
 	}
+	var offline []*lease
 	for k, l := range s.leases {
 		if l.state(now, s.cfg.Grace) == wire.PeerOffline {
 			delete(s.leases, k)
-			s.log.Info("session offline", "mesh", k.mesh, "key_id", l.keyID, "session", l.hello.SessionID)
+			offline = append(offline, l)
 		}
+	}
+	s.mu.Unlock()
+	for _, l := range offline {
+		s.log.Info("session offline", "mesh", l.hello.Mesh, "key_id", l.keyID, "session", l.hello.SessionID)
 	}
 }
 

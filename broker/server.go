@@ -8,8 +8,14 @@
 // pushed into its session) and tells a DM's sender, and only its sender,
 // where the DM stands. The other end of the connection is package client.
 //
-// Lock order: Server.mu, then conn.mu. Neither is held across I/O or a
-// channel send.
+// Locks: Server.mu guards the server's sets of connections, the leases,
+// the member rate buckets, the queue estimates and the connection fields
+// marked as written under it; sessionConn.mu guards the DMs in flight on
+// one session connection. The order is Server.mu, then sessionConn.mu
+// (nothing holds both today). Neither is held across I/O, logging or a
+// channel send: what needs one is collected under the lock and done after
+// it, as sweep logs and as Close and cutMember shut connections down.
+// Functions named …Locked expect their caller to hold Server.mu.
 package broker
 
 import (
