@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -180,6 +181,9 @@ type testBroker struct {
 	// accepted receives a value for every WebSocket request the broker
 	// gets (buffered; sends never block).
 	accepted chan struct{}
+	// requests counts the WebSocket requests the broker got (those of
+	// serveConns).
+	requests atomic.Int64
 }
 
 // newBroker starts a broker on a fresh SQLite store in a temporary
@@ -225,6 +229,7 @@ func serveConns(t testing.TB, st *sqlite.Store, cfg broker.Config, onConn func(*
 	tb.srv = srv
 	mux := http.NewServeMux()
 	mux.Handle(wire.Path, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tb.requests.Add(1)
 		select {
 		case tb.accepted <- struct{}{}:
 		default:
