@@ -154,6 +154,8 @@ func (s *Server) serveConn(ctx context.Context, c *conn, helloBy time.Time) {
 	}
 }
 
+// newChallenge returns a fresh random nonce for a connection's hello to
+// sign.
 func newChallenge() []byte {
 	b := make([]byte, wire.ChallengeSize)
 	rand.Read(b)

@@ -178,8 +178,8 @@ type Server struct {
 	// or closed.
 	accepting sync.Map // net.Conn → *accepted
 
-	wg          sync.WaitGroup // connection handlers and the janitor
-	stopJanitor context.CancelFunc
+	wg          sync.WaitGroup     // connection handlers and the janitor
+	stopJanitor context.CancelFunc // ends the janitor's context
 	stopOnce    sync.Once
 }
 
