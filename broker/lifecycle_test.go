@@ -2,17 +2,21 @@ package broker_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"net/http"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/gorilla/websocket"
 
 	"github.com/claudemesh/claudemesh/broker"
 	"github.com/claudemesh/claudemesh/client"
+	"github.com/claudemesh/claudemesh/store"
 	"github.com/claudemesh/claudemesh/wire"
 )
 
@@ -117,4 +121,65 @@ func TestCloseStopsEverything(t *testing.T) {
 	}
 
 	noBrokerGoroutines(t, "after closing the clients and the broker")
+}
+
+// stuckStore is a store that stops answering: a call to enqueue a DM or
+// to expire DMs waits until its context ends and reports how it ended (the
+// first call of each; the janitor may try again while it stops).
+type stuckStore struct {
+	store.Store
+	enqueue, expire chan error // the context's error of each stuck call
+	entered         chan struct{}
+}
+
+func (s *stuckStore) Enqueue(ctx context.Context, m store.Message) (store.EnqueueResult, error) {
+	select {
+	case s.entered <- struct{}{}:
+	default:
+	}
+	<-ctx.Done()
+	select {
+	case s.enqueue <- ctx.Err():
+	default:
+	}
+	return 0, ctx.Err()
+}
+
+func (s *stuckStore) Expire(ctx context.Context, now time.Time, retention time.Duration, sessionsBefore time.Time) (int, error) {
+	<-ctx.Done()
+	select {
+	case s.expire <- ctx.Err():
+	default:
+	}
+	return 0, ctx.Err()
+}
+
+// Close does not wait for a store that stopped answering: it cancels the
+// calls made for clients once it stops waiting for their connections, and
+// the janitor's at once, instead of waiting for their timeouts.
+func TestCloseCancelsStoreCalls(t *testing.T) {
+	t.Parallel()
+	st := openStore(t, filepath.Join(t.TempDir(), "broker.db"), "NORMAL")
+	stuck := &stuckStore{Store: st, enqueue: make(chan error, 1), expire: make(chan error, 1), entered: make(chan struct{}, 1)}
+	tb := serveStore(t, st, broker.Config{Store: stuck, ExpireInterval: time.Millisecond})
+	key := newKey(t, testMesh)
+	rc := tb.join(t, key, websocket.DefaultDialer)
+	rc.write(t, wire.Send{ID: uuid.NewString(), To: wire.Key(key.Public), Nonce: make([]byte, wire.NonceSize), Box: []byte("to myself")})
+	select {
+	case <-stuck.entered:
+	case <-waitCtx(t).Done():
+		t.Fatal("the DM never reached the store")
+	}
+
+	closeWithin(t, "broker", tb.srv)
+	for what, ended := range map[string]chan error{"a DM's enqueue": stuck.enqueue, "the janitor's expiry": stuck.expire} {
+		select {
+		case err := <-ended:
+			if !errors.Is(err, context.Canceled) {
+				t.Errorf("%s ended with %v, want it cancelled by Close", what, err)
+			}
+		default:
+			t.Errorf("%s still waits after Close returned", what)
+		}
+	}
 }

@@ -2,7 +2,7 @@ package broker_test
 
 import (
 	"encoding/hex"
-	"errors"
+	"encoding/json"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/claudemesh/claudemesh/broker"
-	"github.com/claudemesh/claudemesh/client"
 	"github.com/claudemesh/claudemesh/wire"
 )
 
@@ -85,12 +84,11 @@ func TestLoadOrCreateToken(t *testing.T) {
 	}
 }
 
-func TestLocalInfo(t *testing.T) {
+// The broker publishes wire.LocalFile whole, readable by its owner only,
+// replacing what it published before.
+func TestWriteLocalInfo(t *testing.T) {
 	t.Parallel()
 	home := filepath.Join(t.TempDir(), "home") // does not exist yet
-	if _, err := client.ReadLocalInfo(home); !errors.Is(err, fs.ErrNotExist) {
-		t.Errorf("read before any broker published: %v, want %v", err, fs.ErrNotExist)
-	}
 	want := wire.LocalInfo{
 		URL:       "ws://127.0.0.1:40000/v1/ws",
 		Token:     "secret-token",
@@ -102,12 +100,16 @@ func TestLocalInfo(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	got, err := client.ReadLocalInfo(home)
+	b, err := os.ReadFile(filepath.Join(home, wire.LocalFile))
 	if err != nil {
 		t.Fatal(err)
 	}
+	var got wire.LocalInfo
+	if err := json.Unmarshal(b, &got); err != nil {
+		t.Fatalf("%s: %v", wire.LocalFile, err)
+	}
 	if got.URL != want.URL || got.Token != want.Token || got.PID != want.PID || !got.StartedAt.Equal(want.StartedAt) {
-		t.Errorf("read %+v, want %+v", got, want)
+		t.Errorf("published %+v, want %+v", got, want)
 	}
 	if m := mode(t, filepath.Join(home, wire.LocalFile)); m != 0o600 {
 		t.Errorf("%s mode %v, want 0600", wire.LocalFile, m)
@@ -119,65 +121,5 @@ func TestLocalInfo(t *testing.T) {
 	entries, err := os.ReadDir(home)
 	if err != nil || len(entries) != 1 {
 		t.Errorf("home holds %v (%v), want only %s", entries, err, wire.LocalFile)
-	}
-
-	if err := os.WriteFile(filepath.Join(home, wire.LocalFile), []byte("{not json"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := client.ReadLocalInfo(home); err == nil {
-		t.Error("read a corrupt file without error")
-	}
-}
-
-func TestLocalEndpoint(t *testing.T) {
-	t.Parallel()
-	const published = "ws://127.0.0.1:40000/v1/ws"
-	home := t.TempDir()
-	if err := broker.WriteLocalInfo(home, wire.LocalInfo{URL: published, Token: "local-secret"}); err != nil {
-		t.Fatal(err)
-	}
-	empty := t.TempDir()
-
-	tests := []struct {
-		name     string
-		home     string
-		override string
-		want     client.Endpoint
-	}{
-		{"published", home, "", client.Endpoint{URL: published, Token: "local-secret"}},
-		{"nothing published", empty, "", client.Endpoint{URL: wire.DefaultURL}},
-		{"override is the published URL", home, published, client.Endpoint{URL: published, Token: "local-secret"}},
-		{"loopback override", home, "ws://127.0.0.1:7000/v1/ws", client.Endpoint{URL: "ws://127.0.0.1:7000/v1/ws", Token: "local-secret"}},
-		{"other loopback address", home, "ws://127.9.9.9:7000/v1/ws", client.Endpoint{URL: "ws://127.9.9.9:7000/v1/ws", Token: "local-secret"}},
-		{"IPv6 loopback override", home, "ws://[::1]:7000/v1/ws", client.Endpoint{URL: "ws://[::1]:7000/v1/ws", Token: "local-secret"}},
-		{"localhost override", home, "ws://localhost:7000/v1/ws", client.Endpoint{URL: "ws://localhost:7000/v1/ws", Token: "local-secret"}},
-		{"remote override", home, "ws://example.invalid/v1/ws", client.Endpoint{URL: "ws://example.invalid/v1/ws"}},
-		{"remote override with a loopback-looking name", home, "ws://127.0.0.1.example.invalid/v1/ws", client.Endpoint{URL: "ws://127.0.0.1.example.invalid/v1/ws"}},
-		{"remote override named after localhost", home, "wss://localhost.example.invalid/v1/ws", client.Endpoint{URL: "wss://localhost.example.invalid/v1/ws"}},
-		{"remote override with loopback credentials in the URL", home, "ws://127.0.0.1@example.invalid/v1/ws", client.Endpoint{URL: "ws://127.0.0.1@example.invalid/v1/ws"}},
-		{"any-address override", home, "ws://0.0.0.0:7733/v1/ws", client.Endpoint{URL: "ws://0.0.0.0:7733/v1/ws"}},
-		{"loopback override, nothing published", empty, "ws://127.0.0.1:7000/v1/ws", client.Endpoint{URL: "ws://127.0.0.1:7000/v1/ws"}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := client.LocalEndpoint(tt.home, tt.override)()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got != tt.want {
-				t.Errorf("endpoint %+v, want %+v", got, tt.want)
-			}
-		})
-	}
-
-	// The endpoint is resolved on every call: a broker that restarts on
-	// another port is followed.
-	ep := client.LocalEndpoint(home, "")
-	const moved = "ws://127.0.0.1:40001/v1/ws"
-	if err := broker.WriteLocalInfo(home, wire.LocalInfo{URL: moved, Token: "new-secret"}); err != nil {
-		t.Fatal(err)
-	}
-	if got, err := ep(); err != nil || got != (client.Endpoint{URL: moved, Token: "new-secret"}) {
-		t.Errorf("after the broker moved: %+v, %v", got, err)
 	}
 }

@@ -19,12 +19,26 @@ import (
 // MaxInviteLifetime bounds how long an invite code may stay valid.
 const MaxInviteLifetime = 30 * 24 * time.Hour
 
-// serveMember runs a member connection: the member key signs the
-// challenge; a current member may then list members and, as the owner,
-// create and revoke invites and remove members. The operator (the broker's
-// credential) may create the mesh, with the hello's key as its owner.
-func (c *conn) serveMember(challenge []byte, h wire.MemberHello) {
-	s := c.s
+// memberConn is a member connection: a member key (or the operator, to
+// create a mesh) managing one mesh, one request at a time, in its read
+// loop.
+type memberConn struct {
+	*conn
+
+	// Set before the connection is admitted (admitMember), read-only
+	// afterwards: other connections read them under Server.mu.
+	mesh     string
+	key      []byte // the member key that said the hello
+	name     string
+	operator bool // the hello carried the broker's credential
+}
+
+// serveMember runs the connection c that a member hello opened: the member
+// key signs the challenge; a current member may then list members and, as
+// the owner, create and revoke invites and remove members. The operator
+// (the broker's credential) may create the mesh, with the hello's key as
+// its owner. It returns once the writer has exited.
+func (s *Server) serveMember(ctx context.Context, c *conn, challenge []byte, h wire.MemberHello) {
 	if err := identity.ValidateMesh(h.Mesh); err != nil {
 		c.shutdown(wire.Errorf(wire.CodeBadMesh, "%v", err))
 		return
@@ -34,157 +48,149 @@ func (c *conn) serveMember(challenge []byte, h wire.MemberHello) {
 		return
 	}
 	operator := s.cfg.Token != "" && subtle.ConstantTimeCompare([]byte(h.Token), []byte(s.cfg.Token)) == 1
-	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
-	_, err := s.cfg.Store.Member(ctx, h.Mesh, h.Key)
+	lookCtx, cancel := context.WithTimeout(ctx, storeTimeout)
+	_, err := s.cfg.Store.Member(lookCtx, h.Mesh, h.Key)
 	cancel()
-	switch {
-	case errors.Is(err, store.ErrNotFound) && !operator:
-		c.shutdown(wire.Errorf(wire.CodeNotMember, "key %s is not a member of mesh %s", identity.KeyID(ed25519.PublicKey(h.Key)), h.Mesh))
-		return
-	case err != nil && !errors.Is(err, store.ErrNotFound):
-		c.log.Error("look up member", "err", err)
-		c.shutdown(wire.Errorf(wire.CodeInternal, "broker could not look up the member; retry"))
+	if operator && errors.Is(err, store.ErrNotFound) {
+		err = nil // the operator may come to create the mesh
+	}
+	if e := storeRefusal(c.log, opMemberHello, err, about{mesh: h.Mesh, key: h.Key}); e != nil {
+		c.shutdown(e)
 		return
 	}
-	if !s.admit(c, h.Mesh, h.Key, presenceKey{}, wire.Hello{}, true) {
+	mc := &memberConn{conn: c, mesh: h.Mesh, key: h.Key, name: h.Name, operator: operator}
+	if !s.admitMember(mc) {
 		c.shutdown(wire.Errorf(wire.CodeTooManyConnections, "this member has %d connections open, the limit", s.cfg.MaxMemberConns))
 		return
 	}
-	c.log = c.log.With("mesh", h.Mesh, "member", identity.KeyID(ed25519.PublicKey(h.Key)))
-	if !c.send(wire.Welcome{Version: wire.Version, KeyID: identity.KeyID(ed25519.PublicKey(h.Key)), ServerTime: s.cfg.Now()}) {
+	defer func() {
+		mc.stop()
+		s.dismissMember(mc)
+	}()
+	mc.log = mc.log.With("mesh", h.Mesh, "member", identity.KeyID(ed25519.PublicKey(h.Key)))
+	if !mc.send(wire.Welcome{Version: wire.Version, KeyID: identity.KeyID(ed25519.PublicKey(h.Key)), ServerTime: s.cfg.Now()}) {
 		return
 	}
-	c.log.Info("member connected", "name", h.Name, "operator", operator)
-	c.watchLiveness()
+	mc.log.Info("member connected", "name", h.Name, "operator", operator)
+	mc.readLoop(ctx, mc.handle)
+}
 
-	for {
-		f, ok := c.next()
-		if !ok {
-			return
-		}
-		var req uint64
-		var e *wire.Error
-		var answer wire.Frame
-		switch f := f.(type) {
-		case wire.MeshCreate:
-			req = f.Req
-			answer, e = c.createMesh(h, operator, f)
-		case wire.InviteCreate:
-			req = f.Req
-			answer, e = c.createInvite(f)
-		case wire.InviteRevoke:
-			req = f.Req
-			answer, e = c.revokeInvite(f)
-		case wire.MemberList:
-			req = f.Req
-			answer, e = c.listMembers(f)
-		case wire.MemberRemove:
-			req = f.Req
-			answer, e = c.removeMember(f)
-		case wire.Bye:
-			return
-		default:
-			e = wire.Errorf(wire.CodeBadFrame, "a member connection does not take %s frames", f.Type())
-		}
-		if e != nil {
-			if req != 0 {
-				e.Ref = wire.RefOf(req)
-			}
-			c.reply(e)
-			continue
-		}
-		c.send(answer)
+// handle answers one request of the member connection's read loop; false
+// ends the connection.
+func (mc *memberConn) handle(ctx context.Context, f wire.Frame) bool {
+	var req uint64
+	var e *wire.Error
+	var answer wire.Frame
+	switch f := f.(type) {
+	case wire.MeshCreate:
+		req = f.Req
+		answer, e = mc.createMesh(ctx, f)
+	case wire.InviteCreate:
+		req = f.Req
+		answer, e = mc.createInvite(ctx, f)
+	case wire.InviteRevoke:
+		req = f.Req
+		answer, e = mc.revokeInvite(ctx, f)
+	case wire.MemberList:
+		req = f.Req
+		answer, e = mc.listMembers(ctx, f)
+	case wire.MemberRemove:
+		req = f.Req
+		answer, e = mc.removeMember(ctx, f)
+	case wire.Bye:
+		return false
+	default:
+		e = wire.Errorf(wire.CodeBadFrame, "a member connection does not take %s frames", f.Type())
 	}
+	if e != nil {
+		if req != 0 {
+			e.Ref = wire.RefOf(req)
+		}
+		mc.reply(e)
+		return true
+	}
+	mc.send(answer)
+	return true
 }
 
 // requireMember returns the connection's member, fresh from the store, and
 // checks its role when owner is set.
-func (c *conn) requireMember(ctx context.Context, owner bool) (store.Member, *wire.Error) {
-	m, err := c.s.cfg.Store.Member(ctx, c.memberMesh, c.member)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		return m, wire.Errorf(wire.CodeNotMember, "this key is not a member of mesh %s", c.memberMesh)
-	case err != nil:
-		c.log.Error("look up member", "err", err)
-		return m, wire.Errorf(wire.CodeInternal, "broker could not look up the member; retry")
-	case owner && m.Role != wire.RoleOwner:
-		return m, wire.Errorf(wire.CodeNotOwner, "only the owner of mesh %s may do that", c.memberMesh)
+func (mc *memberConn) requireMember(ctx context.Context, owner bool) (store.Member, *wire.Error) {
+	m, err := mc.s.cfg.Store.Member(ctx, mc.mesh, mc.key)
+	if e := storeRefusal(mc.log, opRequester, err, about{mesh: mc.mesh}); e != nil {
+		return m, e
+	}
+	if owner && m.Role != wire.RoleOwner {
+		return m, wire.Errorf(wire.CodeNotOwner, "only the owner of mesh %s may do that", mc.mesh)
 	}
 	return m, nil
 }
 
-func (c *conn) createMesh(h wire.MemberHello, operator bool, f wire.MeshCreate) (wire.Frame, *wire.Error) {
-	if !operator {
+func (mc *memberConn) createMesh(ctx context.Context, f wire.MeshCreate) (wire.Frame, *wire.Error) {
+	if !mc.operator {
 		return nil, wire.Errorf(wire.CodeUnauthorized, "creating a mesh needs the broker's operator credential")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
-	err := c.s.cfg.Store.CreateMesh(ctx, c.memberMesh, store.Member{Key: h.Key, Name: h.Name}, c.s.cfg.Now())
-	switch {
-	case errors.Is(err, store.ErrConflict):
-		return nil, wire.Errorf(wire.CodeMeshExists, "mesh %s exists on this broker", c.memberMesh)
-	case err != nil:
-		c.log.Error("create mesh", "err", err)
-		return nil, wire.Errorf(wire.CodeInternal, "broker could not create the mesh; retry")
+	err := mc.s.cfg.Store.CreateMesh(ctx, mc.mesh, store.Member{Key: mc.key, Name: mc.name}, mc.s.cfg.Now())
+	if e := storeRefusal(mc.log, opCreateMesh, err, about{mesh: mc.mesh}); e != nil {
+		return nil, e
 	}
-	c.log.Info("mesh created", "owner", h.Name)
+	mc.log.Info("mesh created", "owner", mc.name)
 	return wire.OK{Req: f.Req}, nil
 }
 
-func (c *conn) createInvite(f wire.InviteCreate) (wire.Frame, *wire.Error) {
-	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+func (mc *memberConn) createInvite(ctx context.Context, f wire.InviteCreate) (wire.Frame, *wire.Error) {
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
-	if _, e := c.requireMember(ctx, true); e != nil {
+	if _, e := mc.requireMember(ctx, true); e != nil {
 		return nil, e
 	}
-	now := c.s.cfg.Now()
+	now := mc.s.cfg.Now()
 	if !f.ExpiresAt.After(now) || f.ExpiresAt.Sub(now) > MaxInviteLifetime {
 		return nil, wire.Errorf(wire.CodeBadFrame, "an invite must expire within %v from now", MaxInviteLifetime)
 	}
 	raw := make([]byte, wire.InviteCodeSize)
 	rand.Read(raw)
 	hash := sha256.Sum256(raw)
-	err := c.s.cfg.Store.CreateInvite(ctx, store.Invite{Hash: hash[:], Mesh: c.memberMesh, CreatedBy: c.member, Uses: f.Uses, ExpiresAt: f.ExpiresAt, CreatedAt: now})
-	if err != nil {
-		c.log.Error("create invite", "err", err)
-		return nil, wire.Errorf(wire.CodeInternal, "broker could not store the invite; retry")
+	err := mc.s.cfg.Store.CreateInvite(ctx, store.Invite{Hash: hash[:], Mesh: mc.mesh, CreatedBy: mc.key, Uses: f.Uses, ExpiresAt: f.ExpiresAt, CreatedAt: now})
+	if e := storeRefusal(mc.log, opCreateInvite, err, about{}); e != nil {
+		return nil, e
 	}
-	c.log.Info("invite created", "uses", f.Uses, "expires", f.ExpiresAt)
-	return wire.Invite{Req: f.Req, Code: wire.FormatInviteCode(raw), Mesh: c.memberMesh, Uses: f.Uses, ExpiresAt: f.ExpiresAt}, nil
+	mc.log.Info("invite created", "uses", f.Uses, "expires", f.ExpiresAt)
+	return wire.Invite{Req: f.Req, Code: wire.FormatInviteCode(raw), Mesh: mc.mesh, Uses: f.Uses, ExpiresAt: f.ExpiresAt}, nil
 }
 
-func (c *conn) revokeInvite(f wire.InviteRevoke) (wire.Frame, *wire.Error) {
-	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+func (mc *memberConn) revokeInvite(ctx context.Context, f wire.InviteRevoke) (wire.Frame, *wire.Error) {
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
-	if _, e := c.requireMember(ctx, true); e != nil {
+	if _, e := mc.requireMember(ctx, true); e != nil {
 		return nil, e
 	}
 	raw, _ := wire.ParseInviteCode(f.Code) // validated by Decode
 	hash := sha256.Sum256(raw)
-	ok, err := c.s.cfg.Store.RevokeInvite(ctx, c.memberMesh, hash[:])
-	if err != nil {
-		c.log.Error("revoke invite", "err", err)
-		return nil, wire.Errorf(wire.CodeInternal, "broker could not revoke the invite; retry")
+	ok, err := mc.s.cfg.Store.RevokeInvite(ctx, mc.mesh, hash[:])
+	if err == nil && !ok {
+		err = store.ErrNotFound // no such invite in the mesh
 	}
-	if !ok {
-		return nil, wire.Errorf(wire.CodeBadInvite, "no such invite in mesh %s", c.memberMesh)
+	if e := storeRefusal(mc.log, opRevokeInvite, err, about{mesh: mc.mesh}); e != nil {
+		return nil, e
 	}
-	c.log.Info("invite revoked")
+	mc.log.Info("invite revoked")
 	return wire.OK{Req: f.Req}, nil
 }
 
-func (c *conn) listMembers(f wire.MemberList) (wire.Frame, *wire.Error) {
-	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+func (mc *memberConn) listMembers(ctx context.Context, f wire.MemberList) (wire.Frame, *wire.Error) {
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
-	if _, e := c.requireMember(ctx, false); e != nil {
+	if _, e := mc.requireMember(ctx, false); e != nil {
 		return nil, e
 	}
-	list, err := c.s.cfg.Store.MemberList(ctx, c.memberMesh)
-	if err != nil {
-		c.log.Error("list members", "err", err)
-		return nil, wire.Errorf(wire.CodeInternal, "broker could not list the members; retry")
+	list, err := mc.s.cfg.Store.MemberList(ctx, mc.mesh)
+	if e := storeRefusal(mc.log, opListMembers, err, about{}); e != nil {
+		return nil, e
 	}
-	online := c.s.memberSessions(c.memberMesh)
+	online := mc.s.memberSessions(mc.mesh)
 	out := wire.Members{Req: f.Req, Members: make([]wire.MemberInfo, 0, len(list))}
 	for _, m := range list {
 		out.Members = append(out.Members, wire.MemberInfo{
@@ -195,16 +201,15 @@ func (c *conn) listMembers(f wire.MemberList) (wire.Frame, *wire.Error) {
 	return out, nil
 }
 
-func (c *conn) removeMember(f wire.MemberRemove) (wire.Frame, *wire.Error) {
-	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+func (mc *memberConn) removeMember(ctx context.Context, f wire.MemberRemove) (wire.Frame, *wire.Error) {
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
-	if _, e := c.requireMember(ctx, true); e != nil {
+	if _, e := mc.requireMember(ctx, true); e != nil {
 		return nil, e
 	}
-	list, err := c.s.cfg.Store.MemberList(ctx, c.memberMesh)
-	if err != nil {
-		c.log.Error("list members", "err", err)
-		return nil, wire.Errorf(wire.CodeInternal, "broker could not list the members; retry")
+	list, err := mc.s.cfg.Store.MemberList(ctx, mc.mesh)
+	if e := storeRefusal(mc.log, opListMembers, err, about{}); e != nil {
+		return nil, e
 	}
 	var target *store.Member
 	for i, m := range list {
@@ -217,42 +222,36 @@ func (c *conn) removeMember(f wire.MemberRemove) (wire.Frame, *wire.Error) {
 	}
 	switch {
 	case target == nil:
-		return nil, wire.Errorf(wire.CodeNotMember, "no member %q in mesh %s", f.Name, c.memberMesh)
+		return nil, wire.Errorf(wire.CodeNotMember, "no member %q in mesh %s", f.Name, mc.mesh)
 	case target.Role == wire.RoleOwner:
 		return nil, wire.Errorf(wire.CodeNotOwner, "the owner of a mesh cannot be removed")
 	}
-	if _, err := c.s.cfg.Store.RemoveMember(ctx, c.memberMesh, target.Key); err != nil {
-		c.log.Error("remove member", "err", err)
-		return nil, wire.Errorf(wire.CodeInternal, "broker could not remove the member; retry")
+	_, err = mc.s.cfg.Store.RemoveMember(ctx, mc.mesh, target.Key)
+	if e := storeRefusal(mc.log, opRemoveMember, err, about{}); e != nil {
+		return nil, e
 	}
-	n := c.s.cutMember(c.memberMesh, target.Key)
-	c.log.Info("member removed", "removed", target.Name, "connections_closed", n)
+	n := mc.s.cutMember(mc.mesh, target.Key)
+	mc.log.Info("member removed", "removed", target.Name, "connections_closed", n)
 	return wire.OK{Req: f.Req}, nil
 }
 
-// join enrolls a member key with an invite code, answers joined or the
-// error, and ends the connection.
-func (c *conn) join(challenge []byte, j wire.Join) {
+// serveJoin enrolls a member key with the invite code of the join that
+// opened c, answers joined or the error, and ends the connection.
+func (s *Server) serveJoin(ctx context.Context, c *conn, challenge []byte, j wire.Join) {
 	if !ed25519.Verify(ed25519.PublicKey(j.Key), wire.JoinTranscript(challenge, j), j.Sig) {
 		c.shutdown(wire.Errorf(wire.CodeBadSignature, "join signature does not verify for this key and challenge"))
 		return
 	}
 	raw, _ := wire.ParseInviteCode(j.Code) // validated by Decode
 	hash := sha256.Sum256(raw)
-	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
-	m, err := c.s.cfg.Store.RedeemInvite(ctx, hash[:], store.Member{Key: j.Key, Name: j.Name}, c.s.cfg.Now())
-	switch {
-	case errors.Is(err, store.ErrInvite):
-		c.log.Info("join refused: invalid invite")
-		c.shutdown(wire.Errorf(wire.CodeBadInvite, "this invite code is unknown, used up, expired or revoked"))
-		return
-	case errors.Is(err, store.ErrConflict):
-		c.shutdown(wire.Errorf(wire.CodeNameTaken, "the mesh already has a member named %q or with this key; choose another name", j.Name))
-		return
-	case err != nil:
-		c.log.Error("redeem invite", "err", err)
-		c.shutdown(wire.Errorf(wire.CodeInternal, "broker could not add the member; retry"))
+	m, err := s.cfg.Store.RedeemInvite(ctx, hash[:], store.Member{Key: j.Key, Name: j.Name}, s.cfg.Now())
+	if e := storeRefusal(c.log, opRedeemInvite, err, about{name: j.Name}); e != nil {
+		if e.Code != wire.CodeInternal {
+			c.log.Info("join refused", "code", e.Code)
+		}
+		c.shutdown(e)
 		return
 	}
 	c.log.Info("member joined", "mesh", m.Mesh, "name", m.Name, "member", identity.KeyID(ed25519.PublicKey(j.Key)))
@@ -279,12 +278,15 @@ func (s *Server) memberSessions(mesh string) map[string]int {
 func (s *Server) cutMember(mesh string, member []byte) int {
 	s.mu.Lock()
 	var cut []*conn
-	for c := range s.conns {
-		sessionOf := c.attached && c.hello.Mesh == mesh && bytes.Equal(c.member, member)
-		memberConn := c.memberMesh == mesh && bytes.Equal(c.member, member)
-		if sessionOf || memberConn {
-			c.removed = true
-			cut = append(cut, c)
+	for sc := range s.sessions {
+		if sc.attached && sc.hello.Mesh == mesh && bytes.Equal(sc.member, member) {
+			sc.removed = true
+			cut = append(cut, sc.conn)
+		}
+	}
+	for mc := range s.memberConns {
+		if mc.mesh == mesh && bytes.Equal(mc.key, member) {
+			cut = append(cut, mc.conn)
 		}
 	}
 	for k, l := range s.leases {

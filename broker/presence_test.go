@@ -1,9 +1,12 @@
 package broker_test
 
 import (
+	"crypto/ed25519"
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/claudemesh/claudemesh/broker"
 	"github.com/claudemesh/claudemesh/wire"
@@ -33,13 +36,13 @@ func TestSessionReplaced(t *testing.T) {
 	alice := tb.dial(t, newKey(t, testMesh), "alice")
 	key := newKey(t, testMesh)
 	first := tb.dial(t, key, "bob")
-	if n := first.logs.count("connected to broker", "replaced", "false"); n != 1 {
-		t.Fatalf("first connection: %d welcomes without replacement, want 1\n%s", n, first.logs)
+	if n := tb.srv.Stats().Replacements; n != 0 {
+		t.Fatalf("first connection: %d replacements, want none", n)
 	}
 
 	second := tb.dial(t, key, "bob")
-	if n := second.logs.count("connected to broker", "replaced", "true"); n != 1 {
-		t.Errorf("second connection: %d welcomes reporting a replacement, want 1\n%s", n, second.logs)
+	if n := tb.srv.Stats().Replacements; n != 1 {
+		t.Errorf("second connection: %d replacements, want 1", n)
 	}
 	eventually(t, "the first client learns it was replaced", func() bool { return replacedBy(first) })
 	if s := second.State(); !s.Connected || s.Replaced {
@@ -62,7 +65,7 @@ func TestSessionReplaced(t *testing.T) {
 		t.Fatalf("a client connected again after being replaced (state %+v)", first.State())
 	case <-time.After(300 * time.Millisecond):
 	}
-	if n := tb.logs.count("session replaced by another process"); n != 1 {
+	if n := tb.srv.Stats().Replacements; n != 1 {
 		t.Errorf("broker replaced the session %d times, want 1", n)
 	}
 	if s := first.State(); !s.Replaced || s.Connected {
@@ -78,7 +81,7 @@ func TestSessionReplaced(t *testing.T) {
 	if s := first.State(); s.Replaced || !s.Connected {
 		t.Errorf("reconnected client: %+v, want connected and not replaced", s)
 	}
-	if n := tb.logs.count("session replaced by another process"); n != 2 {
+	if n := tb.srv.Stats().Replacements; n != 2 {
 		t.Errorf("broker replaced the session %d times, want 2", n)
 	}
 	if p := alice.peers(t); len(p) != 2 || !p[key.ID()].Online() {
@@ -152,5 +155,38 @@ func TestPeers(t *testing.T) {
 	// An online session is listed however long ago it connected.
 	if p := peers[alice.key.ID()]; !p.Online() || !p.ConnectedSince.Equal(aliceSince) {
 		t.Errorf("alice after a TTL online: %+v", p)
+	}
+}
+
+// The welcome says whether the hello took the session from another
+// process: not for a new session, nor for the same client instance
+// reconnecting over its stale connection; yes for another instance.
+func TestWelcomeSaysReplaced(t *testing.T) {
+	t.Parallel()
+	tb := newBroker(t, broker.Config{})
+	key := newKey(t, testMesh)
+	one, other := uuid.NewString(), uuid.NewString()
+	for i, step := range []struct {
+		instance     string
+		replaced     bool
+		replacements uint64
+	}{
+		{one, false, 0},  // a new session
+		{one, false, 0},  // the same instance again
+		{other, true, 1}, // another instance
+		{one, true, 2},   // and back
+		{"", true, 3},    // a client that does not say its instance
+	} {
+		rc := tb.dialRaw(t)
+		h := wire.Hello{Version: wire.Version, Mesh: key.Mesh, Key: wire.Key(key.Public), Name: "bob", Token: tb.token, Instance: step.instance}
+		h.Sig = ed25519.Sign(key.Private, wire.HelloTranscript(rc.challenge(t), h))
+		rc.write(t, h)
+		w, ok := rc.frame(t).(wire.Welcome)
+		if !ok || w.Replaced != step.replaced {
+			t.Errorf("hello %d answered with %+v, want a welcome with replaced %t", i, w, step.replaced)
+		}
+		if n := tb.srv.Stats().Replacements; n != step.replacements {
+			t.Errorf("after hello %d: %d replacements, want %d", i, n, step.replacements)
+		}
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -180,6 +181,9 @@ type testBroker struct {
 	// accepted receives a value for every WebSocket request the broker
 	// gets (buffered; sends never block).
 	accepted chan struct{}
+	// requests counts the WebSocket requests the broker got (those of
+	// serveConns).
+	requests atomic.Int64
 }
 
 // newBroker starts a broker on a fresh SQLite store in a temporary
@@ -198,11 +202,14 @@ func serveStore(t testing.TB, st *sqlite.Store, cfg broker.Config) *testBroker {
 }
 
 // serveConns is serveStore that also hands every accepted TCP connection
-// to onConn (when not nil) before the broker sees it.
+// to onConn (when not nil) before the broker sees it. cfg.Store, when set,
+// is the store the broker uses instead of st (one that wraps st).
 func serveConns(t testing.TB, st *sqlite.Store, cfg broker.Config, onConn func(*net.TCPConn)) *testBroker {
 	t.Helper()
 	tb := &testBroker{st: st, logs: new(logs), accepted: make(chan struct{}, 1024)}
-	cfg.Store = st
+	if cfg.Store == nil {
+		cfg.Store = st
+	}
 	if cfg.Token == "" {
 		cfg.Token = testToken
 	}
@@ -222,6 +229,7 @@ func serveConns(t testing.TB, st *sqlite.Store, cfg broker.Config, onConn func(*
 	tb.srv = srv
 	mux := http.NewServeMux()
 	mux.Handle(wire.Path, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tb.requests.Add(1)
 		select {
 		case tb.accepted <- struct{}{}:
 		default:

@@ -2,7 +2,6 @@ package broker_test
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -383,28 +382,6 @@ func TestReceiptsForOthersDMsChangeNothing(t *testing.T) {
 	bob := tb.dial(t, bobKey, "bob")
 	if dm := bob.in.wait(t, id); !dm.PushedAt.IsZero() {
 		t.Errorf("DM delivered with pushed_at %v that someone else reported", dm.PushedAt)
-	}
-}
-
-func TestClientReportsWithoutConnection(t *testing.T) {
-	t.Parallel()
-	down := errors.New("no broker here")
-	p := (&testBroker{}).dialNoWait(t, newKey(t, testMesh), "alone", func(c *client.Config) {
-		c.Endpoint = func() (client.Endpoint, error) { return client.Endpoint{}, down }
-	})
-	id := []string{uuid.NewString()}
-	for name, call := range map[string]func() error{
-		"Receipt": func() error { return p.Receipt(id, wire.ReceiptPushed) },
-		"Clear":   func() error { return p.Clear(id) },
-		"Ack":     func() error { return p.Ack(id) },
-		"Status":  func() error { _, err := p.Status(waitCtx(t), id); return err },
-	} {
-		if err := call(); !errors.Is(err, client.ErrNotConnected) {
-			t.Errorf("%s without a connection: %v, want ErrNotConnected", name, err)
-		}
-	}
-	if err := p.Receipt(id, wire.StateRead); err == nil || errors.Is(err, client.ErrNotConnected) {
-		t.Errorf("Receipt with a state that is no receipt state: %v, want it refused", err)
 	}
 }
 

@@ -144,7 +144,7 @@ type Session struct {
 	up        chan struct{} // closed while connected; replaced on disconnect
 	outbox    map[string]*outgoing
 	order     []string                  // outbox ids in send order
-	reqs      map[uint64]chan reqResult // requests (peers, status) waiting for their answer
+	reqs      map[uint64]chan reqResult // requests (peers, status) waiting for their answer; each channel has room for its one answer, so it is answered under mu without blocking
 	nextReq   uint64
 	closed    bool
 	inStandby bool          // another process holds the session
@@ -339,7 +339,7 @@ func (c *Session) Ready(ctx context.Context) error {
 			c.mu.Unlock()
 			return nil
 		case c.state.Attempts > 0 || c.state.Refused || c.state.Replaced:
-			err := c.notConnected()
+			err := c.notConnectedLocked()
 			c.mu.Unlock()
 			return err
 		}
@@ -351,7 +351,7 @@ func (c *Session) Ready(ctx context.Context) error {
 			return ErrClosed
 		case <-ctx.Done():
 			c.mu.Lock()
-			err := c.notConnected()
+			err := c.notConnectedLocked()
 			c.mu.Unlock()
 			return err
 		}
@@ -384,7 +384,7 @@ func (c *Session) TakeOver(ctx context.Context) error {
 			c.mu.Unlock()
 			return nil
 		case c.ended > after:
-			err := c.notConnected()
+			err := c.notConnectedLocked()
 			c.mu.Unlock()
 			return err
 		}
@@ -447,13 +447,13 @@ func (c *Session) Send(ctx context.Context, id string, to ed25519.PublicKey, non
 		if o.written {
 			return "", ErrUnconfirmed
 		}
-		c.dropOutgoing(id)
-		return "", c.notConnected()
+		c.dropOutgoingLocked(id)
+		return "", c.notConnectedLocked()
 	}
 }
 
-// dropOutgoing removes id from the outbox. c.mu must be held.
-func (c *Session) dropOutgoing(id string) *outgoing {
+// dropOutgoingLocked removes id from the outbox. c.mu must be held.
+func (c *Session) dropOutgoingLocked(id string) *outgoing {
 	o := c.outbox[id]
 	if o == nil {
 		return nil
@@ -472,7 +472,7 @@ func (c *Session) dropOutgoing(id string) *outgoing {
 func (c *Session) complete(id, status string, err error) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	o := c.dropOutgoing(id)
+	o := c.dropOutgoingLocked(id)
 	if o == nil {
 		return false
 	}
@@ -530,7 +530,7 @@ func (c *Session) request(ctx context.Context, what string, build func(req uint6
 	}
 	cur := c.cur
 	if cur == nil {
-		err := c.notConnected()
+		err := c.notConnectedLocked()
 		c.mu.Unlock()
 		return nil, err
 	}
@@ -560,9 +560,9 @@ func (c *Session) request(ctx context.Context, what string, build func(req uint6
 	}
 }
 
-// notConnected explains the outage: ErrNotConnected, wrapping the last
+// notConnectedLocked explains the outage: ErrNotConnected, wrapping the last
 // error too (a broker's refusal stays a *wire.Error). c.mu must be held.
-func (c *Session) notConnected() error {
+func (c *Session) notConnectedLocked() error {
 	if c.state.LastError != nil {
 		return fmt.Errorf("%w: %w", ErrNotConnected, c.state.LastError)
 	}
@@ -610,7 +610,7 @@ func (c *Session) writeChunks(ids []string, frame func(chunk []string) wire.Fram
 	c.mu.Lock()
 	cur := c.cur
 	if cur == nil {
-		err := c.notConnected()
+		err := c.notConnectedLocked()
 		c.mu.Unlock()
 		return err
 	}

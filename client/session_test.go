@@ -1,4 +1,4 @@
-package broker_test
+package client_test
 
 import (
 	"context"
@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/claudemesh/claudemesh/broker"
 	"github.com/claudemesh/claudemesh/client"
@@ -217,4 +219,26 @@ func TestCloseDoesNotWaitForAHangingDial(t *testing.T) {
 		t.Fatal("the client never connected to the silent listener")
 	}
 	closeWithin(t, "a client dialing a silent broker", c)
+}
+
+func TestClientReportsWithoutConnection(t *testing.T) {
+	t.Parallel()
+	down := errors.New("no broker here")
+	p := (*testBroker)(nil).dialNoWait(t, newKey(t, testMesh), "alone", func(c *client.Config) {
+		c.Endpoint = func() (client.Endpoint, error) { return client.Endpoint{}, down }
+	})
+	id := []string{uuid.NewString()}
+	for name, call := range map[string]func() error{
+		"Receipt": func() error { return p.Receipt(id, wire.ReceiptPushed) },
+		"Clear":   func() error { return p.Clear(id) },
+		"Ack":     func() error { return p.Ack(id) },
+		"Status":  func() error { _, err := p.Status(waitCtx(t), id); return err },
+	} {
+		if err := call(); !errors.Is(err, client.ErrNotConnected) {
+			t.Errorf("%s without a connection: %v, want ErrNotConnected", name, err)
+		}
+	}
+	if err := p.Receipt(id, wire.StateRead); err == nil || errors.Is(err, client.ErrNotConnected) {
+		t.Errorf("Receipt with a state that is no receipt state: %v, want it refused", err)
+	}
 }

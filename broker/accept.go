@@ -1,0 +1,163 @@
+package broker
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"errors"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/claudemesh/claudemesh/wire"
+)
+
+// accepted is the handshake clock of one accepted connection.
+type accepted struct {
+	at    time.Time   // when it was accepted
+	timer *time.Timer // closes it HandshakeTimeout after at, unless stopped
+}
+
+type acceptedKey struct{}
+
+// ConfigureHTTPServer makes hs hold every connection it accepts to
+// HandshakeTimeout from its accept to a valid hello, all steps included: a
+// connection still in its TLS handshake or its HTTP request when the time
+// is up is closed, and an upgraded one that has not said
+// its hello is refused with handshake_timeout. So a client cannot hold a
+// connection open without saying who it is, however slowly it writes. It
+// sets hs.ConnContext and hs.ConnState, keeping any hooks hs had; no
+// ReadHeaderTimeout is needed besides. Call it before hs serves.
+func (s *Server) ConfigureHTTPServer(hs *http.Server) {
+	connContext, connState := hs.ConnContext, hs.ConnState
+	hs.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
+		if connContext != nil {
+			ctx = connContext(ctx, c)
+		}
+		raw := c
+		if tc, ok := c.(*tls.Conn); ok {
+			raw = tc.NetConn() // closing a tls.Conn may wait on its handshake
+		}
+		a := &accepted{at: time.Now()}
+		a.timer = time.AfterFunc(s.cfg.HandshakeTimeout, func() { raw.Close() })
+		s.accepting.Store(c, a)
+		return context.WithValue(ctx, acceptedKey{}, a)
+	}
+	hs.ConnState = func(c net.Conn, state http.ConnState) {
+		if connState != nil {
+			connState(c, state)
+		}
+		switch state {
+		case http.StateHijacked:
+			// ServeHTTP has it: it stops the clock once upgraded.
+			s.accepting.Delete(c)
+		case http.StateClosed:
+			if a, ok := s.accepting.LoadAndDelete(c); ok {
+				a.(*accepted).timer.Stop()
+			}
+		}
+	}
+}
+
+// ServeHTTP upgrades the request to a WebSocket and serves one client until
+// it disconnects or the server closes.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		http.Error(w, "broker is shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	s.wg.Add(1)
+	s.nextConn++
+	id := s.nextConn
+	s.mu.Unlock()
+	defer s.wg.Done()
+
+	// The hello is due HandshakeTimeout after the connection was accepted
+	// (when ConfigureHTTPServer set up the http.Server that accepted it),
+	// else after this request arrived.
+	helloBy := time.Now().Add(s.cfg.HandshakeTimeout)
+	a, _ := r.Context().Value(acceptedKey{}).(*accepted)
+	if a != nil {
+		helloBy = a.at.Add(s.cfg.HandshakeTimeout)
+	}
+	ws, err := s.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		s.log.Debug("websocket upgrade failed", "remote", r.RemoteAddr, "err", err)
+		return
+	}
+	if a != nil {
+		// From here the read deadline of the hello holds it, so that the
+		// client learns why it is closed.
+		a.timer.Stop()
+	}
+	// The connection's context ends when Close gives up waiting for it
+	// (or when the connection is over), not when the HTTP server stops:
+	// a session that leaves while the broker stops still records when it
+	// was last seen.
+	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
+	defer cancel()
+	c := newConn(s, ws, id, cancel)
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		ws.Close()
+		return
+	}
+	s.conns[c] = struct{}{}
+	s.mu.Unlock()
+
+	s.serveConn(ctx, c, helloBy)
+
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+}
+
+// serveConn challenges the client and hands the connection to what its
+// first frame, due by helloBy, says it is: a session (hello), a member
+// (member_hello) or a join. It returns when the connection is over and
+// its goroutines have exited.
+func (s *Server) serveConn(ctx context.Context, c *conn, helloBy time.Time) {
+	go c.writer(c.log)
+	defer c.stop()
+	challenge := newChallenge()
+	if !c.send(wire.Challenge{Version: wire.Version, Nonce: challenge}) {
+		return
+	}
+	c.ws.SetReadDeadline(helloBy)
+	typ, data, err := readMessage(c.ws, s.cfg.MaxFrameSize)
+	if err != nil {
+		var ne interface{ Timeout() bool }
+		if errors.As(err, &ne) && ne.Timeout() {
+			c.shutdown(wire.Errorf(wire.CodeHandshakeTimeout, "no hello within %v", s.cfg.HandshakeTimeout))
+		} else {
+			c.readFailed(err)
+		}
+		return
+	}
+	f, e := decodeMessage(typ, data)
+	if e != nil {
+		c.shutdown(e)
+		return
+	}
+	switch f := f.(type) {
+	case wire.Hello:
+		s.serveSession(ctx, c, challenge, f)
+	case wire.MemberHello:
+		s.serveMember(ctx, c, challenge, f)
+	case wire.Join:
+		s.serveJoin(ctx, c, challenge, f)
+	default:
+		c.shutdown(wire.Errorf(wire.CodeHelloRequired, "the first frame must be a hello, got %s", f.Type()))
+	}
+}
+
+// newChallenge returns a fresh random nonce for a connection's hello to
+// sign.
+func newChallenge() []byte {
+	b := make([]byte, wire.ChallengeSize)
+	rand.Read(b)
+	return b
+}

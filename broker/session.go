@@ -1,0 +1,156 @@
+package broker
+
+import (
+	"context"
+	"crypto/ed25519"
+	"sync"
+	"time"
+
+	"github.com/claudemesh/claudemesh/identity"
+	"github.com/claudemesh/claudemesh/internal/rate"
+	"github.com/claudemesh/claudemesh/store"
+	"github.com/claudemesh/claudemesh/wire"
+)
+
+// sessionConn is the connection of a session, from its hello on. It holds
+// the session key's lease while it is the live connection of that key, and
+// besides the writer it owns a pump goroutine, the only one reading the
+// store's queue for this session on this connection. Its read loop serves
+// the session's requests: send, ack, receipt, peers and status.
+type sessionConn struct {
+	*conn
+
+	// Set before the connection is admitted (admitSession), read-only
+	// afterwards: other connections read them under Server.mu.
+	hello  wire.Hello
+	pkey   presenceKey
+	keyID  string
+	since  time.Time // when it said hello
+	member []byte    // the member key that vouched for the session; nil in a mesh without members
+
+	// Written under Server.mu.
+	attached bool // it took its session's lease (attach)
+	removed  bool // its member was removed: the session leaves no lease
+
+	kick     chan struct{} // wakes the pump; capacity 1
+	bye      *wire.Bye     // set by the read loop when the client says bye
+	sendRate *rate.Bucket  // DMs this session may send; used by the read loop only
+
+	mu       sync.Mutex
+	inflight map[string]struct{} // DMs pushed on this connection and not yet acked
+}
+
+func newSessionConn(c *conn, h wire.Hello, member []byte) *sessionConn {
+	return &sessionConn{
+		conn:     c,
+		hello:    h,
+		pkey:     keyOf(h.Mesh, h.Key),
+		keyID:    identity.KeyID(ed25519.PublicKey(h.Key)),
+		since:    c.s.cfg.Now(),
+		member:   member,
+		kick:     make(chan struct{}, 1),
+		sendRate: bucketFor(c.s.cfg.SendRate),
+		inflight: make(map[string]struct{}),
+	}
+}
+
+// serveSession runs the connection c that a hello opened: it admits the
+// session, takes its lease and serves it until the connection ends; then
+// the lease goes to grace, or away after a bye. It returns once the pump
+// and the writer have exited.
+func (s *Server) serveSession(ctx context.Context, c *conn, challenge []byte, h wire.Hello) {
+	sc, e := s.acceptHello(ctx, c, challenge, h)
+	if e != nil {
+		c.shutdown(e)
+		return
+	}
+	var pumpDone chan struct{}
+	defer func() {
+		if sc.attached {
+			sc.leave(ctx)
+		}
+		sc.stop()
+		if pumpDone != nil {
+			<-pumpDone
+		}
+		s.dismissSession(sc)
+	}()
+	if !sc.handshake(ctx) {
+		return
+	}
+
+	pumpDone = make(chan struct{})
+	go func() {
+		defer close(pumpDone)
+		sc.pump(ctx)
+	}()
+	sc.wake()
+	sc.readLoop(ctx, sc.handle)
+}
+
+// handle serves one frame of the session's read loop; false ends the
+// connection.
+func (sc *sessionConn) handle(ctx context.Context, f wire.Frame) bool {
+	switch f := f.(type) {
+	case wire.Bye:
+		sc.bye = &f
+		sc.shutdown(nil)
+		return false
+	case wire.Send:
+		sc.handleSend(ctx, f)
+	case wire.Ack:
+		sc.handleAck(ctx, f)
+	case wire.Receipt:
+		sc.handleReceipt(ctx, f)
+	case wire.PeersRequest:
+		sc.handlePeers(ctx, f)
+	case wire.StatusRequest:
+		sc.handleStatus(ctx, f)
+	case wire.Hello:
+		sc.reply(wire.Errorf(wire.CodeBadFrame, "hello already accepted on this connection"))
+	default:
+		sc.reply(wire.Errorf(wire.CodeBadFrame, "a client does not send %s frames", f.Type()))
+	}
+	return true
+}
+
+// session is the store's record of the session, seen at seen.
+func (sc *sessionConn) session(seen time.Time) store.Session {
+	return store.Session{
+		Mesh:       sc.hello.Mesh,
+		PublicKey:  sc.hello.Key,
+		SessionID:  sc.hello.SessionID,
+		Name:       sc.hello.Name,
+		ProjectDir: sc.hello.ProjectDir,
+		FirstSeen:  seen,
+		LastSeen:   seen,
+		Member:     sc.member,
+	}
+}
+
+// leave ends the connection's hold on its session: the session goes to
+// grace, or offline at once after a bye.
+func (sc *sessionConn) leave(ctx context.Context) {
+	s := sc.s
+	if !s.release(sc, sc.bye != nil) {
+		return // replaced: the new connection owns the session
+	}
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	if sc.bye != nil && sc.bye.Forget {
+		gone, err := s.cfg.Store.ForgetSession(ctx, sc.hello.Mesh, sc.hello.Key, s.cfg.Now())
+		if err != nil {
+			sc.log.Warn("forget session", "err", err)
+		}
+		sc.log.Info("session left and was forgotten", "forgotten", gone)
+		return
+	}
+	if err := s.cfg.Store.UpsertSession(ctx, sc.session(s.cfg.Now())); err != nil {
+		sc.log.Warn("record last seen", "err", err)
+	}
+	if sc.bye != nil {
+		sc.log.Info("session left")
+	} else {
+		sc.log.Info("session connection lost; in grace", "grace", s.cfg.Grace)
+	}
+}
