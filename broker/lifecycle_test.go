@@ -128,8 +128,9 @@ func TestCloseStopsEverything(t *testing.T) {
 // first call of each; the janitor may try again while it stops).
 type stuckStore struct {
 	store.Store
-	enqueue, expire chan error // the context's error of each stuck call
-	entered         chan struct{}
+	enqueue, expire chan error    // the context's error of each stuck call
+	entered         chan struct{} // an enqueue is stuck
+	expiring        chan struct{} // an expiry is stuck
 }
 
 func (s *stuckStore) Enqueue(ctx context.Context, m store.Message) (store.EnqueueResult, error) {
@@ -146,6 +147,10 @@ func (s *stuckStore) Enqueue(ctx context.Context, m store.Message) (store.Enqueu
 }
 
 func (s *stuckStore) Expire(ctx context.Context, now time.Time, retention time.Duration, sessionsBefore time.Time) (int, error) {
+	select {
+	case s.expiring <- struct{}{}:
+	default:
+	}
 	<-ctx.Done()
 	select {
 	case s.expire <- ctx.Err():
@@ -160,15 +165,18 @@ func (s *stuckStore) Expire(ctx context.Context, now time.Time, retention time.D
 func TestCloseCancelsStoreCalls(t *testing.T) {
 	t.Parallel()
 	st := openStore(t, filepath.Join(t.TempDir(), "broker.db"), "NORMAL")
-	stuck := &stuckStore{Store: st, enqueue: make(chan error, 1), expire: make(chan error, 1), entered: make(chan struct{}, 1)}
+	stuck := &stuckStore{Store: st, enqueue: make(chan error, 1), expire: make(chan error, 1),
+		entered: make(chan struct{}, 1), expiring: make(chan struct{}, 1)}
 	tb := serveStore(t, st, broker.Config{Store: stuck, ExpireInterval: time.Millisecond})
 	key := newKey(t, testMesh)
 	rc := tb.join(t, key, websocket.DefaultDialer)
 	rc.write(t, wire.Send{ID: uuid.NewString(), To: wire.Key(key.Public), Nonce: make([]byte, wire.NonceSize), Box: []byte("to myself")})
-	select {
-	case <-stuck.entered:
-	case <-waitCtx(t).Done():
-		t.Fatal("the DM never reached the store")
+	for what, in := range map[string]chan struct{}{"the DM": stuck.entered, "the janitor's expiry": stuck.expiring} {
+		select {
+		case <-in:
+		case <-waitCtx(t).Done():
+			t.Fatalf("%s never reached the store", what)
+		}
 	}
 
 	closeWithin(t, "broker", tb.srv)
