@@ -95,6 +95,8 @@ type Cluster interface {
 	Lease(ctx context.Context, mesh string, key []byte, at LeaseTimes) (Lease, error)
 	// Leases returns the leases of mesh that are online or in grace.
 	Leases(ctx context.Context, mesh string, at LeaseTimes) ([]Lease, error)
+	// NodeLeases returns the leases node holds, online or in grace.
+	NodeLeases(ctx context.Context, node string, at LeaseTimes) ([]Lease, error)
 	// ReleaseNode puts every lease node holds online in grace from at: a
 	// node that starts again under the same name holds no connection of
 	// its earlier run.

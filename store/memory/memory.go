@@ -159,6 +159,34 @@ func (c *Cluster) ReleaseNode(_ context.Context, node string, at time.Time) erro
 	return nil
 }
 
+// NodeLeases implements store.Cluster.
+func (c *Cluster) NodeLeases(_ context.Context, node string, lt store.LeaseTimes) ([]store.Lease, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []store.Lease
+	for _, l := range c.leases {
+		if l = c.judge(l, lt); l.Node == node && l.State != store.LeaseOffline {
+			out = append(out, l)
+		}
+	}
+	return out, nil
+}
+
+// Count returns how many leases are online and in grace, in every mesh.
+func (c *Cluster) Count(lt store.LeaseTimes) (online, grace int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, l := range c.leases {
+		switch c.judge(l, lt).State {
+		case store.LeaseOnline:
+			online++
+		case store.LeaseGrace:
+			grace++
+		}
+	}
+	return online, grace
+}
+
 // DropLeases implements store.Cluster.
 func (c *Cluster) DropLeases(_ context.Context, mesh string, member []byte) error {
 	c.mu.Lock()

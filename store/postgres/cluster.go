@@ -132,8 +132,18 @@ func (s *Store) Lease(ctx context.Context, mesh string, key []byte, at store.Lea
 
 // Leases implements store.Cluster.
 func (s *Store) Leases(ctx context.Context, mesh string, at store.LeaseTimes) ([]store.Lease, error) {
+	return s.leases(ctx, `p.mesh = $1`, mesh, at)
+}
+
+// NodeLeases implements store.Cluster.
+func (s *Store) NodeLeases(ctx context.Context, node string, at store.LeaseTimes) ([]store.Lease, error) {
+	return s.leases(ctx, `p.node = $1`, node, at)
+}
+
+// leases returns the leases, online or in grace, that where holds for arg.
+func (s *Store) leases(ctx context.Context, where, arg string, at store.LeaseTimes) ([]store.Lease, error) {
 	rows, err := s.pool.Query(ctx, `SELECT `+leaseColumns+` FROM presence p LEFT JOIN nodes n ON n.name = p.node
-		WHERE p.mesh = $1`, mesh)
+		WHERE `+where, arg)
 	if err != nil {
 		return nil, s.wrap("leases", err)
 	}

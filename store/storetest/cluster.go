@@ -363,4 +363,13 @@ func testReleaseNode(t *testing.T, node func() store.Cluster) {
 	if l := leaseState(t, c, other, restart); l.State != store.LeaseOnline {
 		t.Errorf("another node's lease: %+v, want online", l)
 	}
+	for node, want := range map[string][]byte{"n1": mine, "n2": other} {
+		ls, err := c.NodeLeases(t.Context(), node, times(restart))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ls) != 1 || !bytes.Equal(ls[0].Key, want) {
+			t.Errorf("leases of %s: %+v", node, ls)
+		}
+	}
 }
