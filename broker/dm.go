@@ -88,13 +88,31 @@ func (sc *sessionConn) handleSend(ctx context.Context, f wire.Send) {
 	case res == store.AlreadyExpired:
 		// Not delivered any more; Sent.ExpiresAt, in the past, says why.
 	default:
-		if rc := s.live(mesh, f.To); rc != nil {
-			rc.wake()
+		if s.pushNow(ctx, sc, mesh, f.To) {
 			status = wire.StatusDelivered
 		}
 	}
 	sc.log.Debug("DM stored", "msg_id", f.ID, "to", identity.KeyID(ed25519.PublicKey(f.To)), "result", res, "status", status)
 	sc.send(wire.Sent{ID: f.ID, Status: status, ExpiresAt: expires})
+}
+
+// pushNow wakes the connection of recipient `to` to push what was stored
+// for it, on this node or, through an event, on the node that holds it. It
+// reports whether the recipient is connected.
+func (s *Server) pushNow(ctx context.Context, sc *sessionConn, mesh string, to []byte) bool {
+	if rc := s.live(mesh, to); rc != nil {
+		rc.wake()
+		return true
+	}
+	if s.mem != nil {
+		return false // alone: not here is not connected
+	}
+	l, err := s.cluster.Lease(ctx, mesh, to, s.leaseTimes())
+	if storeRefusal(sc.log, opLease, err, about{mesh: mesh, key: to}) != nil || err != nil || l.State != store.LeaseOnline {
+		return false
+	}
+	s.publish(ctx, store.Event{Kind: store.EventDM, Mesh: mesh, Key: to})
+	return true
 }
 
 // storedExpiry returns the expiry of the DM id this session stored before,

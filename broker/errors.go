@@ -45,6 +45,9 @@ const (
 	opListMembers                  // member_list, member_remove: the members
 	opRemoveMember                 // member_remove
 	opRedeemInvite                 // a join
+	opClaim                        // a hello: take the session key's lease
+	opLeases                       // a peers request or member list: the leases of the mesh
+	opLease                        // a send: is the recipient connected to another node
 
 	numStoreOps
 )
@@ -77,6 +80,9 @@ var storeOps = [numStoreOps]struct{ what, internal string }{
 	opListMembers:   {"list members", "broker could not list the members; retry"},
 	opRemoveMember:  {"remove member", "broker could not remove the member; retry"},
 	opRedeemInvite:  {"redeem invite", "broker could not add the member; retry"},
+	opClaim:         {"claim lease", "broker could not record the session's presence; retry"},
+	opLeases:        {"list leases", "broker could not list sessions; retry"},
+	opLease:         {"look up lease", "broker could not look up the recipient; retry with the same id"},
 }
 
 // refusals are the store sentinels that are an answer rather than a
@@ -92,6 +98,7 @@ var refusals = []struct {
 	{opSessionOwner, store.ErrNotFound, "", ""}, // a session key not seen before
 	{opRecordSession, store.ErrSessionTaken, wire.CodeSessionIDTaken, "session {session} is registered in mesh {mesh} to another key; a session UUID belongs to the key that first registered it. If this session's key file was lost or replaced, start a new session: the old registration is forgotten {ttl} after it was last seen"},
 	{opRecipient, store.ErrNotFound, wire.CodeUnknownPeer, "no session with key {key} in mesh {mesh}"},
+	{opLease, store.ErrNotFound, "", ""}, // not connected anywhere
 	{opEnqueue, store.ErrConflict, wire.CodeDuplicateID, "DM id {id} is already used by another DM; use a new id"},
 	{opMemberHello, store.ErrNotFound, wire.CodeNotMember, "key {key} is not a member of mesh {mesh}"},
 	{opRequester, store.ErrNotFound, wire.CodeNotMember, "this key is not a member of mesh {mesh}"},

@@ -47,7 +47,7 @@ func (sc *sessionConn) handshake(ctx context.Context) bool {
 		sc.shutdown(e)
 		return false
 	}
-	old, other, refused := s.attach(sc)
+	old, other, refused := s.attach(ctx, sc)
 	if refused != nil {
 		sc.log.Info("standby hello refused", "code", refused.Code)
 		sc.shutdown(refused)

@@ -1,7 +1,6 @@
 package broker
 
 import (
-	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -190,7 +189,10 @@ func (mc *memberConn) listMembers(ctx context.Context, f wire.MemberList) (wire.
 	if e := storeRefusal(mc.log, opListMembers, err, about{}); e != nil {
 		return nil, e
 	}
-	online := mc.s.memberSessions(mc.mesh)
+	online, err := mc.s.memberSessions(ctx, mc.mesh)
+	if e := storeRefusal(mc.log, opLeases, err, about{}); e != nil {
+		return nil, e
+	}
 	out := wire.Members{Req: f.Req, Members: make([]wire.MemberInfo, 0, len(list))}
 	for _, m := range list {
 		out.Members = append(out.Members, wire.MemberInfo{
@@ -230,7 +232,7 @@ func (mc *memberConn) removeMember(ctx context.Context, f wire.MemberRemove) (wi
 	if e := storeRefusal(mc.log, opRemoveMember, err, about{}); e != nil {
 		return nil, e
 	}
-	n := mc.s.cutMember(mc.mesh, target.Key)
+	n := mc.s.cutMember(ctx, mc.mesh, target.Key)
 	mc.log.Info("member removed", "removed", target.Name, "connections_closed", n)
 	return wire.OK{Req: f.Req}, nil
 }
@@ -259,44 +261,30 @@ func (s *Server) serveJoin(ctx context.Context, c *conn, challenge []byte, j wir
 }
 
 // memberSessions counts the online sessions of each member of mesh, by
-// member key.
-func (s *Server) memberSessions(mesh string) map[string]int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+// member key, on every node.
+func (s *Server) memberSessions(ctx context.Context, mesh string) (map[string]int, error) {
+	leases, err := s.cluster.Leases(ctx, mesh, s.leaseTimes())
+	if err != nil {
+		return nil, err
+	}
 	n := make(map[string]int)
-	for k, l := range s.leases {
-		if k.mesh == mesh && l.conn != nil && len(l.conn.member) > 0 {
-			n[string(l.conn.member)]++
+	for _, l := range leases {
+		if l.State == store.LeaseOnline && len(l.Member) > 0 {
+			n[string(l.Member)]++
 		}
 	}
-	return n
+	return n, nil
 }
 
 // cutMember closes at once every connection of a removed member in mesh —
-// its sessions and its member connections — and drops its sessions'
-// leases, so none lingers in grace. It returns how many it closed.
-func (s *Server) cutMember(mesh string, member []byte) int {
-	s.mu.Lock()
-	var cut []*conn
-	for sc := range s.sessions {
-		if sc.attached && sc.hello.Mesh == mesh && bytes.Equal(sc.member, member) {
-			sc.removed = true
-			cut = append(cut, sc.conn)
-		}
+// its sessions and its member connections — on every node, and drops its
+// sessions' leases, so none lingers in grace. It returns how many
+// connections it closed on this node.
+func (s *Server) cutMember(ctx context.Context, mesh string, member []byte) int {
+	n := s.cutLocal(mesh, member)
+	if err := s.cluster.DropLeases(ctx, mesh, member); err != nil {
+		s.log.Warn("drop a removed member's leases", "err", err)
 	}
-	for mc := range s.memberConns {
-		if mc.mesh == mesh && bytes.Equal(mc.key, member) {
-			cut = append(cut, mc.conn)
-		}
-	}
-	for k, l := range s.leases {
-		if k.mesh == mesh && l.conn == nil && bytes.Equal(l.member, member) {
-			delete(s.leases, k)
-		}
-	}
-	s.mu.Unlock()
-	for _, c := range cut {
-		c.shutdown(wire.Errorf(wire.CodeMemberRemoved, "this member was removed from mesh %s", mesh))
-	}
-	return len(cut)
+	s.publish(ctx, store.Event{Kind: store.EventMemberRemoved, Mesh: mesh, Key: member})
+	return n
 }

@@ -3,6 +3,7 @@ package broker
 import (
 	"cmp"
 	"context"
+	"errors"
 	"slices"
 	"time"
 
@@ -10,6 +11,15 @@ import (
 	"github.com/claudemesh/claudemesh/store"
 	"github.com/claudemesh/claudemesh/wire"
 )
+
+// Presence. Each session key has one lease, kept by the cluster
+// (store.Cluster: store/memory for a broker alone, store/postgres for
+// several brokers on one database): the node and connection holding it
+// and the epoch of that claim. A hello claims the lease; the connection
+// that held it is replaced, here or on another node (EventClaimed), and a
+// late release by an older claim changes nothing. This node keeps, in
+// Server.holders, which of its own connections holds each lease, to push DMs
+// to it.
 
 type presenceKey struct {
 	mesh string
@@ -22,116 +32,154 @@ func keyOf(mesh string, k []byte) presenceKey {
 	return pk
 }
 
-// lease is the presence of one session key: online while a connection
-// holds it, then in grace for cfg.Grace after that connection dropped,
-// then offline (the lease is gone; the store still remembers the session).
-type lease struct {
-	conn      *sessionConn // the live connection; nil while in grace
-	hello     wire.Hello   // as last presented
-	keyID     string
-	since     time.Time // when the current or last connection said hello
-	droppedAt time.Time // when the connection went away; zero while online
-	member    []byte    // member key that vouched for the session, if any
-}
-
-// state is the lease's state at now.
-func (l *lease) state(now time.Time, grace time.Duration) string {
-	switch {
-	case l.conn != nil:
-		return wire.PeerOnline
-	case now.Before(l.droppedAt.Add(grace)):
-		return wire.PeerGrace
-	}
-	return wire.PeerOffline
+// leaseTimes is how this broker judges leases now.
+func (s *Server) leaseTimes() store.LeaseTimes {
+	return store.LeaseTimes{Now: s.cfg.Now(), Grace: s.cfg.Grace, Lapse: s.lapse}
 }
 
 // attach makes sc the live connection of its session key, reattaching a
-// lease online or in grace. It returns the connection it displaced, if any,
-// and whether that belonged to another client instance. A standby hello is
-// refused while the session is online or in grace under another instance.
-func (s *Server) attach(sc *sessionConn) (old *sessionConn, other bool, refused *wire.Error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	now := s.cfg.Now()
-	l := s.leases[sc.pkey]
-	if l != nil && sc.hello.Standby && !sameInstance(l.hello, sc.hello) {
-		switch l.state(now, s.cfg.Grace) {
-		case wire.PeerOnline:
-			return nil, false, wire.Errorf(wire.CodeSessionActive, "this session is active in another process (connected since %s)", l.since.UTC().Format(time.RFC3339))
-		case wire.PeerGrace:
-			return nil, false, wire.Errorf(wire.CodeSessionActive, "this session's other process is reconnecting; it is reserved for it until %s", l.droppedAt.Add(s.cfg.Grace).UTC().Format(time.RFC3339))
+// lease online or in grace. It returns the connection of this node it
+// displaced, if any, and whether the lease was online under another client
+// instance (a replacement). A standby hello is refused while the session
+// is online or in grace under another instance.
+func (s *Server) attach(ctx context.Context, sc *sessionConn) (old *sessionConn, other bool, refused *wire.Error) {
+	h := sc.hello
+	prev, epoch, err := s.cluster.Claim(ctx, store.Lease{
+		Mesh: h.Mesh, Key: h.Key, Node: s.cfg.Node, Conn: sc.id, Instance: h.Instance,
+		SessionID: h.SessionID, Name: h.Name, ProjectDir: h.ProjectDir, Member: sc.member, Since: sc.since,
+	}, h.Standby, s.leaseTimes())
+	if errors.Is(err, store.ErrLeaseHeld) {
+		if prev.State == store.LeaseOnline {
+			return nil, false, wire.Errorf(wire.CodeSessionActive, "this session is active in another process (connected since %s)", prev.Since.UTC().Format(time.RFC3339))
 		}
+		return nil, false, wire.Errorf(wire.CodeSessionActive, "this session's other process is reconnecting; it is reserved for it until %s", prev.DroppedAt.Add(s.cfg.Grace).UTC().Format(time.RFC3339))
 	}
-	if l == nil {
-		l = &lease{}
-		s.leases[sc.pkey] = l
+	if e := storeRefusal(sc.log, opClaim, err, about{}); e != nil {
+		return nil, false, e
 	}
-	old = l.conn
-	other = old != nil && !sameInstance(old.hello, sc.hello)
+	other = prev.State == store.LeaseOnline && !(prev.Instance != "" && prev.Instance == h.Instance)
+	s.mu.Lock()
+	old = s.holders[sc.pkey]
+	if old != nil && old.epoch > epoch {
+		// A later hello of this node claimed the key meanwhile.
+		s.mu.Unlock()
+		return nil, false, wire.Errorf(wire.CodeSessionReplaced, "this session connected again meanwhile; this connection is stale")
+	}
+	sc.epoch, sc.attached = epoch, true
+	s.holders[sc.pkey] = sc
 	if other {
 		s.replacements++
 	}
-	*l = lease{conn: sc, hello: sc.hello, keyID: sc.keyID, since: sc.since, member: sc.member}
-	sc.attached = true
+	s.mu.Unlock()
+	if prev.State == store.LeaseOnline && prev.Node != s.cfg.Node {
+		s.publish(ctx, store.Event{Kind: store.EventClaimed, Mesh: h.Mesh, Key: h.Key, Epoch: epoch})
+	}
 	return old, other, nil
 }
 
-// sameInstance reports whether two hellos come from one client instance.
-func sameInstance(a, b wire.Hello) bool {
-	return a.Instance != "" && a.Instance == b.Instance
-}
-
 // release ends sc's hold on its lease: the lease goes to grace, or away at
-// once when the client said bye. It reports false when sc no longer held
-// the lease (a newer connection replaced it).
-func (s *Server) release(sc *sessionConn, bye bool) bool {
+// once when the client said bye or its member was removed. It reports
+// false when sc no longer held the lease (a newer connection claimed it).
+func (s *Server) release(ctx context.Context, sc *sessionConn, bye bool) bool {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	l := s.leases[sc.pkey]
-	if l == nil || l.conn != sc {
-		return false
+	if s.holders[sc.pkey] == sc {
+		delete(s.holders, sc.pkey)
 	}
-	if bye || sc.removed {
-		delete(s.leases, sc.pkey)
-	} else {
-		l.conn, l.droppedAt = nil, s.cfg.Now()
+	removed := sc.removed
+	s.mu.Unlock()
+	ok, err := s.cluster.Release(ctx, sc.hello.Mesh, sc.hello.Key, sc.epoch, s.cfg.Now(), bye || removed)
+	if err != nil {
+		// The node's reconciliation (sweep) releases it later.
+		sc.log.Warn("release lease", "err", err)
+		return true
 	}
-	return true
+	return ok
 }
 
-// sweep forgets leases whose grace has run out, and queue estimates no
-// longer trusted. Lease states are computed from the clock when read, so
-// sweeping only frees memory and logs the transitions to offline, once the
-// lock is released.
-func (s *Server) sweep() {
+// sweep forgets queue estimates no longer trusted, ends the leases whose
+// grace ran out (recording when their sessions were last seen: a node that
+// died did not) and, on a node of a cluster, releases the leases the
+// cluster says this node holds but no connection of it does. It logs
+// after it releases the server's lock.
+func (s *Server) sweep(ctx context.Context) {
+	at := s.leaseTimes()
 	s.mu.Lock()
-	now := s.cfg.Now()
 	for k, e := range s.queues {
-		if now.Sub(e.at) >= queueRecount {
+		if at.Now.Sub(e.at) >= queueRecount {
 			delete(s.queues, k)
 		}
 	}
-	var offline []*lease
-	for k, l := range s.leases {
-		if l.state(now, s.cfg.Grace) == wire.PeerOffline {
-			delete(s.leases, k)
-			offline = append(offline, l)
+	s.mu.Unlock()
+	gone, err := s.cluster.SweepLeases(ctx, at)
+	if err != nil && ctx.Err() == nil {
+		s.log.Warn("sweep leases", "err", err)
+	}
+	for _, l := range gone {
+		s.log.Info("session offline", "mesh", l.Mesh, "key_id", identity.KeyID(l.Key), "session", l.SessionID)
+		if s.lapse > 0 {
+			err := s.cfg.Store.UpsertSession(ctx, store.Session{Mesh: l.Mesh, PublicKey: l.Key, SessionID: l.SessionID,
+				Name: l.Name, ProjectDir: l.ProjectDir, LastSeen: l.DroppedAt, Member: l.Member})
+			if err != nil && ctx.Err() == nil {
+				s.log.Warn("record last seen", "key_id", identity.KeyID(l.Key), "err", err)
+			}
 		}
 	}
-	s.mu.Unlock()
-	for _, l := range offline {
-		s.log.Info("session offline", "mesh", l.hello.Mesh, "key_id", l.keyID, "session", l.hello.SessionID)
+	if s.lapse > 0 {
+		s.reconcile(ctx, at)
 	}
 }
 
-// live returns the live connection for key in mesh, or nil.
+// reconcileAge is how old a claim of this node must be before reconcile
+// may judge it: a hello between its claim and its entry in Server.holders is
+// not a stray lease.
+const reconcileAge = storeTimeout
+
+// reconcile releases the leases the cluster says this node holds online
+// that no connection of it holds: a release that failed (the database was
+// away) would otherwise leave a ghost that this node's heartbeats keep
+// online.
+func (s *Server) reconcile(ctx context.Context, at store.LeaseTimes) {
+	held, err := s.cluster.NodeLeases(ctx, s.cfg.Node, at)
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.Warn("reconcile leases", "err", err)
+		}
+		return
+	}
+	for _, l := range held {
+		if l.State != store.LeaseOnline || at.Now.Sub(l.Since) < reconcileAge {
+			continue
+		}
+		s.mu.Lock()
+		sc := s.holders[keyOf(l.Mesh, l.Key)]
+		mine := sc != nil && sc.epoch == l.Epoch
+		s.mu.Unlock()
+		if !mine {
+			if _, err := s.cluster.Release(ctx, l.Mesh, l.Key, l.Epoch, at.Now, false); err != nil {
+				s.log.Warn("release a stray lease", "key_id", identity.KeyID(l.Key), "err", err)
+			}
+		}
+	}
+}
+
+// live returns this node's live connection for key in mesh, or nil.
 func (s *Server) live(mesh string, key []byte) *sessionConn {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if l := s.leases[keyOf(mesh, key)]; l != nil {
-		return l.conn
+	return s.liveLocked(keyOf(mesh, key))
+}
+
+func (s *Server) liveLocked(k presenceKey) *sessionConn { return s.holders[k] }
+
+// liveConns returns this node's live session connections.
+func (s *Server) liveConns() []*sessionConn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*sessionConn, 0, len(s.holders))
+	for _, sc := range s.holders {
+		out = append(out, sc)
 	}
-	return nil
+	return out
 }
 
 // listed is one session as peer_list shows it, with the key of the
@@ -141,43 +189,38 @@ type listed struct {
 	member []byte
 }
 
-// present returns the sessions of mesh that are online or in grace.
-func (s *Server) present(mesh string) []listed {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	now := s.cfg.Now()
-	var ps []listed
-	for k, l := range s.leases {
-		if k.mesh != mesh {
-			continue
-		}
-		h := l.hello
+// present returns the sessions of mesh that are online or in grace, on
+// any node.
+func (s *Server) present(ctx context.Context, mesh string) ([]listed, error) {
+	at := s.leaseTimes()
+	leases, err := s.cluster.Leases(ctx, mesh, at)
+	if err != nil {
+		return nil, err
+	}
+	ps := make([]listed, 0, len(leases))
+	for _, l := range leases {
 		p := wire.Peer{
-			Key: h.Key, KeyID: l.keyID, Name: h.Name, SessionID: h.SessionID, ProjectDir: h.ProjectDir,
-			State: l.state(now, s.cfg.Grace), ConnectedSince: l.since,
+			Key: l.Key, KeyID: identity.KeyID(l.Key), Name: l.Name, SessionID: l.SessionID, ProjectDir: l.ProjectDir,
+			ConnectedSince: l.Since,
 		}
-		switch p.State {
-		case wire.PeerOnline:
-			p.LastSeen = now
-		case wire.PeerGrace:
-			p.LastSeen, p.GraceUntil = l.droppedAt, l.droppedAt.Add(s.cfg.Grace)
+		switch l.State {
+		case store.LeaseOnline:
+			p.State, p.LastSeen = wire.PeerOnline, at.Now
+		case store.LeaseGrace:
+			p.State, p.LastSeen, p.GraceUntil = wire.PeerGrace, l.DroppedAt, l.DroppedAt.Add(at.Grace)
 		default:
 			continue
 		}
-		ps = append(ps, listed{p, l.member})
+		ps = append(ps, listed{p, l.Member})
 	}
-	return ps
+	return ps, nil
 }
 
-// onlineSessions returns the sessions connected now.
+// onlineSessions returns the sessions connected to this node now.
 func (s *Server) onlineSessions() []store.Session {
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	var ss []store.Session
-	for _, l := range s.leases {
-		if l.conn != nil {
-			ss = append(ss, l.conn.session(l.since))
-		}
+	for _, sc := range s.liveConns() {
+		ss = append(ss, sc.session(sc.since))
 	}
 	return ss
 }
@@ -188,15 +231,20 @@ func (s *Server) onlineSessions() []store.Session {
 func (sc *sessionConn) handlePeers(ctx context.Context, f wire.PeersRequest) {
 	s := sc.s
 	mesh := sc.hello.Mesh
-	byKey := make(map[presenceKey]listed)
-	for _, l := range s.present(mesh) {
-		byKey[keyOf(mesh, l.peer.Key)] = l
-	}
 	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
 	refuse := func(e *wire.Error) {
 		e.Ref = wire.RefOf(f.Req)
 		sc.reply(e)
+	}
+	present, err := s.present(ctx, mesh)
+	if e := storeRefusal(sc.log, opLeases, err, about{}); e != nil {
+		refuse(e)
+		return
+	}
+	byKey := make(map[presenceKey]listed, len(present))
+	for _, l := range present {
+		byKey[keyOf(mesh, l.peer.Key)] = l
 	}
 	seen, err := s.cfg.Store.Sessions(ctx, mesh, s.cfg.Now().Add(-s.cfg.QueueTTL))
 	if e := storeRefusal(sc.log, opPeerSessions, err, about{}); e != nil {

@@ -19,6 +19,7 @@
 package broker
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -30,6 +31,7 @@ import (
 
 	"github.com/claudemesh/claudemesh/internal/rate"
 	"github.com/claudemesh/claudemesh/store"
+	"github.com/claudemesh/claudemesh/store/memory"
 	"github.com/claudemesh/claudemesh/wire"
 )
 
@@ -102,6 +104,18 @@ type Config struct {
 	// MaxFrameSize bounds a frame from a client; a longer one closes the
 	// connection (too_large). Default and maximum wire.MaxFrameSize.
 	MaxFrameSize int
+
+	// Cluster is what this broker shares with the other brokers (nodes)
+	// on its store: presence across nodes, events between them. Nil means
+	// the broker is alone (store/memory).
+	Cluster store.Cluster
+	// Node names this broker among its cluster's nodes. Default "local".
+	Node string
+	// Heartbeat is how often a node of a cluster records that it is
+	// alive, and NodeLapse how long without a heartbeat makes a node dead
+	// to the others: its sessions go to grace, judged from its last
+	// heartbeat. Defaults 1s and 5s; unused when the broker is alone.
+	Heartbeat, NodeLapse time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -125,6 +139,12 @@ func (c *Config) setDefaults() {
 		c.PingInterval = c.PongTimeout / 3
 	}
 	def(&c.WriteTimeout, 10*time.Second)
+	def(&c.Heartbeat, time.Second)
+	def(&c.NodeLapse, 5*time.Second)
+	if c.Heartbeat >= c.NodeLapse {
+		c.Heartbeat = c.NodeLapse / 3
+	}
+	c.Node = cmp.Or(c.Node, "local")
 	def(&c.ExpireInterval, time.Minute)
 	if c.SendQueue <= 0 {
 		c.SendQueue = 256
@@ -164,10 +184,10 @@ type Server struct {
 
 	mu           sync.Mutex
 	closed       bool
-	conns        map[*conn]struct{}        // every accepted connection
-	sessions     map[*sessionConn]struct{} // connections admitted as sessions
-	memberConns  map[*memberConn]struct{}  // connections admitted as member connections
-	leases       map[presenceKey]*lease    // presence of each session key online or in grace
+	conns        map[*conn]struct{}           // every accepted connection
+	sessions     map[*sessionConn]struct{}    // connections admitted as sessions
+	memberConns  map[*memberConn]struct{}     // connections admitted as member connections
+	holders      map[presenceKey]*sessionConn // this node's connection holding each lease
 	nextConn     uint64
 	replacements uint64
 	memberRates  map[memberKey]*rate.Bucket // DMs per member
@@ -178,13 +198,20 @@ type Server struct {
 	// or closed.
 	accepting sync.Map // net.Conn → *accepted
 
-	wg          sync.WaitGroup     // connection handlers and the janitor
-	stopJanitor context.CancelFunc // ends the janitor's context
+	cluster store.Cluster
+	mem     *memory.Cluster // the cluster when the broker is alone; nil in a cluster
+	lapse   time.Duration   // cfg.NodeLapse in a cluster; 0 alone, where no node lapses
+
+	wg          sync.WaitGroup     // connection handlers, the janitor, the heartbeat and the listener
+	stopJanitor context.CancelFunc // ends the context of the janitor, the heartbeat and the listener
 	stopOnce    sync.Once
 }
 
 // NewServer returns a broker serving from cfg.Store. It starts the
-// janitor that purges expired DMs.
+// janitor that purges expired DMs, and in a cluster the node's heartbeat
+// and its listener for the other nodes' events: before it returns, the
+// node has heartbeated and released what an earlier run under its name
+// held.
 func NewServer(cfg Config) (*Server, error) {
 	if cfg.Store == nil {
 		return nil, errors.New("new broker: a store is required")
@@ -200,16 +227,37 @@ func NewServer(cfg Config) (*Server, error) {
 		conns:       make(map[*conn]struct{}),
 		sessions:    make(map[*sessionConn]struct{}),
 		memberConns: make(map[*memberConn]struct{}),
-		leases:      make(map[presenceKey]*lease),
+		holders:     make(map[presenceKey]*sessionConn),
 
 		memberRates: make(map[memberKey]*rate.Bucket),
 		queues:      make(map[queueKey]*queueEstimate),
+		cluster:     cfg.Cluster,
 	}
-	// The janitor's context ends with Close: its store calls end too.
+	if s.cluster == nil {
+		s.mem = memory.NewCluster(cfg.Token)
+		s.cluster = s.mem
+	} else {
+		s.lapse = cfg.NodeLapse
+		ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+		defer cancel()
+		now := cfg.Now()
+		if err := s.cluster.Heartbeat(ctx, cfg.Node, now); err != nil {
+			return nil, fmt.Errorf("new broker: %w", err)
+		}
+		if err := s.cluster.ReleaseNode(ctx, cfg.Node, now); err != nil {
+			return nil, fmt.Errorf("new broker: %w", err)
+		}
+	}
+	// These goroutines' context ends with Close: their store calls end too.
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stopJanitor = cancel
 	s.wg.Add(1)
 	go s.janitor(ctx)
+	if s.mem == nil {
+		s.wg.Add(2)
+		go s.heartbeat(ctx)
+		go s.listen(ctx)
+	}
 	return s, nil
 }
 
@@ -271,7 +319,7 @@ func (s *Server) janitor(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-leases.C:
-			s.sweep()
+			s.sweep(ctx)
 		case <-t.C:
 			expireCtx, cancel := context.WithTimeout(ctx, time.Minute)
 			if _, err := s.Expire(expireCtx); err != nil && ctx.Err() == nil {
@@ -314,19 +362,27 @@ type Stats struct {
 	Replacements uint64
 }
 
-// Stats returns the broker's counters.
+// Stats returns the broker's counters: presence as this node sees it
+// (in a cluster, the sessions of this node).
 func (s *Server) Stats() Stats {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	st := Stats{Replacements: s.replacements}
-	now := s.cfg.Now()
-	for _, l := range s.leases {
-		switch l.state(now, s.cfg.Grace) {
-		case wire.PeerOnline:
-			st.Online++
-		case wire.PeerGrace:
-			st.Grace++
+	var st Stats
+	if s.mem != nil {
+		st.Online, st.Grace = s.mem.Count(s.leaseTimes())
+	} else {
+		ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+		defer cancel()
+		held, _ := s.cluster.NodeLeases(ctx, s.cfg.Node, s.leaseTimes())
+		for _, l := range held {
+			switch l.State {
+			case store.LeaseOnline:
+				st.Online++
+			case store.LeaseGrace:
+				st.Grace++
+			}
 		}
 	}
+	s.mu.Lock()
+	st.Replacements = s.replacements
+	s.mu.Unlock()
 	return st
 }

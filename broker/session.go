@@ -29,8 +29,9 @@ type sessionConn struct {
 	member []byte    // the member key that vouched for the session; nil in a mesh without members
 
 	// Written under Server.mu.
-	attached bool // it took its session's lease (attach)
-	removed  bool // its member was removed: the session leaves no lease
+	attached bool  // it took its session's lease (attach)
+	epoch    int64 // the epoch of its claim of the lease
+	removed  bool  // its member was removed: the session leaves no lease
 
 	kick     chan struct{} // wakes the pump; capacity 1
 	bye      *wire.Bye     // set by the read loop when the client says bye
@@ -132,7 +133,7 @@ func (sc *sessionConn) session(seen time.Time) store.Session {
 // grace, or offline at once after a bye.
 func (sc *sessionConn) leave(ctx context.Context) {
 	s := sc.s
-	if !s.release(sc, sc.bye != nil) {
+	if !s.release(ctx, sc, sc.bye != nil) {
 		return // replaced: the new connection owns the session
 	}
 	ctx, cancel := context.WithTimeout(ctx, storeTimeout)

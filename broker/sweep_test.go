@@ -53,23 +53,26 @@ func TestSweepLogsOutsideTheLock(t *testing.T) {
 	}
 	t.Cleanup(func() { srv.Close() })
 	probe.srv = srv
-	srv.mu.Lock()
 	for i := range 3 {
 		key := make([]byte, wire.KeySize)
 		key[0] = byte(i)
-		srv.leases[keyOf("team", key)] = &lease{hello: wire.Hello{Mesh: "team", Key: key}, droppedAt: now.Add(-time.Hour)}
+		l := store.Lease{Mesh: "team", Key: key, Node: "local", Since: now.Add(-2 * time.Hour)}
+		_, epoch, err := srv.cluster.Claim(t.Context(), l, false, srv.leaseTimes())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := srv.cluster.Release(t.Context(), "team", key, epoch, now.Add(-time.Hour), false); err != nil {
+			t.Fatal(err)
+		}
 	}
-	srv.mu.Unlock()
-	srv.sweep()
+	srv.sweep(t.Context())
 
 	probe.mu.Lock()
 	defer probe.mu.Unlock()
 	if probe.records != 3 || probe.underMu != 0 {
 		t.Errorf("sweep logged %d records, %d of them holding Server.mu; want 3, none under the lock", probe.records, probe.underMu)
 	}
-	srv.mu.Lock()
-	defer srv.mu.Unlock()
-	if n := len(srv.leases); n != 0 {
-		t.Errorf("%d leases after the sweep, want none", n)
+	if online, grace := srv.mem.Count(srv.leaseTimes()); online+grace != 0 {
+		t.Errorf("%d leases after the sweep, want none", online+grace)
 	}
 }
