@@ -153,3 +153,43 @@ func TestLocalEndpointTLS(t *testing.T) {
 		})
 	}
 }
+
+// CLAUDEMESH_BROKER may list the brokers of a cluster: each attempt takes
+// the next, so a client whose broker went away tries the others and comes
+// back round; the local credential still goes only to the local broker or
+// a loopback address.
+func TestLocalEndpointRotatesThroughAList(t *testing.T) {
+	home := t.TempDir()
+	publish(t, lockHome(t, home), wire.LocalInfo{URL: "wss://node-a.example:7733/v1/ws", Token: "local-token"})
+	list := " wss://node-a.example:7733/v1/ws , ws://127.0.0.1:7801/v1/ws,,wss://node-c.example:7733/v1/ws "
+	ep := client.LocalEndpoint(home, list)
+	tokens := map[string]string{
+		"wss://node-a.example:7733/v1/ws": "local-token", // the local broker's own URL
+		"ws://127.0.0.1:7801/v1/ws":       "local-token", // loopback
+		"wss://node-c.example:7733/v1/ws": "",            // another machine
+	}
+	var order []string
+	for range 6 {
+		e, err := ep()
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, ok := tokens[e.URL]
+		if !ok {
+			t.Fatalf("endpoint %q is not one of the list", e.URL)
+		}
+		if e.Token != want {
+			t.Errorf("%s got credential %q, want %q", e.URL, e.Token, want)
+		}
+		order = append(order, e.URL)
+	}
+	for i := range 3 {
+		if order[i] != order[i+3] {
+			t.Errorf("attempts went %v, want the list's order round and round", order)
+			break
+		}
+	}
+	if order[0] == order[1] || order[1] == order[2] || order[0] == order[2] {
+		t.Errorf("three attempts went %v, want each broker once", order[:3])
+	}
+}
