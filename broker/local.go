@@ -35,6 +35,19 @@ func writeLocalInfo(home string, info wire.LocalInfo) error {
 	return nil
 }
 
+// ReadToken returns the broker credential kept in dataDir, "" when there
+// is none.
+func ReadToken(dataDir string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(dataDir, credentialFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("broker credential: %w", err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
 // LoadOrCreateToken returns the broker credential kept in dataDir,
 // creating a random one on first use.
 func LoadOrCreateToken(dataDir string) (string, error) {

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -25,6 +26,8 @@ import (
 	"github.com/claudemesh/claudemesh/broker"
 	"github.com/claudemesh/claudemesh/config"
 	"github.com/claudemesh/claudemesh/mcp"
+	"github.com/claudemesh/claudemesh/store"
+	"github.com/claudemesh/claudemesh/store/postgres"
 	"github.com/claudemesh/claudemesh/store/sqlite"
 	"github.com/claudemesh/claudemesh/wire"
 )
@@ -79,6 +82,8 @@ func dispatch(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		return runUninstall(args[1:], stdout)
 	case "launch":
 		return runLaunch(args[1:], stdout, stderr)
+	case "store":
+		return runStore(ctx, args[1:], stdout)
 	case "version", "--version":
 		return runVersion(args[1:], stdout)
 	}
@@ -111,12 +116,17 @@ func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 const brokerHelp = `usage: claudemesh broker [FLAGS]
 
 Runs a broker in the foreground until interrupted: the WebSocket server that
-routes the DMs of a mesh's sessions, with its SQLite store in --data. It
+routes the DMs of a mesh's sessions, with its SQLite store in --data, or
+with --store postgres://... on PostgreSQL, which any number of brokers (the
+nodes of a cluster, each named by --node) share and serve as one. It
 writes $CLAUDEMESH_HOME/broker.json (its URL and credential) so that the
 sessions of this machine find it and are let in.
 
 Durations are written like 90s, 10m, 36h, 7d or 1d12h (d is 24 hours).
 `
+
+// sqliteFile is the embedded store's database in the data directory.
+const sqliteFile = "claudemesh.db"
 
 // Bounds of the broker's flags. Each refuses what would leave the broker
 // unusable rather than replacing it with a default.
@@ -134,6 +144,13 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	c := newCmdLine("broker", brokerHelp, stdout)
 	listen := c.String("listen", wire.DefaultListen, "`ADDR` to listen on (host:port; port 0 picks a free one); a non-loopback address needs --tls-cert or --allow-plaintext")
 	data := c.String("data", "", "directory `DIR` of the broker's database and credential (default $CLAUDEMESH_HOME/broker)")
+	storeURL := c.String("store", "", "keep everything in PostgreSQL at `URL` (postgres://USER@HOST:PORT/DB?...), shared with the other brokers of the cluster, instead of SQLite in --data")
+	node := c.String("node", "", "`NAME` of this broker among the nodes of its cluster (default HOST-PORT)")
+	var pg postgres.Config
+	var lapse time.Duration
+	durationVar(c.FlagSet, &lapse, "node-lapse", 5*time.Second, time.Second, 10*time.Minute, "with --store: a node not heard from for this long is dead to the others; its sessions go to grace")
+	numberVar(c.FlagSet, &pg.MaxConns, "pg-max-conns", 16, 2, 1000, "", "with --store: connections to PostgreSQL this broker may open")
+	durationVar(c.FlagSet, &pg.StatementTimeout, "pg-statement-timeout", 10*time.Second, 100*time.Millisecond, 10*time.Minute, "with --store: longest a statement may run on PostgreSQL")
 	var ttl, grace, liveness time.Duration
 	durationVar(c.FlagSet, &ttl, "ttl", 7*day, time.Minute, 3650*day, "how long an undelivered DM, and a session not seen, is kept")
 	durationVar(c.FlagSet, &grace, "grace", 90*time.Second, time.Second, day, "how long a session whose connection dropped stays reserved (listed as reconnecting) before it is away")
@@ -156,6 +173,9 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	allowPlaintext := c.Bool("allow-plaintext", false, "allow --listen on a non-loopback address without TLS: the credential and message metadata cross the network unencrypted")
 	if _, err := c.parse(args); err != nil {
 		return err
+	}
+	if *storeURL != "" && !isPostgresURL(*storeURL) {
+		return usageErrorf(c.Name(), "--store wants a postgres:// or postgresql:// URL")
 	}
 	if (*tlsCert == "") != (*tlsKey == "") {
 		return usageErrorf(c.Name(), "--tls-cert and --tls-key go together")
@@ -215,20 +235,37 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return fmt.Errorf("broker: %w", err)
 	}
 	defer lock.Close()
-	token, err := broker.LoadOrCreateToken(*data)
-	if err != nil {
-		return err
-	}
-	st, err := sqlite.Open(ctx, filepath.Join(*data, "claudemesh.db"), sqlite.Config{
-		Logger:      log,
-		Synchronous: strings.ToUpper(syncMode),
-	})
-	if err != nil {
-		return err
-	}
-	defer st.Close()
 	cfg := limits
-	cfg.Store, cfg.Token, cfg.Logger = st, token, log
+	cfg.Logger = log
+	var st store.Store
+	if *storeURL != "" {
+		pg.Logger = log
+		ps, err := postgres.Open(ctx, *storeURL, pg)
+		if err != nil {
+			return fmt.Errorf("broker: %w", err)
+		}
+		defer ps.Close()
+		if cfg.Token, err = ps.Token(ctx); err != nil {
+			return fmt.Errorf("broker: %w", err)
+		}
+		_, port, _ := net.SplitHostPort(ln.Addr().String())
+		host, _ := os.Hostname()
+		st, cfg.Cluster, cfg.Node, cfg.NodeLapse = ps, ps, cmp.Or(*node, host+"-"+port), lapse
+	} else {
+		if cfg.Token, err = broker.LoadOrCreateToken(*data); err != nil {
+			return err
+		}
+		ss, err := sqlite.Open(ctx, filepath.Join(*data, sqliteFile), sqlite.Config{
+			Logger:      log,
+			Synchronous: strings.ToUpper(syncMode),
+		})
+		if err != nil {
+			return err
+		}
+		defer ss.Close()
+		st = ss
+	}
+	cfg.Store = st
 	cfg.QueueTTL, cfg.Grace, cfg.PongTimeout = ttl, grace, liveness
 	srv, err := broker.NewServer(cfg)
 	if err != nil {
@@ -236,7 +273,7 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	defer srv.Close()
 
-	if err := lock.Publish(wire.LocalInfo{URL: url, Token: token, PID: os.Getpid(), StartedAt: time.Now().UTC()}); err != nil {
+	if err := lock.Publish(wire.LocalInfo{URL: url, Token: cfg.Token, PID: os.Getpid(), StartedAt: time.Now().UTC()}); err != nil {
 		return err
 	}
 	mux := http.NewServeMux()
@@ -244,7 +281,11 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	hs := &http.Server{Handler: mux, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 	srv.ConfigureHTTPServer(hs) // --handshake-timeout from accept to hello, HTTP request included
-	log.Info("broker listening", "url", url, "data", *data, "ttl", ttl, "grace", grace, "liveness", liveness)
+	where := []any{"data", *data}
+	if *storeURL != "" {
+		where = []any{"store", postgres.Redact(*storeURL), "node", cfg.Node}
+	}
+	log.Info("broker listening", append(append([]any{"url", url}, where...), "ttl", ttl, "grace", grace, "liveness", liveness)...)
 
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()

@@ -117,7 +117,7 @@ func (v *durationValue) Set(s string) error {
 func (v *durationValue) argName() string { return "DURATION" }
 
 // number is what numberValue holds.
-type number interface{ int | int64 | float64 }
+type number interface{ int | int32 | int64 | float64 }
 
 // numberValue is a numeric flag that must lie within [min, max]; what
 // describes the range in a refusal ("a whole number from 1 to 1000").
@@ -153,6 +153,8 @@ func maxOf[T number]() T {
 	switch p := any(&v).(type) {
 	case *int:
 		*p = math.MaxInt
+	case *int32:
+		*p = math.MaxInt32
 	case *int64:
 		*p = math.MaxInt64
 	case *float64:
@@ -181,6 +183,10 @@ func (v *numberValue[T]) Set(s string) error {
 	switch p := any(&n).(type) {
 	case *int:
 		*p, err = strconv.Atoi(s)
+	case *int32:
+		var n64 int64
+		n64, err = strconv.ParseInt(s, 10, 32)
+		*p = int32(n64)
 	case *int64:
 		*p, err = strconv.ParseInt(s, 10, 64)
 	case *float64:
