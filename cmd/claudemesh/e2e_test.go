@@ -32,6 +32,7 @@ import (
 	"github.com/mark3labs/mcp-go/client/transport"
 	mcpgo "github.com/mark3labs/mcp-go/mcp"
 
+	"github.com/claudemesh/claudemesh/internal/testpg"
 	"github.com/claudemesh/claudemesh/internal/testproc"
 )
 
@@ -53,7 +54,7 @@ var built struct {
 }
 
 func TestMain(m *testing.M) {
-	code := m.Run()
+	code := testpg.Run(m)
 	if built.dir != "" {
 		os.RemoveAll(built.dir)
 	}
