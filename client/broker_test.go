@@ -100,6 +100,22 @@ func listenLoopback(t testing.TB) net.Listener {
 	return ln
 }
 
+// openStore opens a SQLite store in a temporary directory, closed when
+// the test ends.
+func openStore(t testing.TB) *sqlite.Store {
+	t.Helper()
+	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "broker.db"), sqlite.Config{Synchronous: "NORMAL"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := st.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return st
+}
+
 // newBroker starts a broker with cfg (Store and Token filled in) on
 // 127.0.0.1.
 func newBroker(t testing.TB, cfg broker.Config) *testBroker {
@@ -111,16 +127,9 @@ func newBroker(t testing.TB, cfg broker.Config) *testBroker {
 // is set. Its URL names host and ln's port.
 func serveOn(t testing.TB, ln net.Listener, tlsConfig *tls.Config, host string, cfg broker.Config) *testBroker {
 	t.Helper()
-	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "broker.db"), sqlite.Config{Synchronous: "NORMAL"})
-	if err != nil {
-		t.Fatal(err)
+	if cfg.Store == nil {
+		cfg.Store = openStore(t)
 	}
-	t.Cleanup(func() {
-		if err := st.Close(); err != nil {
-			t.Error(err)
-		}
-	})
-	cfg.Store = st
 	if cfg.Token == "" {
 		cfg.Token = testToken
 	}

@@ -957,6 +957,14 @@ func (c *Session) serve(cc *clientConn) error {
 		f, err = readFrame(cc.ws)
 		if e, ok := errors.AsType[*wire.Error](err); ok {
 			refresh()
+			if c.retryLater(e) {
+				// The broker could not store a DM (its database is
+				// away, say): reconnect with backoff, maybe to another
+				// broker, and resend it with the same id.
+				c.log.Info("the broker could not store a DM; reconnecting to resend it", "msg_id", e.Ref, "msg", e.Message)
+				reason = e
+				break
+			}
 			if !c.handleError(e) {
 				c.log.Info("broker error", "code", e.Code, "msg", e.Message)
 				if terminal(e.Code) {
@@ -1019,6 +1027,20 @@ func (c *Session) resolve(req uint64, r reqResult) bool {
 		ch <- r
 		delete(c.reqs, req)
 	}
+	return ok
+}
+
+// retryLater reports whether e answers a DM of the outbox with internal:
+// the broker failed to store it, and nothing was stored, so the DM stays
+// in the outbox to be resent with the same id after a reconnect, and the
+// caller of Send sees ErrUnconfirmed rather than a refusal.
+func (c *Session) retryLater(e *wire.Error) bool {
+	if e.Code != wire.CodeInternal || e.Ref == "" {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.outbox[e.Ref]
 	return ok
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/claudemesh/claudemesh/broker"
 	"github.com/claudemesh/claudemesh/client"
+	"github.com/claudemesh/claudemesh/store"
 	"github.com/claudemesh/claudemesh/wire"
 )
 
@@ -240,5 +241,63 @@ func TestClientReportsWithoutConnection(t *testing.T) {
 	}
 	if err := p.Receipt(id, wire.StateRead); err == nil || errors.Is(err, client.ErrNotConnected) {
 		t.Errorf("Receipt with a state that is no receipt state: %v, want it refused", err)
+	}
+}
+
+// failingStore fails the first Enqueue calls, as a store whose database
+// went away for a moment does, and records the ids it was asked to store.
+type failingStore struct {
+	store.Store
+	mu    sync.Mutex
+	fails int
+	ids   []string
+}
+
+func (f *failingStore) Enqueue(ctx context.Context, m store.Message) (store.EnqueueResult, error) {
+	f.mu.Lock()
+	f.ids = append(f.ids, m.ID)
+	fail := f.fails > 0
+	f.fails--
+	f.mu.Unlock()
+	if fail {
+		return 0, errors.New("the database is away")
+	}
+	return f.Store.Enqueue(ctx, m)
+}
+
+// A DM the broker could not store (internal) is never reported as sent nor
+// refused: the client keeps it, reconnects and resends it with the same
+// id, and it is delivered once.
+func TestSendTheBrokerCouldNotStoreIsResent(t *testing.T) {
+	t.Parallel()
+	fs := &failingStore{Store: openStore(t), fails: 2}
+	tb := newBroker(t, broker.Config{Store: fs})
+	in := make(chan wire.DM, 4)
+	bobKey := newKey(t, testMesh)
+	tb.dial(t, bobKey, "bob", func(c *client.Config) { c.OnDM = func(dm wire.DM) { in <- dm } })
+	alice := tb.dial(t, newKey(t, testMesh), "alice")
+	id := uuid.NewString()
+	nonce, box := [wire.NonceSize]byte{}, []byte("sealed for bob")
+	status, err := alice.Send(waitCtx(t), id, bobKey.Public, nonce, box)
+	if err != nil || status != wire.StatusDelivered {
+		t.Fatalf("send through a failing store: %q, %v; want delivered once the store answers", status, err)
+	}
+	select {
+	case dm := <-in:
+		if dm.ID != id {
+			t.Errorf("bob got %s, want %s", dm.ID, id)
+		}
+	case <-waitCtx(t).Done():
+		t.Fatal("bob never got the DM")
+	}
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	if len(fs.ids) != 3 || fs.ids[0] != id || fs.ids[2] != id {
+		t.Errorf("the store was asked to store %v, want the same id three times", fs.ids)
+	}
+	select {
+	case dm := <-in:
+		t.Errorf("bob got %s a second time", dm.ID)
+	default:
 	}
 }
