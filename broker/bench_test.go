@@ -15,6 +15,8 @@ import (
 	"github.com/claudemesh/claudemesh/broker"
 	"github.com/claudemesh/claudemesh/client"
 	"github.com/claudemesh/claudemesh/identity"
+	"github.com/claudemesh/claudemesh/internal/testpg"
+	"github.com/claudemesh/claudemesh/store/postgres"
 	"github.com/claudemesh/claudemesh/wire"
 )
 
@@ -66,38 +68,7 @@ func BenchmarkDMPath(b *testing.B) {
 	for _, mode := range []string{"FULL", "NORMAL"} {
 		b.Run(mode, func(b *testing.B) {
 			tb := benchBroker(b, mode)
-			aliceKey, bobKey := newKey(b, testMesh), newKey(b, testMesh)
-			got := make(chan string, 1)
-			alice := benchClient(b, tb, aliceKey, func(string) {})
-			bob := benchClient(b, tb, bobKey, func(id string) { got <- id })
-			nonce, box := seal(b, "benchmark payload of a typical short DM", aliceKey, bobKey)
-			ids := make([]string, b.N)
-			for i := range ids {
-				ids[i] = uuid.NewString()
-			}
-			ctx, cancel := context.WithTimeout(b.Context(), benchTimeout)
-			defer cancel()
-
-			b.ReportAllocs()
-			b.ResetTimer()
-			for _, id := range ids {
-				if _, err := alice.Send(ctx, id, bobKey.Public, nonce, box); err != nil {
-					b.Fatal(err)
-				}
-				select {
-				case dm := <-got:
-					if dm != id {
-						b.Fatalf("received %s, want %s", dm, id)
-					}
-				case <-ctx.Done():
-					b.Fatalf("DM %s not received: %v", id, ctx.Err())
-				}
-				if err := bob.Ack([]string{id}); err != nil {
-					b.Fatal(err)
-				}
-			}
-			waitDrained(b, tb, bobKey)
-			b.StopTimer()
+			dmPath(b, tb, tb)
 		})
 	}
 }
@@ -106,73 +77,163 @@ func BenchmarkDMPath(b *testing.B) {
 // time, write to one recipient that acks in batches: the store commits
 // concurrent DMs together. The box is sealed once, outside the loop.
 func BenchmarkDMPathParallel(b *testing.B) {
-	const senders = 8
 	for _, mode := range []string{"FULL", "NORMAL"} {
-		b.Run(fmt.Sprintf("%s/senders=%d", mode, senders), func(b *testing.B) {
+		b.Run(fmt.Sprintf("%s/senders=%d", mode, parallelSenders), func(b *testing.B) {
 			tb := benchBroker(b, mode)
-			bobKey := newKey(b, testMesh)
-			got := make(chan string, b.N)
-			bob := benchClient(b, tb, bobKey, func(id string) { got <- id })
-			type sender struct {
-				c     *client.Session
-				nonce [wire.NonceSize]byte
-				box   []byte
-			}
-			var ss []sender
-			for range senders {
-				k := newKey(b, testMesh)
-				nonce, box := seal(b, "benchmark payload of a typical short DM", k, bobKey)
-				ss = append(ss, sender{benchClient(b, tb, k, func(string) {}), nonce, box})
-			}
-			ctx, cancel := context.WithTimeout(b.Context(), benchTimeout)
-			defer cancel()
-
-			b.ReportAllocs()
-			b.ResetTimer()
-			var (
-				next atomic.Int64
-				wg   sync.WaitGroup
-				errs = make(chan error, senders)
-			)
-			for _, s := range ss {
-				wg.Go(func() {
-					for next.Add(1) <= int64(b.N) {
-						if _, err := s.c.Send(ctx, uuid.NewString(), bobKey.Public, s.nonce, s.box); err != nil {
-							errs <- err
-							return
-						}
-					}
-				})
-			}
-			// Ack what has arrived, in batches, until every DM has.
-			for received := 0; received < b.N; {
-				batch := []string{}
-				select {
-				case id := <-got:
-					batch = append(batch, id)
-				case err := <-errs:
-					b.Fatal(err)
-				case <-ctx.Done():
-					b.Fatalf("%d of %d DMs received: %v", received, b.N, ctx.Err())
-				}
-			more:
-				for len(batch) < wire.MaxAckIDs {
-					select {
-					case id := <-got:
-						batch = append(batch, id)
-					default:
-						break more
-					}
-				}
-				received += len(batch)
-				if err := bob.Ack(batch); err != nil {
-					b.Fatal(err)
-				}
-			}
-			wg.Wait()
-			waitDrained(b, tb, bobKey)
-			b.StopTimer()
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "DMs/s")
+			dmPathParallel(b, tb, tb)
 		})
 	}
+}
+
+// BenchmarkStores runs both DM paths on the embedded SQLite store (FULL),
+// on PostgreSQL with one broker, and on PostgreSQL with two brokers — the
+// senders on one, the recipient on the other, so that every DM crosses
+// nodes — to compare them in one run. It needs PostgreSQL
+// (CLAUDEMESH_TEST_POSTGRES).
+func BenchmarkStores(b *testing.B) {
+	setups := []struct {
+		name    string
+		brokers func(b *testing.B) (send, recv *testBroker)
+	}{
+		{"sqlite", func(b *testing.B) (*testBroker, *testBroker) {
+			tb := benchBroker(b, "FULL")
+			return tb, tb
+		}},
+		{"postgres/1node", func(b *testing.B) (*testBroker, *testBroker) {
+			tb := pgBroker(b, testpg.URL(b), "a")
+			return tb, tb
+		}},
+		{"postgres/2nodes", func(b *testing.B) (*testBroker, *testBroker) {
+			url := testpg.URL(b)
+			return pgBroker(b, url, "a"), pgBroker(b, url, "b")
+		}},
+	}
+	for _, st := range setups {
+		b.Run(st.name+"/one-at-a-time", func(b *testing.B) {
+			send, recv := st.brokers(b)
+			dmPath(b, send, recv)
+		})
+		b.Run(fmt.Sprintf("%s/senders=%d", st.name, parallelSenders), func(b *testing.B) {
+			send, recv := st.brokers(b)
+			dmPathParallel(b, send, recv)
+		})
+	}
+}
+
+// pgBroker starts node of a cluster on the PostgreSQL database at url.
+func pgBroker(b *testing.B, url, node string) *testBroker {
+	b.Helper()
+	ps, err := postgres.Open(b.Context(), url, postgres.Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { ps.Close() })
+	return serveStore(b, ps, broker.Config{Logger: slog.New(slog.DiscardHandler), Cluster: ps, Node: node})
+}
+
+// dmPath sends DMs one at a time from a client of send to a client of recv.
+func dmPath(b *testing.B, send, recv *testBroker) {
+	aliceKey, bobKey := newKey(b, testMesh), newKey(b, testMesh)
+	got := make(chan string, 1)
+	alice := benchClient(b, send, aliceKey, func(string) {})
+	bob := benchClient(b, recv, bobKey, func(id string) { got <- id })
+	nonce, box := seal(b, "benchmark payload of a typical short DM", aliceKey, bobKey)
+	ids := make([]string, b.N)
+	for i := range ids {
+		ids[i] = uuid.NewString()
+	}
+	ctx, cancel := context.WithTimeout(b.Context(), benchTimeout)
+	defer cancel()
+
+	b.ReportAllocs()
+	b.ResetTimer()
+	for _, id := range ids {
+		if _, err := alice.Send(ctx, id, bobKey.Public, nonce, box); err != nil {
+			b.Fatal(err)
+		}
+		select {
+		case dm := <-got:
+			if dm != id {
+				b.Fatalf("received %s, want %s", dm, id)
+			}
+		case <-ctx.Done():
+			b.Fatalf("DM %s not received: %v", id, ctx.Err())
+		}
+		if err := bob.Ack([]string{id}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	waitDrained(b, recv, bobKey)
+	b.StopTimer()
+}
+
+// parallelSenders is how many senders dmPathParallel runs.
+const parallelSenders = 8
+
+// dmPathParallel has parallelSenders clients of send, each with one DM in
+// flight at a time, write to one client of recv that acks in batches.
+func dmPathParallel(b *testing.B, send, recv *testBroker) {
+	bobKey := newKey(b, testMesh)
+	got := make(chan string, b.N)
+	bob := benchClient(b, recv, bobKey, func(id string) { got <- id })
+	type sender struct {
+		c     *client.Session
+		nonce [wire.NonceSize]byte
+		box   []byte
+	}
+	var ss []sender
+	for range parallelSenders {
+		k := newKey(b, testMesh)
+		nonce, box := seal(b, "benchmark payload of a typical short DM", k, bobKey)
+		ss = append(ss, sender{benchClient(b, send, k, func(string) {}), nonce, box})
+	}
+	ctx, cancel := context.WithTimeout(b.Context(), benchTimeout)
+	defer cancel()
+
+	b.ReportAllocs()
+	b.ResetTimer()
+	var (
+		next atomic.Int64
+		wg   sync.WaitGroup
+		errs = make(chan error, parallelSenders)
+	)
+	for _, s := range ss {
+		wg.Go(func() {
+			for next.Add(1) <= int64(b.N) {
+				if _, err := s.c.Send(ctx, uuid.NewString(), bobKey.Public, s.nonce, s.box); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	// Ack what has arrived, in batches, until every DM has.
+	for received := 0; received < b.N; {
+		batch := []string{}
+		select {
+		case id := <-got:
+			batch = append(batch, id)
+		case err := <-errs:
+			b.Fatal(err)
+		case <-ctx.Done():
+			b.Fatalf("%d of %d DMs received: %v", received, b.N, ctx.Err())
+		}
+	more:
+		for len(batch) < wire.MaxAckIDs {
+			select {
+			case id := <-got:
+				batch = append(batch, id)
+			default:
+				break more
+			}
+		}
+		received += len(batch)
+		if err := bob.Ack(batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+	wg.Wait()
+	waitDrained(b, recv, bobKey)
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "DMs/s")
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/claudemesh/claudemesh/broker"
 	"github.com/claudemesh/claudemesh/client"
 	"github.com/claudemesh/claudemesh/identity"
+	"github.com/claudemesh/claudemesh/store"
 	"github.com/claudemesh/claudemesh/store/sqlite"
 	"github.com/claudemesh/claudemesh/wire"
 )
@@ -174,7 +175,7 @@ func openStore(t testing.TB, path, synchronous string) *sqlite.Store {
 // testBroker is a real broker on a loopback port.
 type testBroker struct {
 	srv   *broker.Server
-	st    *sqlite.Store
+	st    store.Store
 	url   string
 	token string
 	logs  *logs
@@ -196,7 +197,7 @@ func newBroker(t testing.TB, cfg broker.Config) *testBroker {
 
 // serveStore starts a broker on st. The test closes the broker before the
 // store.
-func serveStore(t testing.TB, st *sqlite.Store, cfg broker.Config) *testBroker {
+func serveStore(t testing.TB, st store.Store, cfg broker.Config) *testBroker {
 	t.Helper()
 	return serveConns(t, st, cfg, nil)
 }
@@ -204,7 +205,7 @@ func serveStore(t testing.TB, st *sqlite.Store, cfg broker.Config) *testBroker {
 // serveConns is serveStore that also hands every accepted TCP connection
 // to onConn (when not nil) before the broker sees it. cfg.Store, when set,
 // is the store the broker uses instead of st (one that wraps st).
-func serveConns(t testing.TB, st *sqlite.Store, cfg broker.Config, onConn func(*net.TCPConn)) *testBroker {
+func serveConns(t testing.TB, st store.Store, cfg broker.Config, onConn func(*net.TCPConn)) *testBroker {
 	t.Helper()
 	tb := &testBroker{st: st, logs: new(logs), accepted: make(chan struct{}, 1024)}
 	if cfg.Store == nil {
