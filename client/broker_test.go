@@ -18,6 +18,7 @@ import (
 	"github.com/claudemesh/claudemesh/broker"
 	"github.com/claudemesh/claudemesh/client"
 	"github.com/claudemesh/claudemesh/identity"
+	"github.com/claudemesh/claudemesh/internal/testproc"
 	"github.com/claudemesh/claudemesh/store/sqlite"
 	"github.com/claudemesh/claudemesh/wire"
 )
@@ -38,15 +39,7 @@ const (
 // eventually fails the test unless cond becomes true within waitTimeout.
 func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting until %s", waitTimeout, what)
-		}
-		<-tick.C
-	}
+	testproc.Poll(t, waitTimeout, 5*time.Millisecond, what, cond)
 }
 
 // waitCtx returns a context that ends with the test or after waitTimeout.

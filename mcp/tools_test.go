@@ -20,6 +20,7 @@ import (
 
 	"github.com/claudemesh/claudemesh/broker"
 	"github.com/claudemesh/claudemesh/client"
+	"github.com/claudemesh/claudemesh/internal/testproc"
 	"github.com/claudemesh/claudemesh/store/sqlite"
 	"github.com/claudemesh/claudemesh/wire"
 )
@@ -40,15 +41,7 @@ func waitCtx(t *testing.T) context.Context {
 // eventually fails the test unless cond becomes true within waitTimeout.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting until %s", waitTimeout, what)
-		}
-		<-tick.C
-	}
+	testproc.Poll(t, waitTimeout, 5*time.Millisecond, what, cond)
 }
 
 // testBroker is a real broker on a loopback port with the SQLite store in

@@ -45,6 +45,28 @@ type LeaseTimes struct {
 	Grace, Lapse time.Duration
 }
 
+// Judge returns l with its State at lt, where heartbeat is the last
+// heartbeat of l's node (zero when it never heartbeated): a lease whose
+// node is dead counts as dropped at that heartbeat (or at its hello, when
+// the node was never heard after it).
+func (lt LeaseTimes) Judge(l Lease, heartbeat time.Time) Lease {
+	if l.DroppedAt.IsZero() && lt.Lapse > 0 && heartbeat.Before(lt.Now.Add(-lt.Lapse)) {
+		l.DroppedAt = l.Since
+		if heartbeat.After(l.Since) {
+			l.DroppedAt = heartbeat
+		}
+	}
+	switch {
+	case l.DroppedAt.IsZero():
+		l.State = LeaseOnline
+	case lt.Now.Before(l.DroppedAt.Add(lt.Grace)):
+		l.State = LeaseGrace
+	default:
+		l.State = LeaseOffline
+	}
+	return l
+}
+
 // ErrLeaseHeld reports a standby claim refused: another instance holds
 // the lease, online or in grace.
 var ErrLeaseHeld = errors.New("lease held by another instance")

@@ -95,6 +95,25 @@ const (
 	StateQueued    = "queued"    // stored; nothing reported yet
 )
 
+// StateOf is the state of a DM at now, the first of the states that
+// applies (see the State constants): acknowledged (cleared or read), then
+// expired, then the receipts.
+func StateOf(acked, cleared bool, expiresAt, now time.Time, received, pushed bool) string {
+	switch {
+	case acked && cleared:
+		return StateCleared
+	case acked:
+		return StateRead
+	case !expiresAt.After(now):
+		return StateExpired
+	case pushed:
+		return StatePushed
+	case received:
+		return StateDelivered
+	}
+	return StateQueued
+}
+
 // MessageStatus is where one DM stands, as its sender may see it.
 type MessageStatus struct {
 	ID     string

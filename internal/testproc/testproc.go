@@ -50,20 +50,27 @@ func (b *Buffer) String() string {
 	return b.b.String()
 }
 
-// Eventually polls cond until it holds, failing t when timeout passes or
-// the test ends first. cond runs on the caller's goroutine, so it may
-// fail t itself.
+// Eventually polls cond every 20 ms until it holds, failing t when
+// timeout passes or the test ends first. cond runs on the caller's
+// goroutine, so it may fail t itself.
 func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
+	Poll(t, timeout, 20*time.Millisecond, what, cond)
+}
+
+// Poll is Eventually polling every tick: a cheap cond, on an in-process
+// broker, may be polled often.
+func Poll(t testing.TB, timeout, tick time.Duration, what string, cond func() bool) {
+	t.Helper()
 	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
+	ticker := time.NewTicker(tick)
+	defer ticker.Stop()
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out after %v waiting for %s", timeout, what)
 		}
 		select {
-		case <-tick.C:
+		case <-ticker.C:
 		case <-t.Context().Done():
 			t.Fatalf("test ended while waiting for %s: %v", what, t.Context().Err())
 		}

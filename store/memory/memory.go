@@ -60,21 +60,7 @@ func (c *Cluster) Heartbeat(_ context.Context, node string, now time.Time) error
 
 // judge returns l with its state at lt. c.mu must be held.
 func (c *Cluster) judge(l store.Lease, lt store.LeaseTimes) store.Lease {
-	if hb, ok := c.heartbeat[l.Node]; l.DroppedAt.IsZero() && lt.Lapse > 0 && (!ok || hb.Before(lt.Now.Add(-lt.Lapse))) {
-		l.DroppedAt = l.Since
-		if hb.After(l.Since) {
-			l.DroppedAt = hb
-		}
-	}
-	switch {
-	case l.DroppedAt.IsZero():
-		l.State = store.LeaseOnline
-	case lt.Now.Before(l.DroppedAt.Add(lt.Grace)):
-		l.State = store.LeaseGrace
-	default:
-		l.State = store.LeaseOffline
-	}
-	return l
+	return lt.Judge(l, c.heartbeat[l.Node])
 }
 
 func keyOf(mesh string, key []byte) leaseKey { return leaseKey{mesh, string(key)} }

@@ -38,21 +38,7 @@ func scanLease(row pgx.Row, lt store.LeaseTimes) (store.Lease, error) {
 	err := row.Scan(&l.Mesh, &l.Key, &l.Node, &conn, &l.Epoch, &l.Instance, &l.SessionID, &l.Name, &l.ProjectDir, &l.Member,
 		&l.Since, &dropped, &heartbeat)
 	l.Conn, l.Since, l.DroppedAt = uint64(conn), l.Since.UTC(), at(dropped)
-	if l.DroppedAt.IsZero() && lt.Lapse > 0 && (heartbeat == nil || heartbeat.Before(lt.Now.Add(-lt.Lapse))) {
-		// Its node stopped heartbeating: dropped when it was last heard.
-		l.DroppedAt = l.Since
-		if heartbeat != nil && heartbeat.After(l.Since) {
-			l.DroppedAt = heartbeat.UTC()
-		}
-	}
-	switch {
-	case l.DroppedAt.IsZero():
-		l.State = store.LeaseOnline
-	case lt.Now.Before(l.DroppedAt.Add(lt.Grace)):
-		l.State = store.LeaseGrace
-	default:
-		l.State = store.LeaseOffline
-	}
+	l = lt.Judge(l, at(heartbeat))
 	return l, err
 }
 

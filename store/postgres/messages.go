@@ -181,20 +181,7 @@ func (s *Store) Status(ctx context.Context, mesh string, from []byte, ids []stri
 	_, err = pgx.ForEachRow(rows, []any{&st.ID, &st.To, &st.ToName, &st.CreatedAt, &st.ExpiresAt, &received, &pushed, &readAt, &acked, &cleared}, func() error {
 		st.CreatedAt, st.ExpiresAt = st.CreatedAt.UTC(), st.ExpiresAt.UTC()
 		st.ReceivedAt, st.PushedAt, st.ReadAt = at(received), at(pushed), at(readAt)
-		switch {
-		case acked && cleared:
-			st.State = store.StateCleared
-		case acked:
-			st.State = store.StateRead
-		case !st.ExpiresAt.After(now):
-			st.State = store.StateExpired
-		case pushed != nil:
-			st.State = store.StatePushed
-		case received != nil:
-			st.State = store.StateDelivered
-		default:
-			st.State = store.StateQueued
-		}
+		st.State = store.StateOf(acked, cleared, st.ExpiresAt, now, received != nil, pushed != nil)
 		found[st.ID] = st
 		return nil
 	})

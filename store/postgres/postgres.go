@@ -29,7 +29,6 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -120,17 +119,9 @@ func (s *Store) Close() error {
 }
 
 func (s *Store) migrate(ctx context.Context) error {
-	entries, err := fs.ReadDir(migrations, "migrations")
+	all, err := store.Migrations(migrations, "migrations")
 	if err != nil {
-		return fmt.Errorf("read migrations: %w", err)
-	}
-	var all []string
-	for _, e := range entries {
-		prefix, _, _ := strings.Cut(e.Name(), "_")
-		if v, err := strconv.Atoi(prefix); err != nil || v != len(all)+1 {
-			return fmt.Errorf("migration %s: not numbered in sequence", e.Name())
-		}
-		all = append(all, e.Name())
+		return err
 	}
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, migrationLock); err != nil {

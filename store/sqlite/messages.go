@@ -214,20 +214,7 @@ func (s *Store) Status(ctx context.Context, mesh string, from []byte, ids []stri
 			}
 			st.CreatedAt, st.ExpiresAt = fromNanos(created), fromNanos(expires)
 			st.ReceivedAt, st.PushedAt, st.ReadAt = fromEventNanos(received), fromEventNanos(pushed), fromEventNanos(readAt)
-			switch {
-			case acked && cleared:
-				st.State = store.StateCleared
-			case acked:
-				st.State = store.StateRead
-			case expires <= nanos(now):
-				st.State = store.StateExpired
-			case pushed != 0:
-				st.State = store.StatePushed
-			case received != 0:
-				st.State = store.StateDelivered
-			default:
-				st.State = store.StateQueued
-			}
+			st.State = store.StateOf(acked, cleared, st.ExpiresAt, now, received != 0, pushed != 0)
 			found[st.ID] = st
 		}
 		err = rows.Err()

@@ -5,10 +5,9 @@ import (
 	"database/sql"
 	"embed"
 	"fmt"
-	"io/fs"
 	"log/slog"
-	"strconv"
-	"strings"
+
+	"github.com/claudemesh/claudemesh/store"
 )
 
 // migrations holds the schema changes, applied in the order of their
@@ -21,18 +20,9 @@ var migrations embed.FS
 // migrate applies, in one transaction, the migrations the database has not
 // seen. It refuses a database whose schema is newer than this package knows.
 func migrate(ctx context.Context, db *sql.DB, log *slog.Logger) error {
-	entries, err := fs.ReadDir(migrations, "migrations")
+	all, err := store.Migrations(migrations, "migrations")
 	if err != nil {
-		return fmt.Errorf("read migrations: %w", err)
-	}
-	// all[i] holds version i+1; fs.ReadDir sorts by name.
-	var all []string
-	for _, e := range entries {
-		prefix, _, _ := strings.Cut(e.Name(), "_")
-		if v, err := strconv.Atoi(prefix); err != nil || v != len(all)+1 {
-			return fmt.Errorf("migration %s: not numbered in sequence", e.Name())
-		}
-		all = append(all, e.Name())
+		return err
 	}
 
 	tx, err := db.BeginTx(ctx, nil)
