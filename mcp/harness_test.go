@@ -83,14 +83,6 @@ func (lb *localBroker) close() {
 	}
 }
 
-// restart stops the broker and starts it again on the same data
-// directory; it publishes its new URL in broker.json.
-func (lb *localBroker) restart(t *testing.T) {
-	t.Helper()
-	lb.close()
-	lb.start(t)
-}
-
 // in makes a session of lb's home: it finds the broker through
 // broker.json, as `claudemesh mcp` does.
 func (lb *localBroker) in(cfg *Config) { cfg.Home, cfg.Endpoint = lb.home, nil }
