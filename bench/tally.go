@@ -169,7 +169,7 @@ func (res *Result) WriteTable(w io.Writer) error {
 	case Idle, Reconnect:
 		fmt.Fprintf(tw, "sessions\t%d\n", res.Sessions)
 	default:
-		fmt.Fprintf(tw, "sessions\t%d senders → %d recipients, window %d, ack batch %d, %d-byte texts\n",
+		fmt.Fprintf(tw, "sessions\tsenders %d → recipients %d, window %d, ack batch %d, texts of %d bytes\n",
 			res.Senders, res.Recipients, max(res.Window, 1), max(res.AckBatch, 1), res.Size)
 	}
 	if res.Scenario != Idle {
