@@ -57,7 +57,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	choiceVar(c.FlagSet, &syncMode, "sync", "full", []string{"full", "normal"}, "with --embedded: SQLite durability, as the broker's --sync")
 	brokerURL := c.String("broker", "", "`URL` of the broker (default $"+config.EnvBroker+", else the local broker)")
 	var pid int
-	numberVar(c.FlagSet, &pid, "broker-pid", 0, 0, math.MaxInt32, "", "process id of the broker, for idle to read its memory from /proc (Linux)")
+	numberVar(c.FlagSet, &pid, "broker-pid", 0, 0, math.MaxInt32, "", "process id of the broker, for idle to read its resident memory from /proc (Linux); start the broker afresh for it: its memory, once grown, is not promptly given back")
 	numberVar(c.FlagSet, &cfg.Senders, "senders", 0, 1, 100000, "", "sending sessions (default 100; fanout 1)")
 	numberVar(c.FlagSet, &cfg.Recipients, "recipients", 0, 1, 100000, "", "receiving sessions (default 1; fanout 100)")
 	numberVar(c.FlagSet, &cfg.Sessions, "sessions", 0, 1, 100000, "", "sessions of idle and reconnect (default 1000)")
