@@ -244,9 +244,8 @@ type run struct {
 	mu       sync.Mutex
 	sessions []*session
 
-	phase      atomic.Value // string
-	connected  atomic.Int64
-	sendsStart atomic.Int64 // unix nanos of the first send
+	phase     atomic.Value // string
+	connected atomic.Int64
 }
 
 // session is one simulated session.
@@ -420,7 +419,6 @@ func (r *run) send(s *session, to ed25519.PublicKey) string {
 		return ""
 	}
 	r.t.attempt(id)
-	r.sendsStart.CompareAndSwap(0, time.Now().UnixNano())
 	start := time.Now()
 	if _, err := s.c.Send(r.ctx, id, to, nonce, box); err != nil {
 		r.t.sendFailed(err)

@@ -59,3 +59,21 @@ func TestBenchUsage(t *testing.T) {
 		}
 	}
 }
+
+// A run cut short by its deadline still prints its result, and fails: a
+// script sees the DMs it did not get.
+func TestBenchFailsWhenDMsAreLost(t *testing.T) {
+	inProcess(t)
+	out, _, err := runIn(t.Context(), "bench", "--embedded", "--sync", "normal", "--senders", "2", "--count", "100000000", "--timeout", "1s", "--json")
+	var ue *usageError
+	if err == nil || errors.As(err, &ue) || !strings.Contains(err.Error(), "lost") {
+		t.Fatalf("err = %v, want a failure that counts the lost DMs", err)
+	}
+	var res bench.Result
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, out)
+	}
+	if res.OK() || !res.TimedOut {
+		t.Errorf("result: %s", out)
+	}
+}
