@@ -157,3 +157,20 @@ func TestDeadlineCountsLost(t *testing.T) {
 		t.Errorf("a run cut by its deadline reported %+v", res)
 	}
 }
+
+// --duration ends the sending, not the run: what was sent by then is
+// waited for and nothing counts as lost.
+func TestDurationStopsSending(t *testing.T) {
+	e := embedded(t, "normal")
+	res, err := bench.Run(t.Context(), bench.Config{
+		Scenario: bench.Throughput, Endpoint: e.Endpoint(), Senders: 2, Window: 2,
+		Count: 1 << 30, Duration: 300 * time.Millisecond, Timeout: 30 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Attempted == 0 || res.Attempted >= 1<<30 {
+		t.Fatalf("attempted %d DMs", res.Attempted)
+	}
+	checkAccounting(t, res, res.Attempted)
+}
