@@ -33,6 +33,7 @@ commands:
   join BROKER_URL CODE        enroll this machine in a mesh
   member list                 list the members of your mesh
   member remove NAME          remove a member and close its sessions
+  bench [SCENARIO]            drive a broker with simulated sessions: DMs/s, latency, memory, reconnects
   help [COMMAND]              print this, or a command's usage
   version                     print the version
 

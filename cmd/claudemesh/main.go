@@ -84,6 +84,8 @@ func dispatch(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		return runLaunch(args[1:], stdout, stderr)
 	case "store":
 		return runStore(ctx, args[1:], stdout)
+	case "bench":
+		return runBench(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
 		return runVersion(args[1:], stdout)
 	}
