@@ -26,7 +26,7 @@ func (sc *sessionConn) handleSend(ctx context.Context, f wire.Send) {
 		e.Ref = f.ID
 		sc.reply(e)
 	}
-	if _, err := identity.X25519PublicKey(ed25519.PublicKey(f.To)); err != nil {
+	if !s.validKeys.valid(f.To) {
 		refuse(wire.Errorf(wire.CodeUnknownPeer, "recipient key %s is not a valid session key", identity.KeyID(ed25519.PublicKey(f.To))))
 		return
 	}

@@ -193,6 +193,8 @@ type Server struct {
 	memberRates  map[memberKey]*rate.Bucket // DMs per member
 	queues       map[queueKey]*queueEstimate
 
+	validKeys validKeys // recipient keys already checked; its own lock
+
 	// accepting holds the handshake clock of each connection accepted by
 	// an http.Server set up by ConfigureHTTPServer, until it is upgraded
 	// or closed.
