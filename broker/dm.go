@@ -61,7 +61,7 @@ func (sc *sessionConn) handleSend(ctx context.Context, f wire.Send) {
 		return
 	}
 	expires := now.Add(s.cfg.QueueTTL)
-	res, err := s.cfg.Store.Enqueue(ctx, store.Message{
+	m := store.Message{
 		ID:          f.ID,
 		Mesh:        mesh,
 		From:        sc.hello.Key,
@@ -73,7 +73,15 @@ func (sc *sessionConn) handleSend(ctx context.Context, f wire.Send) {
 		Box:         f.Box,
 		CreatedAt:   now,
 		ExpiresAt:   expires,
-	})
+	}
+	rc := s.live(mesh, f.To)
+	if rc != nil {
+		rc.beginCommit()
+	}
+	res, err := s.cfg.Store.Enqueue(ctx, m)
+	if rc != nil {
+		rc.endCommit(m, err == nil && res == store.Stored)
+	}
 	if e := storeRefusal(sc.log, opEnqueue, err, about{id: f.ID}); e != nil {
 		refuse(e)
 		return
@@ -88,7 +96,7 @@ func (sc *sessionConn) handleSend(ctx context.Context, f wire.Send) {
 	case res == store.AlreadyExpired:
 		// Not delivered any more; Sent.ExpiresAt, in the past, says why.
 	default:
-		if s.pushNow(ctx, sc, mesh, f.To) {
+		if s.pushNow(ctx, sc, mesh, f.To, rc) {
 			status = wire.StatusDelivered
 		}
 	}
@@ -98,10 +106,13 @@ func (sc *sessionConn) handleSend(ctx context.Context, f wire.Send) {
 
 // pushNow wakes the connection of recipient `to` to push what was stored
 // for it, on this node or, through an event, on the node that holds it. It
-// reports whether the recipient is connected.
-func (s *Server) pushNow(ctx context.Context, sc *sessionConn, mesh string, to []byte) bool {
+// reports whether the recipient is connected. handed is the connection
+// the DM was handed to, if any: it needs no other wake.
+func (s *Server) pushNow(ctx context.Context, sc *sessionConn, mesh string, to []byte, handed *sessionConn) bool {
 	if rc := s.live(mesh, to); rc != nil {
-		rc.wake()
+		if rc != handed {
+			rc.wake()
+		}
 		return true
 	}
 	if s.mem != nil {
@@ -130,25 +141,122 @@ func (sc *sessionConn) storedExpiry(ctx context.Context, id string, now time.Tim
 // pendingPage is how many stored DMs a connection's pump reads at a time.
 const pendingPage = 128
 
-// wake tells the pump that the store may hold new DMs for this session.
+// handOffMax bounds the DMs handed to one connection's pump and not yet
+// taken; beyond it the pump reads the store instead.
+const handOffMax = 64
+
+// wake tells the pump that the store may hold new DMs for this session,
+// which it has to read.
 func (sc *sessionConn) wake() {
+	sc.mu.Lock()
+	sc.rescan = true
+	sc.mu.Unlock()
+	sc.kickPump()
+}
+
+func (sc *sessionConn) kickPump() {
 	select {
 	case sc.kick <- struct{}{}:
 	default:
 	}
 }
 
+// A DM that a sender on this node stores for a session connected here is
+// handed to the session's pump, which pushes it without reading it back
+// from the store, when that cannot change the order of the DMs nor skip
+// one:
+//
+//   - the sender registers with the connection (beginCommit) before it
+//     stores the DM and hands the stored DM over (endCommit) after its
+//     commit; a send that found the session elsewhere or nowhere, a
+//     resend, a failed store call, an event from another node or a
+//     reconnection only wakes the pump, which then reads the store;
+//   - when two registered sends overlap, neither is handed: their commit
+//     order is the store's alone, so the pump reads the store. Handed DMs
+//     therefore come one after another, each committed before the next
+//     was even queued: the order of the hand-off is the commit order;
+//   - a DM committed before a send began was either handed before it or
+//     woke the pump before it (a sender wakes or hands over before it
+//     answers sent), and a pump woken to read reads the store before it
+//     takes what was handed (which the read covers, since each DM is
+//     handed after its commit).
+//
+// The pump's store cursor never moves past a handed DM: a later read goes
+// on from the last DM read from the store, skipping what is in flight on
+// the connection, so a DM committed concurrently but handed to no one is
+// still found.
+
+// beginCommit registers a send to this session that is about to store its
+// DM.
+func (sc *sessionConn) beginCommit() {
+	sc.mu.Lock()
+	if sc.committing > 0 {
+		sc.overlap = true
+	}
+	sc.committing++
+	sc.mu.Unlock()
+}
+
+// endCommit ends a send registered by beginCommit. stored reports that m
+// was stored by this send; otherwise the store may still have changed (a
+// failed call may have committed), and the pump reads it.
+func (sc *sessionConn) endCommit(m store.Message, stored bool) {
+	sc.mu.Lock()
+	if stored && !sc.overlap && !sc.rescan && len(sc.handed) < handOffMax {
+		sc.handed = append(sc.handed, m)
+	} else {
+		sc.rescan = true
+	}
+	sc.committing--
+	if sc.committing == 0 {
+		sc.overlap = false
+	}
+	sc.mu.Unlock()
+	sc.kickPump()
+}
+
+// takeHanded returns the DMs handed to the pump and whether it must read
+// the store instead; spare becomes the next hand-off's buffer.
+func (sc *sessionConn) takeHanded(spare []store.Message) (handed []store.Message, rescan bool) {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	handed, rescan = sc.handed, sc.rescan
+	sc.handed, sc.rescan = spare[:0], false
+	return handed, rescan
+}
+
 // pump pushes the session's queued DMs to the client, oldest first, each
 // once per connection. It runs until the connection shuts down.
 func (sc *sessionConn) pump(ctx context.Context) {
-	var cursor string // last DM read from the store on this connection
+	var (
+		cursor string // last DM read from the store on this connection
+		spare  []store.Message
+	)
 	for {
 		select {
 		case <-sc.quit:
 			return
 		case <-sc.kick:
 		}
+		handed, rescan := sc.takeHanded(spare)
+		if !rescan {
+			now := sc.s.cfg.Now()
+			for _, m := range handed {
+				if !m.ExpiresAt.After(now) || !sc.markInflight(m.ID) {
+					continue
+				}
+				if !sc.send(dmFrame(m)) {
+					return
+				}
+			}
+		}
+		clear(handed)
+		spare = handed
+		if !rescan {
+			continue
+		}
 		for {
+			sc.setReading(true)
 			readCtx, cancel := context.WithTimeout(ctx, storeTimeout)
 			msgs, err := sc.s.cfg.Store.Pending(readCtx, sc.hello.Mesh, sc.hello.Key, sc.s.cfg.Now(), cursor, pendingPage)
 			cancel()
@@ -169,6 +277,7 @@ func (sc *sessionConn) pump(ctx context.Context) {
 					return
 				}
 			}
+			sc.setReading(false)
 			if len(msgs) < pendingPage {
 				break
 			}
@@ -176,10 +285,27 @@ func (sc *sessionConn) pump(ctx context.Context) {
 	}
 }
 
+// setReading marks the span from before the pump reads the store until it
+// has gone through what it read. A DM acked in that span may be in what it
+// read although it is no longer in flight: markInflight refuses it.
+func (sc *sessionConn) setReading(reading bool) {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	sc.reading = reading
+	if !reading {
+		clear(sc.ackedWhileRd)
+	}
+}
+
+// markInflight records that the DM id is pushed on this connection; false
+// when it was pushed already, or acked during the pump's current read.
 func (sc *sessionConn) markInflight(id string) bool {
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
 	if _, ok := sc.inflight[id]; ok {
+		return false
+	}
+	if _, ok := sc.ackedWhileRd[id]; ok {
 		return false
 	}
 	sc.inflight[id] = struct{}{}
@@ -211,6 +337,12 @@ func (sc *sessionConn) handleAck(ctx context.Context, f wire.Ack) {
 	}
 	sc.mu.Lock()
 	for _, id := range f.IDs {
+		if _, ok := sc.inflight[id]; ok && sc.reading {
+			if sc.ackedWhileRd == nil {
+				sc.ackedWhileRd = make(map[string]struct{})
+			}
+			sc.ackedWhileRd[id] = struct{}{}
+		}
 		delete(sc.inflight, id)
 	}
 	sc.mu.Unlock()

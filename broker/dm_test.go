@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -427,4 +428,78 @@ func errString(err error) string {
 		return ""
 	}
 	return err.Error()
+}
+
+// Many senders at once to one connected recipient: the broker hands most
+// DMs straight to the recipient's connection and reads the store when
+// sends overlap. Whichever way a DM goes, the recipient gets every DM
+// once, each sender's in the order it sent them.
+func TestConcurrentSendersEveryDMOnceInOrder(t *testing.T) {
+	t.Parallel()
+	tb := newBroker(t, broker.Config{})
+	recipientKey := newKey(t, testMesh)
+	recipient := tb.join(t, recipientKey, websocket.DefaultDialer)
+
+	const senders, perSender = 6, 60
+	nonce := [wire.NonceSize]byte{1}
+	box := []byte("sealed")
+	ctx := waitCtx(t)
+	sentBy := make([][]string, senders)
+	from := make(map[string]int) // sender key → index
+	var wg sync.WaitGroup
+	errs := make(chan error, senders)
+	for i := range senders {
+		key := newKey(t, testMesh)
+		from[string(key.Public)] = i
+		s := tb.dial(t, key, fmt.Sprint("sender", i))
+		ids := make([]string, perSender)
+		for j := range ids {
+			ids[j] = uuid.NewString()
+		}
+		sentBy[i] = ids
+		wg.Go(func() {
+			for _, id := range ids {
+				if _, err := s.Send(ctx, id, recipientKey.Public, nonce, box); err != nil {
+					errs <- fmt.Errorf("send %s: %w", id, err)
+					return
+				}
+			}
+		})
+	}
+
+	got := make([][]string, senders)
+	seen := make(map[string]bool)
+	for range senders * perSender {
+		var dm wire.DM
+		for {
+			f := recipient.frame(t)
+			var ok bool
+			if dm, ok = f.(wire.DM); ok {
+				break
+			}
+		}
+		if seen[dm.ID] {
+			t.Fatalf("DM %s pushed twice on one connection", dm.ID)
+		}
+		seen[dm.ID] = true
+		i, ok := from[string(dm.From)]
+		if !ok {
+			t.Fatalf("DM %s from an unknown sender", dm.ID)
+		}
+		got[i] = append(got[i], dm.ID)
+		recipient.write(t, wire.Ack{IDs: []string{dm.ID}})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	for i := range senders {
+		if !slices.Equal(got[i], sentBy[i]) {
+			t.Errorf("sender %d: received %d DMs %v, want %d in order %v", i, len(got[i]), got[i], len(sentBy[i]), sentBy[i])
+		}
+	}
+	eventually(t, "every DM is acked", func() bool {
+		return len(pending(t, tb.st, recipientKey, time.Now())) == 0
+	})
 }

@@ -39,6 +39,16 @@ type sessionConn struct {
 
 	mu       sync.Mutex
 	inflight map[string]struct{} // DMs pushed on this connection and not yet acked
+	// While the pump reads the store (reading), the DMs acked meanwhile:
+	// the read may have seen them before their ack committed.
+	reading      bool
+	ackedWhileRd map[string]struct{}
+	// The hand-off of DMs stored for this session by senders on this node
+	// (see handOff in dm.go).
+	committing int             // sends to this session between beginCommit and endCommit
+	overlap    bool            // two of them overlapped since committing was last 0
+	handed     []store.Message // stored DMs handed to the pump, in commit order
+	rescan     bool            // the pump must read the store: it may hold DMs not handed
 }
 
 func newSessionConn(c *conn, h wire.Hello, member []byte) *sessionConn {
@@ -52,6 +62,7 @@ func newSessionConn(c *conn, h wire.Hello, member []byte) *sessionConn {
 		kick:     make(chan struct{}, 1),
 		sendRate: bucketFor(c.s.cfg.SendRate),
 		inflight: make(map[string]struct{}),
+		rescan:   true, // the pump starts with the backlog in the store
 	}
 }
 
