@@ -237,3 +237,56 @@ func dmPathParallel(b *testing.B, send, recv *testBroker) {
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "DMs/s")
 }
+
+// BenchmarkDMPingPong has two sessions answer each other: each acks the
+// DM it received and sends the next one back, as sessions in a
+// conversation do. One op is one DM.
+func BenchmarkDMPingPong(b *testing.B) {
+	for _, mode := range []string{"FULL", "NORMAL"} {
+		b.Run(mode, func(b *testing.B) {
+			tb := benchBroker(b, mode)
+			keys := []*identity.Key{newKey(b, testMesh), newKey(b, testMesh)}
+			got := []chan string{make(chan string, 1), make(chan string, 1)}
+			peers := []*client.Session{
+				benchClient(b, tb, keys[0], func(id string) { got[0] <- id }),
+				benchClient(b, tb, keys[1], func(id string) { got[1] <- id }),
+			}
+			nonce, box := seal(b, "benchmark payload of a typical short DM", keys[0], keys[1])
+			ids := make([]string, b.N)
+			for i := range ids {
+				ids[i] = uuid.NewString()
+			}
+			ctx, cancel := context.WithTimeout(b.Context(), benchTimeout)
+			defer cancel()
+
+			b.ReportAllocs()
+			b.ResetTimer()
+			var last string // the DM the sender of the next one received
+			for i, id := range ids {
+				from, to := i%2, 1-i%2
+				if last != "" {
+					if err := peers[from].Ack([]string{last}); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if _, err := peers[from].Send(ctx, id, keys[to].Public, nonce, box); err != nil {
+					b.Fatal(err)
+				}
+				select {
+				case last = <-got[to]:
+					if last != id {
+						b.Fatalf("received %s, want %s", last, id)
+					}
+				case <-ctx.Done():
+					b.Fatalf("DM %s not received: %v", id, ctx.Err())
+				}
+			}
+			if err := peers[b.N%2].Ack([]string{last}); err != nil {
+				b.Fatal(err)
+			}
+			waitDrained(b, tb, keys[0])
+			waitDrained(b, tb, keys[1])
+			b.StopTimer()
+		})
+	}
+}
