@@ -325,6 +325,58 @@ func dmFrame(m store.Message) wire.DM {
 	}
 }
 
+// receiptQueue bounds the acks and receipts read from a connection and not
+// yet taken by its recorder; when it is full the read loop waits.
+const receiptQueue = 16
+
+// receiptJob is an ack or a receipt for the recorder, or with done and no
+// frame, a request to say when everything before it is recorded.
+type receiptJob struct {
+	f    wire.Frame
+	done chan struct{}
+}
+
+// record is the connection's recorder: it stores the acks and receipts
+// the read loop passes it, in the order they came, until the read loop
+// ends. The read loop goes on reading (a send, say) while an ack waits for
+// its commit, which it may then share with that send. A DM stays in flight
+// on the connection, so it is not pushed again, until its ack committed;
+// a peers or status request waits until what came before it is recorded
+// (recorded), so that its answer reflects it.
+func (sc *sessionConn) record(ctx context.Context) {
+	for j := range sc.receipts {
+		switch f := j.f.(type) {
+		case wire.Ack:
+			sc.handleAck(ctx, f)
+		case wire.Receipt:
+			sc.handleReceipt(ctx, f)
+		}
+		if j.done != nil {
+			close(j.done)
+		}
+		sc.doneJobs.Add(1)
+	}
+}
+
+// toRecorder passes j to the recorder, waiting while its queue is full.
+// The recorder takes every job until the read loop ends. Only the read
+// loop calls it.
+func (sc *sessionConn) toRecorder(j receiptJob) {
+	sc.queued++
+	sc.receipts <- j
+}
+
+// recorded waits until the recorder has recorded every ack and receipt the
+// read loop passed it. Only the read loop calls it.
+func (sc *sessionConn) recorded() {
+	if sc.queued == sc.doneJobs.Load() {
+		return
+	}
+	done := make(chan struct{})
+	sc.toRecorder(receiptJob{done: done})
+	<-done
+}
+
 // handleAck records that the session read (or, cleared, dismissed) DMs
 // addressed to it, at the broker's time.
 func (sc *sessionConn) handleAck(ctx context.Context, f wire.Ack) {

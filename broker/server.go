@@ -11,8 +11,9 @@
 // Locks: Server.mu guards the server's sets of connections, the leases,
 // the member rate buckets, the queue estimates and the connection fields
 // marked as written under it; sessionConn.mu guards the DMs in flight on
-// one session connection. The order is Server.mu, then sessionConn.mu
-// (nothing holds both today). Neither is held across I/O, logging or a
+// one session connection and those handed to its pump. The order is
+// Server.mu, then sessionConn.mu (nothing holds both today); validKeys
+// has a lock of its own, taken alone. Neither is held across I/O, logging or a
 // channel send: what needs one is collected under the lock and done after
 // it, as sweep logs and as Close and cutMember shut connections down.
 // Functions named …Locked expect their caller to hold Server.mu.
