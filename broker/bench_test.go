@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/gorilla/websocket"
 
 	"github.com/claudemesh/claudemesh/broker"
 	"github.com/claudemesh/claudemesh/client"
@@ -289,4 +291,36 @@ func BenchmarkDMPingPong(b *testing.B) {
 			b.StopTimer()
 		})
 	}
+}
+
+// BenchmarkIdleSessions measures the memory an idle session connection
+// holds: b.N sessions say hello and wait. The clients (small buffers,
+// pooled write buffers) live in the same process; their share is the same
+// whatever the broker does.
+func BenchmarkIdleSessions(b *testing.B) {
+	tb := benchBroker(b, "NORMAL")
+	d := &websocket.Dialer{ReadBufferSize: 256, WriteBufferSize: 256, WriteBufferPool: &sync.Pool{}}
+	keys := make([]*identity.Key, b.N)
+	for i := range keys {
+		keys[i] = newKey(b, testMesh)
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	b.ResetTimer()
+	conns := make([]*rawConn, b.N)
+	for i, k := range keys {
+		conns[i] = tb.join(b, k, d)
+	}
+	b.StopTimer()
+	// Every session's pump has read its empty queue once it answers.
+	for _, c := range conns {
+		c.write(b, wire.PeersRequest{Req: 1})
+		for c.frame(b).Type() != wire.TypePeerList {
+		}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	b.ReportMetric(float64(after.HeapInuse-before.HeapInuse)/float64(b.N), "heap-B/conn")
+	runtime.KeepAlive(conns)
 }
