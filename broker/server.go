@@ -195,6 +195,7 @@ type Server struct {
 	queues       map[queueKey]*queueEstimate
 
 	validKeys validKeys // recipient keys already checked; its own lock
+	writeBufs sync.Pool // write buffers the connections share (upgrader.WriteBufferPool)
 
 	// accepting holds the handshake clock of each connection accepted by
 	// an http.Server set up by ConfigureHTTPServer, until it is upgraded
@@ -223,8 +224,11 @@ func NewServer(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg: cfg,
 		log: cfg.Logger,
+		// An idle connection holds its read buffer only: the write
+		// buffer comes from writeBufs for each message written. Larger
+		// frames are read in several reads.
 		upgrader: websocket.Upgrader{
-			ReadBufferSize:  4096,
+			ReadBufferSize:  1024,
 			WriteBufferSize: 4096,
 		},
 		conns:       make(map[*conn]struct{}),
@@ -236,6 +240,7 @@ func NewServer(cfg Config) (*Server, error) {
 		queues:      make(map[queueKey]*queueEstimate),
 		cluster:     cfg.Cluster,
 	}
+	s.upgrader.WriteBufferPool = &s.writeBufs
 	if s.cluster == nil {
 		s.mem = memory.NewCluster(cfg.Token)
 		s.cluster = s.mem
