@@ -60,7 +60,10 @@ func (sc *sessionConn) handleSend(ctx context.Context, f wire.Send) {
 		refuse(wire.Errorf(wire.CodeQueueFull, "%d DMs (%d bytes) already wait for %s; a recipient may have at most %d DMs, %d bytes waiting. Retry once it has read some", full.n, full.bytes, identity.KeyID(ed25519.PublicKey(f.To)), s.cfg.MaxQueued, s.cfg.MaxQueuedBytes))
 		return
 	}
-	expires := now.Add(s.cfg.QueueTTL)
+	// Times as every store keeps them (UTC, whole microseconds), so that a
+	// DM handed to the recipient's pump says what a read of it would.
+	created := now.UTC().Truncate(time.Microsecond)
+	expires := created.Add(s.cfg.QueueTTL)
 	m := store.Message{
 		ID:          f.ID,
 		Mesh:        mesh,
@@ -71,7 +74,7 @@ func (sc *sessionConn) handleSend(ctx context.Context, f wire.Send) {
 		Sender:      sc.member,
 		Nonce:       f.Nonce,
 		Box:         f.Box,
-		CreatedAt:   now,
+		CreatedAt:   created,
 		ExpiresAt:   expires,
 	}
 	rc := s.live(mesh, f.To)

@@ -503,3 +503,39 @@ func TestConcurrentSendersEveryDMOnceInOrder(t *testing.T) {
 		return len(pending(t, tb.st, recipientKey, time.Now())) == 0
 	})
 }
+
+// A DM pushed without being read back from the store says what a read of
+// it says: the same times, in UTC, whatever the zone of the broker's clock.
+func TestHandedDMMatchesStoredDM(t *testing.T) {
+	t.Parallel()
+	zone := time.FixedZone("UTC+1", 3600)
+	tb := newBroker(t, broker.Config{Now: func() time.Time { return time.Now().In(zone) }})
+	alice := tb.dial(t, newKey(t, testMesh), "alice")
+	bobKey := newKey(t, testMesh)
+	bob := tb.join(t, bobKey, websocket.DefaultDialer)
+	for range 3 {
+		id := uuid.NewString()
+		if _, err := alice.Send(waitCtx(t), id, bobKey.Public, [wire.NonceSize]byte{1}, []byte("sealed")); err != nil {
+			t.Fatal(err)
+		}
+		var dm wire.DM
+		for {
+			var ok bool
+			if dm, ok = bob.frame(t).(wire.DM); ok {
+				break
+			}
+		}
+		if dm.ID != id {
+			t.Fatalf("pushed %s, want %s", dm.ID, id)
+		}
+		stored, err := tb.st.Pending(t.Context(), bobKey.Mesh, bobKey.Public, time.Now(), "", 10)
+		if err != nil || len(stored) != 1 {
+			t.Fatalf("stored: %d DMs, err %v", len(stored), err)
+		}
+		if !dm.SentAt.Equal(stored[0].CreatedAt) || dm.SentAt.Location() != time.UTC {
+			t.Errorf("pushed sent_at %v, stored %v", dm.SentAt, stored[0].CreatedAt)
+		}
+		bob.write(t, wire.Ack{IDs: []string{id}})
+		eventually(t, "the DM is acked", func() bool { return len(pending(t, tb.st, bobKey, time.Now())) == 0 })
+	}
+}
