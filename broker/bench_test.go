@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/gorilla/websocket"
 
 	"github.com/claudemesh/claudemesh/broker"
 	"github.com/claudemesh/claudemesh/client"
@@ -236,4 +238,89 @@ func dmPathParallel(b *testing.B, send, recv *testBroker) {
 	waitDrained(b, recv, bobKey)
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "DMs/s")
+}
+
+// BenchmarkDMPingPong has two sessions answer each other: each acks the
+// DM it received and sends the next one back, as sessions in a
+// conversation do. One op is one DM.
+func BenchmarkDMPingPong(b *testing.B) {
+	for _, mode := range []string{"FULL", "NORMAL"} {
+		b.Run(mode, func(b *testing.B) {
+			tb := benchBroker(b, mode)
+			keys := []*identity.Key{newKey(b, testMesh), newKey(b, testMesh)}
+			got := []chan string{make(chan string, 1), make(chan string, 1)}
+			peers := []*client.Session{
+				benchClient(b, tb, keys[0], func(id string) { got[0] <- id }),
+				benchClient(b, tb, keys[1], func(id string) { got[1] <- id }),
+			}
+			nonce, box := seal(b, "benchmark payload of a typical short DM", keys[0], keys[1])
+			ids := make([]string, b.N)
+			for i := range ids {
+				ids[i] = uuid.NewString()
+			}
+			ctx, cancel := context.WithTimeout(b.Context(), benchTimeout)
+			defer cancel()
+
+			b.ReportAllocs()
+			b.ResetTimer()
+			var last string // the DM the sender of the next one received
+			for i, id := range ids {
+				from, to := i%2, 1-i%2
+				if last != "" {
+					if err := peers[from].Ack([]string{last}); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if _, err := peers[from].Send(ctx, id, keys[to].Public, nonce, box); err != nil {
+					b.Fatal(err)
+				}
+				select {
+				case last = <-got[to]:
+					if last != id {
+						b.Fatalf("received %s, want %s", last, id)
+					}
+				case <-ctx.Done():
+					b.Fatalf("DM %s not received: %v", id, ctx.Err())
+				}
+			}
+			if err := peers[b.N%2].Ack([]string{last}); err != nil {
+				b.Fatal(err)
+			}
+			waitDrained(b, tb, keys[0])
+			waitDrained(b, tb, keys[1])
+			b.StopTimer()
+		})
+	}
+}
+
+// BenchmarkIdleSessions measures the memory an idle session connection
+// holds: b.N sessions say hello and wait. The clients (small buffers,
+// pooled write buffers) live in the same process; their share is the same
+// whatever the broker does.
+func BenchmarkIdleSessions(b *testing.B) {
+	tb := benchBroker(b, "NORMAL")
+	d := &websocket.Dialer{ReadBufferSize: 256, WriteBufferSize: 256, WriteBufferPool: &sync.Pool{}}
+	keys := make([]*identity.Key, b.N)
+	for i := range keys {
+		keys[i] = newKey(b, testMesh)
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	b.ResetTimer()
+	conns := make([]*rawConn, b.N)
+	for i, k := range keys {
+		conns[i] = tb.join(b, k, d)
+	}
+	b.StopTimer()
+	// Every session's pump has read its empty queue once it answers.
+	for _, c := range conns {
+		c.write(b, wire.PeersRequest{Req: 1})
+		for c.frame(b).Type() != wire.TypePeerList {
+		}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	b.ReportMetric(float64(after.HeapInuse-before.HeapInuse)/float64(b.N), "heap-B/conn")
+	runtime.KeepAlive(conns)
 }

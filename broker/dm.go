@@ -26,7 +26,7 @@ func (sc *sessionConn) handleSend(ctx context.Context, f wire.Send) {
 		e.Ref = f.ID
 		sc.reply(e)
 	}
-	if _, err := identity.X25519PublicKey(ed25519.PublicKey(f.To)); err != nil {
+	if !s.validKeys.valid(f.To) {
 		refuse(wire.Errorf(wire.CodeUnknownPeer, "recipient key %s is not a valid session key", identity.KeyID(ed25519.PublicKey(f.To))))
 		return
 	}
@@ -60,8 +60,11 @@ func (sc *sessionConn) handleSend(ctx context.Context, f wire.Send) {
 		refuse(wire.Errorf(wire.CodeQueueFull, "%d DMs (%d bytes) already wait for %s; a recipient may have at most %d DMs, %d bytes waiting. Retry once it has read some", full.n, full.bytes, identity.KeyID(ed25519.PublicKey(f.To)), s.cfg.MaxQueued, s.cfg.MaxQueuedBytes))
 		return
 	}
-	expires := now.Add(s.cfg.QueueTTL)
-	res, err := s.cfg.Store.Enqueue(ctx, store.Message{
+	// Times as every store keeps them (UTC, whole microseconds), so that a
+	// DM handed to the recipient's pump says what a read of it would.
+	created := now.UTC().Truncate(time.Microsecond)
+	expires := created.Add(s.cfg.QueueTTL)
+	m := store.Message{
 		ID:          f.ID,
 		Mesh:        mesh,
 		From:        sc.hello.Key,
@@ -71,9 +74,17 @@ func (sc *sessionConn) handleSend(ctx context.Context, f wire.Send) {
 		Sender:      sc.member,
 		Nonce:       f.Nonce,
 		Box:         f.Box,
-		CreatedAt:   now,
+		CreatedAt:   created,
 		ExpiresAt:   expires,
-	})
+	}
+	rc := s.live(mesh, f.To)
+	if rc != nil {
+		rc.beginCommit()
+	}
+	res, err := s.cfg.Store.Enqueue(ctx, m)
+	if rc != nil {
+		rc.endCommit(m, err == nil && res == store.Stored)
+	}
 	if e := storeRefusal(sc.log, opEnqueue, err, about{id: f.ID}); e != nil {
 		refuse(e)
 		return
@@ -88,7 +99,7 @@ func (sc *sessionConn) handleSend(ctx context.Context, f wire.Send) {
 	case res == store.AlreadyExpired:
 		// Not delivered any more; Sent.ExpiresAt, in the past, says why.
 	default:
-		if s.pushNow(ctx, sc, mesh, f.To) {
+		if s.pushNow(ctx, sc, mesh, f.To, rc) {
 			status = wire.StatusDelivered
 		}
 	}
@@ -98,10 +109,13 @@ func (sc *sessionConn) handleSend(ctx context.Context, f wire.Send) {
 
 // pushNow wakes the connection of recipient `to` to push what was stored
 // for it, on this node or, through an event, on the node that holds it. It
-// reports whether the recipient is connected.
-func (s *Server) pushNow(ctx context.Context, sc *sessionConn, mesh string, to []byte) bool {
+// reports whether the recipient is connected. handed is the connection
+// the DM was handed to, if any: it needs no other wake.
+func (s *Server) pushNow(ctx context.Context, sc *sessionConn, mesh string, to []byte, handed *sessionConn) bool {
 	if rc := s.live(mesh, to); rc != nil {
-		rc.wake()
+		if rc != handed {
+			rc.wake()
+		}
 		return true
 	}
 	if s.mem != nil {
@@ -130,25 +144,122 @@ func (sc *sessionConn) storedExpiry(ctx context.Context, id string, now time.Tim
 // pendingPage is how many stored DMs a connection's pump reads at a time.
 const pendingPage = 128
 
-// wake tells the pump that the store may hold new DMs for this session.
+// handOffMax bounds the DMs handed to one connection's pump and not yet
+// taken; beyond it the pump reads the store instead.
+const handOffMax = 64
+
+// wake tells the pump that the store may hold new DMs for this session,
+// which it has to read.
 func (sc *sessionConn) wake() {
+	sc.mu.Lock()
+	sc.rescan = true
+	sc.mu.Unlock()
+	sc.kickPump()
+}
+
+func (sc *sessionConn) kickPump() {
 	select {
 	case sc.kick <- struct{}{}:
 	default:
 	}
 }
 
+// A DM that a sender on this node stores for a session connected here is
+// handed to the session's pump, which pushes it without reading it back
+// from the store, when that cannot change the order of the DMs nor skip
+// one:
+//
+//   - the sender registers with the connection (beginCommit) before it
+//     stores the DM and hands the stored DM over (endCommit) after its
+//     commit; a send that found the session elsewhere or nowhere, a
+//     resend, a failed store call, an event from another node or a
+//     reconnection only wakes the pump, which then reads the store;
+//   - when two registered sends overlap, neither is handed: their commit
+//     order is the store's alone, so the pump reads the store. Handed DMs
+//     therefore come one after another, each committed before the next
+//     was even queued: the order of the hand-off is the commit order;
+//   - a DM committed before a send began was either handed before it or
+//     woke the pump before it (a sender wakes or hands over before it
+//     answers sent), and a pump woken to read reads the store before it
+//     takes what was handed (which the read covers, since each DM is
+//     handed after its commit).
+//
+// The pump's store cursor never moves past a handed DM: a later read goes
+// on from the last DM read from the store, skipping what is in flight on
+// the connection, so a DM committed concurrently but handed to no one is
+// still found.
+
+// beginCommit registers a send to this session that is about to store its
+// DM.
+func (sc *sessionConn) beginCommit() {
+	sc.mu.Lock()
+	if sc.committing > 0 {
+		sc.overlap = true
+	}
+	sc.committing++
+	sc.mu.Unlock()
+}
+
+// endCommit ends a send registered by beginCommit. stored reports that m
+// was stored by this send; otherwise the store may still have changed (a
+// failed call may have committed), and the pump reads it.
+func (sc *sessionConn) endCommit(m store.Message, stored bool) {
+	sc.mu.Lock()
+	if stored && !sc.overlap && !sc.rescan && len(sc.handed) < handOffMax {
+		sc.handed = append(sc.handed, m)
+	} else {
+		sc.rescan = true
+	}
+	sc.committing--
+	if sc.committing == 0 {
+		sc.overlap = false
+	}
+	sc.mu.Unlock()
+	sc.kickPump()
+}
+
+// takeHanded returns the DMs handed to the pump and whether it must read
+// the store instead; spare becomes the next hand-off's buffer.
+func (sc *sessionConn) takeHanded(spare []store.Message) (handed []store.Message, rescan bool) {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	handed, rescan = sc.handed, sc.rescan
+	sc.handed, sc.rescan = spare[:0], false
+	return handed, rescan
+}
+
 // pump pushes the session's queued DMs to the client, oldest first, each
 // once per connection. It runs until the connection shuts down.
 func (sc *sessionConn) pump(ctx context.Context) {
-	var cursor string // last DM read from the store on this connection
+	var (
+		cursor string // last DM read from the store on this connection
+		spare  []store.Message
+	)
 	for {
 		select {
 		case <-sc.quit:
 			return
 		case <-sc.kick:
 		}
+		handed, rescan := sc.takeHanded(spare)
+		if !rescan {
+			now := sc.s.cfg.Now()
+			for _, m := range handed {
+				if !m.ExpiresAt.After(now) || !sc.markInflight(m.ID) {
+					continue
+				}
+				if !sc.send(dmFrame(m)) {
+					return
+				}
+			}
+		}
+		clear(handed)
+		spare = handed
+		if !rescan {
+			continue
+		}
 		for {
+			sc.setReading(true)
 			readCtx, cancel := context.WithTimeout(ctx, storeTimeout)
 			msgs, err := sc.s.cfg.Store.Pending(readCtx, sc.hello.Mesh, sc.hello.Key, sc.s.cfg.Now(), cursor, pendingPage)
 			cancel()
@@ -169,6 +280,7 @@ func (sc *sessionConn) pump(ctx context.Context) {
 					return
 				}
 			}
+			sc.setReading(false)
 			if len(msgs) < pendingPage {
 				break
 			}
@@ -176,10 +288,27 @@ func (sc *sessionConn) pump(ctx context.Context) {
 	}
 }
 
+// setReading marks the span from before the pump reads the store until it
+// has gone through what it read. A DM acked in that span may be in what it
+// read although it is no longer in flight: markInflight refuses it.
+func (sc *sessionConn) setReading(reading bool) {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	sc.reading = reading
+	if !reading {
+		clear(sc.ackedWhileRd)
+	}
+}
+
+// markInflight records that the DM id is pushed on this connection; false
+// when it was pushed already, or acked during the pump's current read.
 func (sc *sessionConn) markInflight(id string) bool {
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
 	if _, ok := sc.inflight[id]; ok {
+		return false
+	}
+	if _, ok := sc.ackedWhileRd[id]; ok {
 		return false
 	}
 	sc.inflight[id] = struct{}{}
@@ -199,6 +328,58 @@ func dmFrame(m store.Message) wire.DM {
 	}
 }
 
+// receiptQueue bounds the acks and receipts read from a connection and not
+// yet taken by its recorder; when it is full the read loop waits.
+const receiptQueue = 16
+
+// receiptJob is an ack or a receipt for the recorder, or with done and no
+// frame, a request to say when everything before it is recorded.
+type receiptJob struct {
+	f    wire.Frame
+	done chan struct{}
+}
+
+// record is the connection's recorder: it stores the acks and receipts
+// the read loop passes it, in the order they came, until the read loop
+// ends. The read loop goes on reading (a send, say) while an ack waits for
+// its commit, which it may then share with that send. A DM stays in flight
+// on the connection, so it is not pushed again, until its ack committed;
+// a peers or status request waits until what came before it is recorded
+// (recorded), so that its answer reflects it.
+func (sc *sessionConn) record(ctx context.Context) {
+	for j := range sc.receipts {
+		switch f := j.f.(type) {
+		case wire.Ack:
+			sc.handleAck(ctx, f)
+		case wire.Receipt:
+			sc.handleReceipt(ctx, f)
+		}
+		if j.done != nil {
+			close(j.done)
+		}
+		sc.doneJobs.Add(1)
+	}
+}
+
+// toRecorder passes j to the recorder, waiting while its queue is full.
+// The recorder takes every job until the read loop ends. Only the read
+// loop calls it.
+func (sc *sessionConn) toRecorder(j receiptJob) {
+	sc.queued++
+	sc.receipts <- j
+}
+
+// recorded waits until the recorder has recorded every ack and receipt the
+// read loop passed it. Only the read loop calls it.
+func (sc *sessionConn) recorded() {
+	if sc.queued == sc.doneJobs.Load() {
+		return
+	}
+	done := make(chan struct{})
+	sc.toRecorder(receiptJob{done: done})
+	<-done
+}
+
 // handleAck records that the session read (or, cleared, dismissed) DMs
 // addressed to it, at the broker's time.
 func (sc *sessionConn) handleAck(ctx context.Context, f wire.Ack) {
@@ -211,6 +392,12 @@ func (sc *sessionConn) handleAck(ctx context.Context, f wire.Ack) {
 	}
 	sc.mu.Lock()
 	for _, id := range f.IDs {
+		if _, ok := sc.inflight[id]; ok && sc.reading {
+			if sc.ackedWhileRd == nil {
+				sc.ackedWhileRd = make(map[string]struct{})
+			}
+			sc.ackedWhileRd[id] = struct{}{}
+		}
 		delete(sc.inflight, id)
 	}
 	sc.mu.Unlock()

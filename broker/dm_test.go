@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -427,4 +428,114 @@ func errString(err error) string {
 		return ""
 	}
 	return err.Error()
+}
+
+// Many senders at once to one connected recipient: the broker hands most
+// DMs straight to the recipient's connection and reads the store when
+// sends overlap. Whichever way a DM goes, the recipient gets every DM
+// once, each sender's in the order it sent them.
+func TestConcurrentSendersEveryDMOnceInOrder(t *testing.T) {
+	t.Parallel()
+	tb := newBroker(t, broker.Config{})
+	recipientKey := newKey(t, testMesh)
+	recipient := tb.join(t, recipientKey, websocket.DefaultDialer)
+
+	const senders, perSender = 6, 60
+	nonce := [wire.NonceSize]byte{1}
+	box := []byte("sealed")
+	ctx := waitCtx(t)
+	sentBy := make([][]string, senders)
+	from := make(map[string]int) // sender key → index
+	var wg sync.WaitGroup
+	errs := make(chan error, senders)
+	for i := range senders {
+		key := newKey(t, testMesh)
+		from[string(key.Public)] = i
+		s := tb.dial(t, key, fmt.Sprint("sender", i))
+		ids := make([]string, perSender)
+		for j := range ids {
+			ids[j] = uuid.NewString()
+		}
+		sentBy[i] = ids
+		wg.Go(func() {
+			for _, id := range ids {
+				if _, err := s.Send(ctx, id, recipientKey.Public, nonce, box); err != nil {
+					errs <- fmt.Errorf("send %s: %w", id, err)
+					return
+				}
+			}
+		})
+	}
+
+	got := make([][]string, senders)
+	seen := make(map[string]bool)
+	for range senders * perSender {
+		var dm wire.DM
+		for {
+			f := recipient.frame(t)
+			var ok bool
+			if dm, ok = f.(wire.DM); ok {
+				break
+			}
+		}
+		if seen[dm.ID] {
+			t.Fatalf("DM %s pushed twice on one connection", dm.ID)
+		}
+		seen[dm.ID] = true
+		i, ok := from[string(dm.From)]
+		if !ok {
+			t.Fatalf("DM %s from an unknown sender", dm.ID)
+		}
+		got[i] = append(got[i], dm.ID)
+		recipient.write(t, wire.Ack{IDs: []string{dm.ID}})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	for i := range senders {
+		if !slices.Equal(got[i], sentBy[i]) {
+			t.Errorf("sender %d: received %d DMs %v, want %d in order %v", i, len(got[i]), got[i], len(sentBy[i]), sentBy[i])
+		}
+	}
+	eventually(t, "every DM is acked", func() bool {
+		return len(pending(t, tb.st, recipientKey, time.Now())) == 0
+	})
+}
+
+// A DM pushed without being read back from the store says what a read of
+// it says: the same times, in UTC, whatever the zone of the broker's clock.
+func TestHandedDMMatchesStoredDM(t *testing.T) {
+	t.Parallel()
+	zone := time.FixedZone("UTC+1", 3600)
+	tb := newBroker(t, broker.Config{Now: func() time.Time { return time.Now().In(zone) }})
+	alice := tb.dial(t, newKey(t, testMesh), "alice")
+	bobKey := newKey(t, testMesh)
+	bob := tb.join(t, bobKey, websocket.DefaultDialer)
+	for range 3 {
+		id := uuid.NewString()
+		if _, err := alice.Send(waitCtx(t), id, bobKey.Public, [wire.NonceSize]byte{1}, []byte("sealed")); err != nil {
+			t.Fatal(err)
+		}
+		var dm wire.DM
+		for {
+			var ok bool
+			if dm, ok = bob.frame(t).(wire.DM); ok {
+				break
+			}
+		}
+		if dm.ID != id {
+			t.Fatalf("pushed %s, want %s", dm.ID, id)
+		}
+		stored, err := tb.st.Pending(t.Context(), bobKey.Mesh, bobKey.Public, time.Now(), "", 10)
+		if err != nil || len(stored) != 1 {
+			t.Fatalf("stored: %d DMs, err %v", len(stored), err)
+		}
+		if !dm.SentAt.Equal(stored[0].CreatedAt) || dm.SentAt.Location() != time.UTC {
+			t.Errorf("pushed sent_at %v, stored %v", dm.SentAt, stored[0].CreatedAt)
+		}
+		bob.write(t, wire.Ack{IDs: []string{id}})
+		eventually(t, "the DM is acked", func() bool { return len(pending(t, tb.st, bobKey, time.Now())) == 0 })
+	}
 }

@@ -11,8 +11,9 @@
 // Locks: Server.mu guards the server's sets of connections, the leases,
 // the member rate buckets, the queue estimates and the connection fields
 // marked as written under it; sessionConn.mu guards the DMs in flight on
-// one session connection. The order is Server.mu, then sessionConn.mu
-// (nothing holds both today). Neither is held across I/O, logging or a
+// one session connection and those handed to its pump. The order is
+// Server.mu, then sessionConn.mu (nothing holds both today); validKeys
+// has a lock of its own, taken alone. Neither is held across I/O, logging or a
 // channel send: what needs one is collected under the lock and done after
 // it, as sweep logs and as Close and cutMember shut connections down.
 // Functions named …Locked expect their caller to hold Server.mu.
@@ -193,6 +194,9 @@ type Server struct {
 	memberRates  map[memberKey]*rate.Bucket // DMs per member
 	queues       map[queueKey]*queueEstimate
 
+	validKeys validKeys // recipient keys already checked; its own lock
+	writeBufs sync.Pool // write buffers the connections share (upgrader.WriteBufferPool)
+
 	// accepting holds the handshake clock of each connection accepted by
 	// an http.Server set up by ConfigureHTTPServer, until it is upgraded
 	// or closed.
@@ -220,8 +224,11 @@ func NewServer(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg: cfg,
 		log: cfg.Logger,
+		// An idle connection holds its read buffer only: the write
+		// buffer comes from writeBufs for each message written. Larger
+		// frames are read in several reads.
 		upgrader: websocket.Upgrader{
-			ReadBufferSize:  4096,
+			ReadBufferSize:  1024,
 			WriteBufferSize: 4096,
 		},
 		conns:       make(map[*conn]struct{}),
@@ -233,6 +240,7 @@ func NewServer(cfg Config) (*Server, error) {
 		queues:      make(map[queueKey]*queueEstimate),
 		cluster:     cfg.Cluster,
 	}
+	s.upgrader.WriteBufferPool = &s.writeBufs
 	if s.cluster == nil {
 		s.mem = memory.NewCluster(cfg.Token)
 		s.cluster = s.mem

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/claudemesh/claudemesh/identity"
@@ -33,12 +34,25 @@ type sessionConn struct {
 	epoch    int64 // the epoch of its claim of the lease
 	removed  bool  // its member was removed: the session leaves no lease
 
-	kick     chan struct{} // wakes the pump; capacity 1
-	bye      *wire.Bye     // set by the read loop when the client says bye
-	sendRate *rate.Bucket  // DMs this session may send; used by the read loop only
+	kick     chan struct{}   // wakes the pump; capacity 1
+	receipts chan receiptJob // acks and receipts for the recorder; closed when the read loop ends
+	queued   int64           // jobs passed to the recorder and not yet done; the read loop's
+	doneJobs atomic.Int64    // jobs the recorder has done
+	bye      *wire.Bye       // set by the read loop when the client says bye
+	sendRate *rate.Bucket    // DMs this session may send; used by the read loop only
 
 	mu       sync.Mutex
 	inflight map[string]struct{} // DMs pushed on this connection and not yet acked
+	// While the pump reads the store (reading), the DMs acked meanwhile:
+	// the read may have seen them before their ack committed.
+	reading      bool
+	ackedWhileRd map[string]struct{}
+	// The hand-off of DMs stored for this session by senders on this node
+	// (see handOff in dm.go).
+	committing int             // sends to this session between beginCommit and endCommit
+	overlap    bool            // two of them overlapped since committing was last 0
+	handed     []store.Message // stored DMs handed to the pump, in commit order
+	rescan     bool            // the pump must read the store: it may hold DMs not handed
 }
 
 func newSessionConn(c *conn, h wire.Hello, member []byte) *sessionConn {
@@ -50,15 +64,17 @@ func newSessionConn(c *conn, h wire.Hello, member []byte) *sessionConn {
 		since:    c.s.cfg.Now(),
 		member:   member,
 		kick:     make(chan struct{}, 1),
+		receipts: make(chan receiptJob, receiptQueue),
 		sendRate: bucketFor(c.s.cfg.SendRate),
 		inflight: make(map[string]struct{}),
+		rescan:   true, // the pump starts with the backlog in the store
 	}
 }
 
 // serveSession runs the connection c that a hello opened: it admits the
 // session, takes its lease and serves it until the connection ends; then
-// the lease goes to grace, or away after a bye. It returns once the pump
-// and the writer have exited.
+// the lease goes to grace, or away after a bye. It returns once the pump,
+// the recorder and the writer have exited.
 func (s *Server) serveSession(ctx context.Context, c *conn, challenge []byte, h wire.Hello) {
 	sc, e := s.acceptHello(ctx, c, challenge, h)
 	if e != nil {
@@ -85,8 +101,17 @@ func (s *Server) serveSession(ctx context.Context, c *conn, challenge []byte, h 
 		defer close(pumpDone)
 		sc.pump(ctx)
 	}()
+	recorded := make(chan struct{})
+	go func() {
+		defer close(recorded)
+		sc.record(ctx)
+	}()
 	sc.wake()
 	sc.readLoop(ctx, sc.handle)
+	// What the client acked before it left is recorded before the
+	// session leaves (a forgotten session must have nothing unread).
+	close(sc.receipts)
+	<-recorded
 }
 
 // handle serves one frame of the session's read loop; false ends the
@@ -99,13 +124,13 @@ func (sc *sessionConn) handle(ctx context.Context, f wire.Frame) bool {
 		return false
 	case wire.Send:
 		sc.handleSend(ctx, f)
-	case wire.Ack:
-		sc.handleAck(ctx, f)
-	case wire.Receipt:
-		sc.handleReceipt(ctx, f)
+	case wire.Ack, wire.Receipt:
+		sc.toRecorder(receiptJob{f: f})
 	case wire.PeersRequest:
+		sc.recorded()
 		sc.handlePeers(ctx, f)
 	case wire.StatusRequest:
+		sc.recorded()
 		sc.handleStatus(ctx, f)
 	case wire.Hello:
 		sc.reply(wire.Errorf(wire.CodeBadFrame, "hello already accepted on this connection"))

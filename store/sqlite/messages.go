@@ -23,9 +23,7 @@ func (s *Store) Enqueue(ctx context.Context, m store.Message) (store.EnqueueResu
 	}
 	var res store.EnqueueResult
 	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		r, err := tx.ExecContext(ctx, `INSERT INTO messages
-			(id, mesh, from_key, from_name, from_session, to_key, sender, nonce, box, box_len, created_at, expires_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
+		r, err := s.txStmt(ctx, tx, qInsertMessage).ExecContext(ctx,
 			m.ID, m.Mesh, m.From, m.FromName, m.FromSession, m.To, m.SenderKey(), m.Nonce, m.Box, len(m.Box),
 			nanos(m.CreatedAt), nanos(m.ExpiresAt))
 		if err != nil {
@@ -45,7 +43,7 @@ func (s *Store) Enqueue(ctx context.Context, m store.Message) (store.EnqueueResu
 			acked                bool
 			expires              int64
 		)
-		err = tx.QueryRowContext(ctx, `SELECT mesh, from_key, to_key, nonce, box, acked, expires_at FROM messages WHERE id = ?`, m.ID).
+		err = s.txStmt(ctx, tx, qExistingMessage).QueryRowContext(ctx, m.ID).
 			Scan(&mesh, &from, &to, &nonce, &box, &acked, &expires)
 		if err != nil {
 			return fmt.Errorf("read existing: %w", err)
@@ -82,7 +80,7 @@ func (s *Store) Pending(ctx context.Context, mesh string, to []byte, now time.Ti
 	}
 	var seq int64
 	if after != "" {
-		err := s.r.QueryRowContext(ctx, `SELECT seq FROM messages WHERE id = ? AND mesh = ? AND to_key = ?`, after, mesh, to).Scan(&seq)
+		err := s.rs[qPendingSeq].QueryRowContext(ctx, after, mesh, to).Scan(&seq)
 		if errors.Is(err, sql.ErrNoRows) {
 			err = store.ErrNotFound
 		}
@@ -90,11 +88,7 @@ func (s *Store) Pending(ctx context.Context, mesh string, to []byte, now time.Ti
 			return nil, s.readErr("pending after "+after, err)
 		}
 	}
-	// A message Expire dropped the payload of is expired whatever now says.
-	rows, err := s.r.QueryContext(ctx, `SELECT id, mesh, from_key, from_name, from_session, to_key, nonce, box,
-			created_at, expires_at, received_at, pushed_at
-		FROM messages WHERE mesh = ? AND to_key = ? AND acked = 0 AND seq > ? AND expires_at > ? AND box IS NOT NULL
-		ORDER BY seq LIMIT ?`, mesh, to, seq, nanos(now), limit)
+	rows, err := s.rs[qPending].QueryContext(ctx, mesh, to, seq, nanos(now), limit)
 	if err != nil {
 		return nil, s.readErr("pending", err)
 	}
@@ -119,15 +113,15 @@ func (s *Store) Pending(ctx context.Context, mesh string, to []byte, now time.Ti
 	return out, nil
 }
 
-// receiptColumn names the column that records each receipt state.
-var receiptColumn = map[string]string{
-	store.ReceiptReceived: "received_at",
-	store.ReceiptPushed:   "pushed_at",
+// receiptUpdate is the statement that records each receipt state.
+var receiptUpdate = map[string]string{
+	store.ReceiptReceived: qReceiptReceived,
+	store.ReceiptPushed:   qReceiptPushed,
 }
 
 // Receipt implements store.Store.
 func (s *Store) Receipt(ctx context.Context, mesh string, to []byte, ids []string, state string, at time.Time) (int, error) {
-	col, ok := receiptColumn[state]
+	q, ok := receiptUpdate[state]
 	if !ok {
 		return 0, fmt.Errorf("receipt: unknown state %q", state)
 	}
@@ -136,9 +130,9 @@ func (s *Store) Receipt(ctx context.Context, mesh string, to []byte, ids []strin
 	}
 	var changed int
 	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		update := s.txStmt(ctx, tx, q)
 		for _, id := range ids {
-			r, err := tx.ExecContext(ctx, `UPDATE messages SET `+col+` = max(?, created_at)
-				WHERE id = ? AND mesh = ? AND to_key = ? AND acked = 0 AND `+col+` = 0`, eventNanos(at), id, mesh, to)
+			r, err := update.ExecContext(ctx, eventNanos(at), id, mesh, to)
 			if err != nil {
 				return fmt.Errorf("update: %w", err)
 			}
@@ -160,10 +154,9 @@ func (s *Store) Receipt(ctx context.Context, mesh string, to []byte, ids []strin
 func (s *Store) Ack(ctx context.Context, mesh string, to []byte, ids []string, at time.Time, cleared bool) (int, error) {
 	var acked int
 	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		update := s.txStmt(ctx, tx, qAck)
 		for _, id := range ids {
-			r, err := tx.ExecContext(ctx, `UPDATE messages SET acked = 1, nonce = NULL, box = NULL,
-					read_at = max(?, created_at), cleared = ?
-				WHERE id = ? AND mesh = ? AND to_key = ? AND acked = 0`, eventNanos(at), cleared, id, mesh, to)
+			r, err := update.ExecContext(ctx, eventNanos(at), cleared, id, mesh, to)
 			if err != nil {
 				return fmt.Errorf("update: %w", err)
 			}
@@ -269,12 +262,11 @@ func (s *Store) Expire(ctx context.Context, now time.Time, retention time.Durati
 func (s *Store) QueueStats(ctx context.Context, mesh string, to, sender []byte, now time.Time) (int, int64, error) {
 	var n int
 	var size int64
-	q, args := `SELECT count(*), coalesce(sum(box_len), 0) FROM messages
-		WHERE mesh = ? AND to_key = ? AND acked = 0 AND expires_at > ?`, []any{mesh, to, nanos(now)}
+	q, args := s.rs[qQueueStats], []any{mesh, to, nanos(now)}
 	if len(sender) > 0 {
-		q, args = q+` AND sender = ?`, append(args, sender)
+		q, args = s.rs[qQueueStatsSender], append(args, sender)
 	}
-	err := s.r.QueryRowContext(ctx, q, args...).Scan(&n, &size)
+	err := q.QueryRowContext(ctx, args...).Scan(&n, &size)
 	if err != nil {
 		return 0, 0, s.readErr("queue stats", err)
 	}

@@ -93,7 +93,7 @@ func scanSession(row interface{ Scan(...any) error }) (store.Session, error) {
 
 // Session implements store.Store.
 func (s *Store) Session(ctx context.Context, mesh string, key []byte) (store.Session, error) {
-	sess, err := scanSession(s.r.QueryRowContext(ctx, `SELECT `+sessionColumns+` FROM sessions WHERE mesh = ? AND key = ?`, mesh, key))
+	sess, err := scanSession(s.rs[qSession].QueryRowContext(ctx, mesh, key))
 	if errors.Is(err, sql.ErrNoRows) {
 		err = store.ErrNotFound
 	}

@@ -71,8 +71,11 @@ type Config struct {
 // Store is a store.Store backed by one SQLite database file.
 type Store struct {
 	log      *slog.Logger
-	w        *sql.DB // one connection, used by the writer goroutine only
-	r        *sql.DB // read-only pool
+	w        *sql.DB              // one connection, used by the writer goroutine only
+	r        *sql.DB              // read-only pool
+	ws       map[string]*sql.Stmt // the writer's prepared statements (stmts.go); read-only after Open
+	rs       map[string]*sql.Stmt // the read pool's prepared statements; read-only after Open
+	bound    map[string]*sql.Stmt // ws bound to the transaction being committed; commit's alone
 	batchMax int
 
 	ops  chan op       // writes waiting for the writer
@@ -135,6 +138,7 @@ func open(ctx context.Context, path string, cfg Config) (*Store, error) {
 	s := &Store{
 		log:      cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler)),
 		batchMax: cmp.Or(cfg.BatchMax, 256),
+		bound:    make(map[string]*sql.Stmt, len(writerStmts)),
 		quit:     make(chan struct{}),
 		done:     make(chan struct{}),
 	}
@@ -168,7 +172,19 @@ func open(ctx context.Context, path string, cfg Config) (*Store, error) {
 		s.w.Close()
 		return nil, err
 	}
-	s.r.SetMaxOpenConns(max(4, runtime.GOMAXPROCS(0)))
+	readers := max(4, runtime.GOMAXPROCS(0))
+	s.r.SetMaxOpenConns(readers)
+	s.r.SetMaxIdleConns(readers) // keep connections and their prepared statements
+	if s.ws, err = prepare(ctx, s.w, writerStmts); err == nil {
+		if s.rs, err = prepare(ctx, s.r, readStmts); err != nil {
+			closeStmts(s.ws)
+		}
+	}
+	if err != nil {
+		s.w.Close()
+		s.r.Close()
+		return nil, err
+	}
 
 	go s.writeLoop()
 	s.log.Info("store opened", "path", path, "synchronous", mode)
@@ -191,7 +207,7 @@ func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.quit)
 		<-s.done
-		if err = errors.Join(s.w.Close(), s.r.Close()); err != nil {
+		if err = errors.Join(closeStmts(s.ws), closeStmts(s.rs), s.w.Close(), s.r.Close()); err != nil {
 			err = fmt.Errorf("close store: %w", err)
 		}
 	})
@@ -300,16 +316,18 @@ func (s *Store) commit(batch []op) []error {
 	if err != nil {
 		return fail(fmt.Errorf("begin: %w", err))
 	}
+	// The transaction closes the statements bound to it when it ends.
+	defer clear(s.bound)
 	for i, o := range batch {
-		if _, err := tx.ExecContext(ctx, `SAVEPOINT op`); err != nil {
+		if _, err := s.txStmt(ctx, tx, qSavepoint).ExecContext(ctx); err != nil {
 			tx.Rollback()
 			return fail(fmt.Errorf("savepoint: %w", err))
 		}
 		if errs[i] = o.apply(ctx, tx); errs[i] != nil {
-			_, err = tx.ExecContext(ctx, `ROLLBACK TO op`)
+			_, err = s.txStmt(ctx, tx, qRollbackTo).ExecContext(ctx)
 		}
 		if err == nil {
-			_, err = tx.ExecContext(ctx, `RELEASE op`)
+			_, err = s.txStmt(ctx, tx, qRelease).ExecContext(ctx)
 		}
 		if err != nil {
 			tx.Rollback()
