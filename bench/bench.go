@@ -250,13 +250,14 @@ type run struct {
 
 // session is one simulated session.
 type session struct {
-	key  *identity.Key
-	c    *client.Session
-	acks chan string // ids to report received and ack; nil when acked by the caller
-	got  chan string // ids received, for lockstep; nil otherwise
-	quit chan struct{}
-	done chan struct{}
-	once sync.Once
+	key   *identity.Key
+	boxes *identity.Boxes // seals and opens its DMs, keeping each peer's shared key
+	c     *client.Session
+	acks  chan string // ids to report received and ack; nil when acked by the caller
+	got   chan string // ids received, for lockstep; nil otherwise
+	quit  chan struct{}
+	done  chan struct{}
+	once  sync.Once
 }
 
 // newSession makes a simulated session with a fresh key (or key, when
@@ -268,7 +269,8 @@ func (r *run) newSession(key *identity.Key) (*session, error) {
 			return nil, err
 		}
 	}
-	return &session{key: key}, nil
+	// As the MCP server does, each session keeps its peers' shared keys.
+	return &session{key: key, boxes: identity.NewBoxes(key.Private, 256)}, nil
 }
 
 // dial connects s and starts its acker; onDM is the DM handler. It waits
@@ -352,7 +354,7 @@ func (r *run) receive(s *session, dm wire.DM) {
 	var nonce [wire.NonceSize]byte
 	copy(nonce[:], dm.Nonce)
 	var l letter
-	plain, err := identity.Open(dm.Box, nonce, ed25519.PublicKey(dm.From), s.key.Private)
+	plain, err := s.boxes.Open(dm.Box, nonce, ed25519.PublicKey(dm.From))
 	ok := err == nil && json.Unmarshal(plain, &l) == nil && l.Version == 1 && l.ID == dm.ID
 	r.t.received(dm.ID, l.SentAt, now, ok)
 	switch {
@@ -406,7 +408,7 @@ func (r *run) seal(from *session, to ed25519.PublicKey) (id string, nonce [wire.
 	if err = enc.Encode(letter{Version: 1, ID: id, Text: r.text, SentAt: time.Now().UTC()}); err != nil {
 		return
 	}
-	nonce, box, err = identity.Seal(bytes.TrimSuffix(b.Bytes(), []byte("\n")), to, from.key.Private)
+	nonce, box, err = from.boxes.Seal(bytes.TrimSuffix(b.Bytes(), []byte("\n")), to)
 	return
 }
 

@@ -187,7 +187,7 @@ func (r *run) reconnect(res *Result) error {
 	r.phase.Store("storm")
 	again := make([]*session, len(first))
 	for i, s := range first {
-		again[i] = &session{key: s.key, acks: make(chan string, 16)}
+		again[i] = &session{key: s.key, boxes: s.boxes, acks: make(chan string, 16)}
 	}
 	r.t.span(true)
 	took, err := r.dialAll(again, "storm-")

@@ -34,7 +34,7 @@ var errTooLarge = errors.New("message too large once encrypted")
 // does not grow sixfold; text that still does not fit in wire.MaxBoxSize
 // (control characters are escaped as \u00XX) fails with errTooLarge, since
 // the broker would refuse it.
-func seal(id, text string, sentAt time.Time, to ed25519.PublicKey, from *identity.Key) ([wire.NonceSize]byte, []byte, error) {
+func seal(id, text string, sentAt time.Time, to ed25519.PublicKey, from *identity.Boxes) ([wire.NonceSize]byte, []byte, error) {
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
 	enc.SetEscapeHTML(false)
@@ -45,7 +45,7 @@ func seal(id, text string, sentAt time.Time, to ed25519.PublicKey, from *identit
 	if n := len(plain) + box.Overhead; n > wire.MaxBoxSize {
 		return [wire.NonceSize]byte{}, nil, fmt.Errorf("%w: %d bytes, the limit is %d", errTooLarge, n, wire.MaxBoxSize)
 	}
-	return identity.Seal(plain, to, from.Private)
+	return from.Seal(plain, to)
 }
 
 // Message is a received DM as the inbox keeps it.
@@ -61,9 +61,9 @@ type Message struct {
 	PushedAt    string `json:"pushed_at,omitempty"`
 }
 
-// open decrypts dm with the session key. A DM that does not open is kept
-// with Error set, so the user learns of it instead of it vanishing.
-func open(dm wire.DM, key *identity.Key) Message {
+// open decrypts dm with the session key's boxes. A DM that does not open is
+// kept with Error set, so the user learns of it instead of it vanishing.
+func open(dm wire.DM, boxes *identity.Boxes) Message {
 	m := Message{
 		ID:          dm.ID,
 		From:        dm.FromName,
@@ -74,7 +74,7 @@ func open(dm wire.DM, key *identity.Key) Message {
 	}
 	var nonce [wire.NonceSize]byte
 	copy(nonce[:], dm.Nonce)
-	plain, err := identity.Open(dm.Box, nonce, ed25519.PublicKey(dm.From), key.Private)
+	plain, err := boxes.Open(dm.Box, nonce, ed25519.PublicKey(dm.From))
 	if err != nil {
 		m.Error = fmt.Sprintf("could not decrypt: %v", err)
 		return m

@@ -270,7 +270,7 @@ func newKey(t *testing.T, mesh string) *identity.Key {
 // sealedDM is the DM the broker would deliver for a sealed letter.
 func sealedDM(t *testing.T, id, text string, sentAt time.Time, from *identity.Key, to ed25519.PublicKey) wire.DM {
 	t.Helper()
-	nonce, box, err := seal(id, text, sentAt, to, from)
+	nonce, box, err := seal(id, text, sentAt, to, identity.NewBoxes(from.Private, 4))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -284,7 +284,7 @@ func TestOpen(t *testing.T) {
 
 	t.Run("good", func(t *testing.T) {
 		text := "héllo <b>&</b> \"bob\"\n\x01"
-		m := open(sealedDM(t, id, text, sentAt, alice, bob.Public), bob)
+		m := open(sealedDM(t, id, text, sentAt, alice, bob.Public), identity.NewBoxes(bob.Private, 4))
 		want := Message{ID: id, From: "alice", FromKeyID: alice.ID(), FromSession: "s", SentAt: "2026-01-02T03:04:05Z", Text: text, Status: statusNew}
 		if m != want {
 			t.Errorf("open = %+v, want %+v", m, want)
@@ -317,7 +317,7 @@ func TestOpen(t *testing.T) {
 		}, "not a claudemesh DM"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			m := open(tc.dm(), bob)
+			m := open(tc.dm(), identity.NewBoxes(bob.Private, 4))
 			if !strings.Contains(m.Error, tc.error) {
 				t.Errorf("Error = %q, want it to contain %q", m.Error, tc.error)
 			}
@@ -352,12 +352,12 @@ func TestSealSize(t *testing.T) {
 		strings.Repeat("\n", MaxText),
 		strings.Repeat("é", MaxText/2),
 	} {
-		m := open(sealedDM(t, id, text, time.Now(), alice, bob.Public), bob)
+		m := open(sealedDM(t, id, text, time.Now(), alice, bob.Public), identity.NewBoxes(bob.Private, 4))
 		if m.Error != "" || m.Text != text {
 			t.Errorf("%d bytes of %q: open = error %q, %d bytes", len(text), text[:2], m.Error, len(m.Text))
 		}
 	}
-	_, _, err := seal(id, strings.Repeat("\x01", MaxText), time.Now(), bob.Public, alice)
+	_, _, err := seal(id, strings.Repeat("\x01", MaxText), time.Now(), bob.Public, identity.NewBoxes(alice.Private, 4))
 	if !errors.Is(err, errTooLarge) {
 		t.Errorf("seal of %d control characters: %v, want errTooLarge", MaxText, err)
 	}

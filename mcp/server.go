@@ -139,8 +139,9 @@ type Server struct {
 // rebind (the session changed under Claude Code) replaces it.
 type binding struct {
 	key    *identity.Key
-	name   string // display name presented to peers
-	source string // where the session id came from
+	boxes  *identity.Boxes // seals and opens this identity's DMs
+	name   string          // display name presented to peers
+	source string          // where the session id came from
 	client *client.Session
 }
 
@@ -216,7 +217,7 @@ func New(cfg Config) (*Server, error) {
 // bind makes key the server's identity with a new broker client. s.mu must
 // be held; client.Dial does not block.
 func (s *Server) bind(key *identity.Key, source string) error {
-	b := &binding{key: key, source: source, name: s.nameFor(key)}
+	b := &binding{key: key, boxes: identity.NewBoxes(key.Private, peerBoxes), source: source, name: s.nameFor(key)}
 	log := s.log.With("session", key.SessionID, "key_id", key.ID())
 	c, err := client.Dial(client.Config{
 		Endpoint:     s.endpoint,
@@ -241,6 +242,9 @@ func (s *Server) bind(key *identity.Key, source string) error {
 	s.id = b
 	return nil
 }
+
+// peerBoxes is how many peers' shared keys an identity keeps.
+const peerBoxes = 256
 
 // nameFor returns the display name identity key presents.
 func (s *Server) nameFor(key *identity.Key) string {
@@ -328,7 +332,7 @@ func (s *Server) receive(b *binding, dm wire.DM) {
 	if s.bound() != b {
 		return
 	}
-	m := open(dm, b.key)
+	m := open(dm, b.boxes)
 	if m.Error != "" {
 		s.log.Warn("DM could not be opened", "msg_id", dm.ID, "from", m.FromKeyID, "err", m.Error)
 	}

@@ -333,7 +333,7 @@ func (s *Server) sendDM(ctx context.Context, req mcpgo.CallToolRequest) (*mcpgo.
 		return mcpgo.NewToolResultError(err.Error()), nil
 	}
 	id := uuid.NewString()
-	nonce, box, err := seal(id, text, time.Now(), ed25519.PublicKey(p.Key), b.key)
+	nonce, box, err := seal(id, text, time.Now(), ed25519.PublicKey(p.Key), b.boxes)
 	if errors.Is(err, errTooLarge) {
 		return mcpgo.NewToolResultError(fmt.Sprintf("`message` cannot be sent: %v. Control characters count 6 bytes each once encoded; split it into several DMs.", err)), nil
 	}
