@@ -166,10 +166,8 @@ func (s *Server) reconcile(ctx context.Context, at store.LeaseTimes) {
 func (s *Server) live(mesh string, key []byte) *sessionConn {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.liveLocked(keyOf(mesh, key))
+	return s.holders[keyOf(mesh, key)]
 }
-
-func (s *Server) liveLocked(k presenceKey) *sessionConn { return s.holders[k] }
 
 // liveConns returns this node's live session connections.
 func (s *Server) liveConns() []*sessionConn {

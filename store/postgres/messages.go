@@ -188,15 +188,7 @@ func (s *Store) Status(ctx context.Context, mesh string, from []byte, ids []stri
 	if err != nil {
 		return nil, s.wrap("status", err)
 	}
-	out := make([]store.MessageStatus, len(ids))
-	for i, id := range ids {
-		st, ok := found[id]
-		if !ok {
-			st = store.MessageStatus{ID: id, State: store.StateUnknown}
-		}
-		out[i] = st
-	}
-	return out, nil
+	return store.InRequestOrder(ids, found), nil
 }
 
 // Expire implements store.Store. It is safe to run on several nodes at once:

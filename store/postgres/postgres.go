@@ -119,10 +119,6 @@ func (s *Store) Close() error {
 }
 
 func (s *Store) migrate(ctx context.Context) error {
-	all, err := store.Migrations(migrations, "migrations")
-	if err != nil {
-		return err
-	}
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, migrationLock); err != nil {
 			return fmt.Errorf("migrate: lock: %w", err)
@@ -134,21 +130,19 @@ func (s *Store) migrate(ctx context.Context) error {
 		if err := tx.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
 			return fmt.Errorf("migrate: read schema version: %w", err)
 		}
-		if current > len(all) {
-			return fmt.Errorf("database schema version %d is newer than this program supports (%d)", current, len(all))
+		pending, err := store.Migrations(migrations, "migrations", current)
+		if err != nil {
+			return err
 		}
-		for i := current; i < len(all); i++ {
-			body, err := migrations.ReadFile("migrations/" + all[i])
+		for _, m := range pending {
+			_, err := tx.Exec(ctx, m.SQL)
 			if err == nil {
-				_, err = tx.Exec(ctx, string(body))
-			}
-			if err == nil {
-				_, err = tx.Exec(ctx, `INSERT INTO schema_migrations (version) VALUES ($1)`, i+1)
+				_, err = tx.Exec(ctx, `INSERT INTO schema_migrations (version) VALUES ($1)`, m.Version)
 			}
 			if err != nil {
-				return fmt.Errorf("migration %s: %w", all[i], err)
+				return fmt.Errorf("migration %s: %w", m.Name, err)
 			}
-			s.log.Info("applied migration", "version", i+1, "name", all[i])
+			s.log.Info("applied migration", "version", m.Version, "name", m.Name)
 		}
 		return nil
 	})

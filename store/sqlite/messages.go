@@ -216,15 +216,7 @@ func (s *Store) Status(ctx context.Context, mesh string, from []byte, ids []stri
 			return nil, s.readErr("status", err)
 		}
 	}
-	out := make([]store.MessageStatus, len(ids))
-	for i, id := range ids {
-		st, ok := found[id]
-		if !ok {
-			st = store.MessageStatus{ID: id, State: store.StateUnknown}
-		}
-		out[i] = st
-	}
-	return out, nil
+	return store.InRequestOrder(ids, found), nil
 }
 
 // Expire implements store.Store.

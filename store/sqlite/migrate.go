@@ -20,11 +20,6 @@ var migrations embed.FS
 // migrate applies, in one transaction, the migrations the database has not
 // seen. It refuses a database whose schema is newer than this package knows.
 func migrate(ctx context.Context, db *sql.DB, log *slog.Logger) error {
-	all, err := store.Migrations(migrations, "migrations")
-	if err != nil {
-		return err
-	}
-
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
@@ -37,21 +32,19 @@ func migrate(ctx context.Context, db *sql.DB, log *slog.Logger) error {
 	if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
 		return fmt.Errorf("migrate: read schema version: %w", err)
 	}
-	if current > len(all) {
-		return fmt.Errorf("database schema version %d is newer than this program supports (%d)", current, len(all))
+	pending, err := store.Migrations(migrations, "migrations", current)
+	if err != nil {
+		return err
 	}
-	for i := current; i < len(all); i++ {
-		body, err := migrations.ReadFile("migrations/" + all[i])
+	for _, m := range pending {
+		_, err := tx.ExecContext(ctx, m.SQL)
 		if err == nil {
-			_, err = tx.ExecContext(ctx, string(body))
-		}
-		if err == nil {
-			_, err = tx.ExecContext(ctx, `INSERT INTO schema_migrations (version) VALUES (?)`, i+1)
+			_, err = tx.ExecContext(ctx, `INSERT INTO schema_migrations (version) VALUES (?)`, m.Version)
 		}
 		if err != nil {
-			return fmt.Errorf("migration %s: %w", all[i], err)
+			return fmt.Errorf("migration %s: %w", m.Name, err)
 		}
-		log.Info("store schema migrated", "version", i+1)
+		log.Info("store schema migrated", "version", m.Version)
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("migrate: %w", err)
