@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"os"
 	"os/user"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -28,6 +29,7 @@ import (
 	"github.com/claudemesh/claudemesh/client"
 	"github.com/claudemesh/claudemesh/config"
 	"github.com/claudemesh/claudemesh/identity"
+	"github.com/claudemesh/claudemesh/internal/atomicfile"
 	"github.com/claudemesh/claudemesh/wire"
 )
 
@@ -57,7 +59,7 @@ type terminalFlags struct {
 func addTerminalFlags(c *cmdLine) terminalFlags {
 	return terminalFlags{
 		mesh: c.String("mesh", "", "the `MESH` (default $"+config.EnvMesh+", else "+config.DefaultMesh+")"),
-		name: c.String("name", "", "your display `NAME` to peers (default user@host (terminal))"),
+		name: c.String("name", "", "your display `NAME` to peers, kept for the commands after this one (default: the last one given, else user@host (terminal))"),
 		json: c.Bool("json", false, "print JSON instead of a table"),
 	}
 }
@@ -97,12 +99,17 @@ func openTerminal(ctx context.Context, cmd string, f terminalFlags, stderr io.Wr
 	if err := identity.ValidateMesh(mesh); err != nil {
 		return nil, usageErrorf(cmd, "mesh: %v", err)
 	}
+	// A name given once is kept for the commands after it.
+	nameFile := filepath.Join(home, "humans", mesh+".name")
 	name := strings.TrimSpace(*f.name)
-	if name == "" {
+	if name != "" {
+		if err := validDisplayName(name); err != nil {
+			return nil, usageErrorf(cmd, "--name: %v", err)
+		}
+	} else if b, err := os.ReadFile(nameFile); err == nil && validDisplayName(strings.TrimSpace(string(b))) == nil {
+		name = strings.TrimSpace(string(b))
+	} else {
 		name = defaultTerminalName()
-	}
-	if err := validDisplayName(name); err != nil {
-		return nil, usageErrorf(cmd, "--name: %v", err)
 	}
 	brokerURL := getenv(config.EnvBroker)
 	var member ed25519.PrivateKey
@@ -128,6 +135,11 @@ func openTerminal(ctx context.Context, cmd string, f terminalFlags, stderr io.Wr
 	key, err := identity.OpenKeystore(home, log).LoadHuman(mesh)
 	if err != nil {
 		return nil, err
+	}
+	if *f.name != "" {
+		if err := atomicfile.Write(nameFile, []byte(name+"\n"), 0o600); err != nil {
+			return nil, fmt.Errorf("keep the terminal's name: %w", err)
+		}
 	}
 	endpoint := client.LocalEndpoint(home, brokerURL)
 	t := &terminal{mesh: mesh, name: name, key: key, boxes: identity.NewBoxes(key.Private, 64)}
