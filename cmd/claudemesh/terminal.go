@@ -600,7 +600,7 @@ func runInbox(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	for {
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return nil // interrupted: what was printed is acknowledged, the rest waits
 		case dm := <-dms:
 			if err := show(dm); err != nil {
 				return err
