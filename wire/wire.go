@@ -124,8 +124,19 @@ type Hello struct {
 	// Attestation is the member's word for this session key; meshes with
 	// members require it.
 	Attestation *Attestation `json:"attestation,omitempty"`
-	Sig         []byte       `json:"sig"`
+	// Kind says what speaks for the key: "" (KindSession) for a Claude
+	// Code session, KindHuman for a person at a terminal. Older clients
+	// omit it.
+	Kind string `json:"kind,omitempty"`
+	Sig  []byte `json:"sig"`
 }
+
+// Kinds of peer (Hello.Kind, Peer.Kind). A client shows a kind it does not
+// know as a session.
+const (
+	KindSession = ""      // a Claude Code session (its MCP server)
+	KindHuman   = "human" // a person at a terminal (claudemesh send, inbox, ...)
+)
 
 // Welcome accepts a Hello.
 type Welcome struct {
@@ -240,6 +251,9 @@ type Peer struct {
 	// in a mesh with members; empty otherwise.
 	Member      string `json:"member,omitempty"`
 	MemberKeyID string `json:"member_key_id,omitempty"`
+	// Kind is the kind the peer said hello as: KindSession ("") or
+	// KindHuman.
+	Kind string `json:"kind,omitempty"`
 }
 
 // Lease states of a session, as Peer.State reports them.
@@ -471,6 +485,11 @@ func (h Hello) validate() error {
 			return fmt.Errorf("attestation: %w", err)
 		}
 	}
+	switch h.Kind {
+	case KindSession, KindHuman:
+	default:
+		return fmt.Errorf("kind %q: want %q or none", truncate(h.Kind, 16), KindHuman)
+	}
 	if len(h.Sig) == 0 {
 		return &ParseError{CodeBadSignature, errors.New("hello frame: sig is required")}
 	}
@@ -663,6 +682,11 @@ func HelloTranscript(challenge []byte, h Hello) []byte {
 		put(a.Sig)
 	} else {
 		put(nil)
+	}
+	// The kind is signed only when set, so that the transcript of a
+	// hello without one is the transcript older clients sign.
+	if h.Kind != KindSession {
+		put([]byte(h.Kind))
 	}
 	return b.Bytes()
 }

@@ -86,6 +86,14 @@ func dispatch(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		return runStore(ctx, args[1:], stdout)
 	case "bench":
 		return runBench(ctx, args[1:], stdout, stderr)
+	case "peers":
+		return runPeers(ctx, args[1:], stdout, stderr)
+	case "send":
+		return runSend(ctx, args[1:], stdin, stdout, stderr)
+	case "inbox":
+		return runInbox(ctx, args[1:], stdout, stderr)
+	case "status":
+		return runStatus(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
 		return runVersion(args[1:], stdout)
 	}
