@@ -126,24 +126,25 @@ func TestSIGTERMDrainsToAnotherNode(t *testing.T) {
 	t.Parallel()
 	const drainTimeout = 3 * time.Second
 	pg := testpg.URL(t)
-	limits := []string{"--rate", "10000", "--member-rate", "10000", "--drain-timeout", drainTimeout.String()}
-	a := startNode(t, pg, "a", append(limits, "--metrics-listen", "127.0.0.1:0")...)
-	b := startNode(t, pg, "b", limits...)
+	args := []string{"--rate", "10000", "--member-rate", "10000", "--drain-timeout", drainTimeout.String(), "--metrics-listen", "127.0.0.1:0"}
+	a, b := startNode(t, pg, "a", args...), startNode(t, pg, "b", args...)
 
-	// Two MCP sessions that know both nodes and start on a.
+	// Two MCP sessions that know both nodes, each starting on either; the
+	// node that the recipient is on is drained (a), the other stays (b).
 	sender := a.sessionOn(t, "sender", uuid.NewString(), a.url, b.url)
 	recv := a.sessionOn(t, "recv", uuid.NewString(), a.url, b.url)
-	for _, s := range []*session{sender, recv} {
-		if w := s.waitConnected(t); w.Broker != a.url {
-			t.Fatalf("%s connected to %s, want %s", s.name, w.Broker, a.url)
-		}
+	sender.waitConnected(t)
+	if recv.waitConnected(t).Broker == b.url {
+		a, b = b, a
 	}
 	recvKey := recv.whoami(t).KeyID
 	sender.waitPeer(t, recvKey, "online")
 
 	// Load besides: simulated sessions spread over both nodes, sending
-	// through the drain.
+	// for loadFor, through the drain.
+	const loadFor = 4 * time.Second
 	info := localInfo(t, a.home)
+	loadStart := time.Now()
 	var next atomic.Uint64
 	urls := []string{a.url, b.url}
 	load := make(chan *bench.Result, 1)
@@ -153,7 +154,7 @@ func TestSIGTERMDrainsToAnotherNode(t *testing.T) {
 			Endpoint: func() (client.Endpoint, error) {
 				return client.Endpoint{URL: urls[next.Add(1)%2], Token: info.Token}, nil
 			},
-			Senders: 4, Count: 400, Window: 2, Timeout: 3 * waitLong,
+			Senders: 4, Count: 1e6, Duration: loadFor, Window: 2, Timeout: 3 * waitLong,
 		})
 		if err != nil {
 			t.Errorf("load: %v", err)
@@ -173,6 +174,9 @@ func TestSIGTERMDrainsToAnotherNode(t *testing.T) {
 		if i == total/3 {
 			exited = make(chan time.Duration, 1)
 			start := time.Now()
+			if start.Sub(loadStart) > loadFor-time.Second {
+				t.Fatalf("the load had nearly ended when a was stopped: the machine is too slow for this test")
+			}
 			a.cmd.Process.Signal(syscall.SIGTERM)
 			go func() {
 				<-a.done
