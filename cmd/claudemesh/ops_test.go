@@ -312,3 +312,37 @@ func TestBackupWhileRunningRestores(t *testing.T) {
 	}
 	back.assertInboxEmpty(t)
 }
+
+// The operator's flags refuse mistakes as usage errors (exit 2) before
+// anything starts or is written.
+func TestOpsUsageErrors(t *testing.T) {
+	home := inProcess(t)
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"broker", "--listen", "127.0.0.1:0", "--pprof"}, "--pprof needs --metrics-listen"},
+		{[]string{"broker", "--listen", "127.0.0.1:0", "--drain-timeout", "0"}, "drain-timeout"},
+		{[]string{"broker", "--listen", "127.0.0.1:0", "--drain-timeout", "11m"}, "drain-timeout"},
+		{[]string{"store", "backup"}, "--to is required"},
+		{[]string{"store", "backup", "--to", filepath.Join(home, "b"), "extra"}, "extra"},
+		{[]string{"store", "nope"}, "want a subcommand: copy or backup"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			stdout, stderr, err := runIn(canceled(t), tt.args...)
+			if code := report(io.Discard, err); code != exitUsage {
+				t.Fatalf("exit status %d (%v), want %d", code, err, exitUsage)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("refusal %q, want it to say %q", err, tt.want)
+			}
+			if stdout != "" || stderr != "" {
+				t.Errorf("printed %q, %q; the refusal is printed once, by main", stdout, stderr)
+			}
+			if entries, _ := os.ReadDir(home); len(entries) != 0 {
+				t.Errorf("the refusal left %d files in CLAUDEMESH_HOME", len(entries))
+			}
+		})
+	}
+}
