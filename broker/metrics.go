@@ -29,6 +29,11 @@ type Metrics struct {
 	commitSeconds prometheus.Histogram
 	commitWrites  prometheus.Histogram
 
+	// The children of the labelled counters counted on every DM, looked
+	// up once.
+	ackedAs  map[bool]prometheus.Counter   // cleared?
+	pushedAs map[string]prometheus.Counter // outcome
+
 	sessions   *prometheus.Desc
 	conns      *prometheus.Desc
 	queueDMs   *prometheus.Desc
@@ -83,11 +88,10 @@ func NewMetrics() *Metrics {
 		queueBytes: prometheus.NewDesc("claudemesh_queue_bytes", "Bytes of the DMs waiting in the store.", nil, nil),
 		draining:   prometheus.NewDesc("claudemesh_draining", "1 once the broker stopped accepting connections to shut down.", nil, nil),
 	}
-	for _, as := range []string{"read", "cleared"} {
-		m.acked.WithLabelValues(as)
-	}
+	m.ackedAs = map[bool]prometheus.Counter{false: m.acked.WithLabelValues("read"), true: m.acked.WithLabelValues("cleared")}
+	m.pushedAs = make(map[string]prometheus.Counter)
 	for _, o := range []string{pushHandoff, pushStore, pushClosed} {
-		m.pushes.WithLabelValues(o)
+		m.pushedAs[o] = m.pushes.WithLabelValues(o)
 	}
 	return m
 }
@@ -168,14 +172,9 @@ func (m *Metrics) dmsDelivered(n int) {
 }
 
 func (m *Metrics) dmsAcked(n int, cleared bool) {
-	if m == nil || n <= 0 {
-		return
+	if m != nil && n > 0 {
+		m.ackedAs[cleared].Add(float64(n))
 	}
-	as := "read"
-	if cleared {
-		as = "cleared"
-	}
-	m.acked.WithLabelValues(as).Add(float64(n))
 }
 
 func (m *Metrics) dmsExpired(n int) {
@@ -192,7 +191,7 @@ func (m *Metrics) refused(code string) {
 
 func (m *Metrics) pushed(outcome string) {
 	if m != nil {
-		m.pushes.WithLabelValues(outcome).Inc()
+		m.pushedAs[outcome].Inc()
 	}
 }
 
