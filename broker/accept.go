@@ -92,6 +92,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.log.Debug("websocket upgrade failed", "remote", r.RemoteAddr, "err", err)
 		return
 	}
+	s.cfg.Metrics.connAccepted()
 	if a != nil {
 		// From here the read deadline of the hello holds it, so that the
 		// client learns why it is closed.

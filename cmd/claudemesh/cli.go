@@ -22,6 +22,7 @@ const overview = `usage: claudemesh COMMAND [ARGUMENTS] [FLAGS]
 commands:
   broker                      run a broker (embedded SQLite store, or --store postgres://... shared by several)
   store copy --to URL         move an embedded broker's data into PostgreSQL
+  store backup --to DIR       back up an embedded broker's data, while it runs
   mcp                         run the MCP stdio server of one Claude Code session (Claude Code starts it)
   install                     register claudemesh with Claude Code (for the user, or --project)
   uninstall                   remove what install registered
