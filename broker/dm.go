@@ -26,7 +26,7 @@ func (sc *sessionConn) handleSend(ctx context.Context, f wire.Send) {
 		e.Ref = f.ID
 		sc.reply(e)
 	}
-	if !s.validKeys.valid(f.To) {
+	if s.validKeys.check(f.To) != nil {
 		refuse(wire.Errorf(wire.CodeUnknownPeer, "recipient key %s is not a valid session key", identity.KeyID(ed25519.PublicKey(f.To))))
 		return
 	}

@@ -79,7 +79,7 @@ func (s *Server) verifyHello(ctx context.Context, log *slog.Logger, challenge []
 	if err := identity.ValidateMesh(h.Mesh); err != nil {
 		return nil, wire.Errorf(wire.CodeBadMesh, "%v", err)
 	}
-	if _, err := identity.X25519PublicKey(ed25519.PublicKey(h.Key)); err != nil {
+	if err := s.validKeys.check(h.Key); err != nil {
 		return nil, wire.Errorf(wire.CodeBadSignature, "session key refused: %v", err)
 	}
 	if !ed25519.Verify(ed25519.PublicKey(h.Key), wire.HelloTranscript(challenge, h), h.Sig) {

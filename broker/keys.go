@@ -7,31 +7,33 @@ import (
 	"github.com/claudemesh/claudemesh/identity"
 )
 
-// validKeysMax bounds how many recipient keys validKeys remembers; when it
-// is full it starts over.
-const validKeysMax = 4096
+// validKeysMax bounds how many keys validKeys remembers (about 100 bytes
+// each); when it is full it starts over.
+const validKeysMax = 1 << 16
 
-// validKeys remembers recipient keys already found valid session keys, so
-// that a DM does not convert its recipient's key again (a curve operation
-// of tens of microseconds). Only valid keys are remembered: an invalid one
-// is refused every time, and a hostile sender cannot grow the set with
+// validKeys remembers keys already found valid session keys, so that a
+// hello or a DM does not convert the same key again (a curve operation of
+// tens of microseconds: a storm of reconnecting sessions would spend most
+// of its handshakes on it). Only valid keys are remembered: an invalid one
+// is refused every time, and a hostile client cannot grow the set with
 // keys that fail.
 type validKeys struct {
 	mu   sync.Mutex
 	keys map[string]struct{}
 }
 
-// valid reports whether key is an ed25519 public key that converts to an
-// X25519 key of the prime-order subgroup, as a session's key must.
-func (v *validKeys) valid(key []byte) bool {
+// check returns nil when key is an ed25519 public key that converts to an
+// X25519 key of the prime-order subgroup, as a session's key must, else
+// why not.
+func (v *validKeys) check(key []byte) error {
 	v.mu.Lock()
 	_, ok := v.keys[string(key)]
 	v.mu.Unlock()
 	if ok {
-		return true
+		return nil
 	}
 	if _, err := identity.X25519PublicKey(ed25519.PublicKey(key)); err != nil {
-		return false
+		return err
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
@@ -39,5 +41,5 @@ func (v *validKeys) valid(key []byte) bool {
 		v.keys = make(map[string]struct{})
 	}
 	v.keys[string(key)] = struct{}{}
-	return true
+	return nil
 }

@@ -11,10 +11,10 @@ func TestValidKeysRemembersOnlyValidKeysAndStaysBounded(t *testing.T) {
 	smallOrder := make([]byte, ed25519.PublicKeySize) // the identity point
 	smallOrder[0] = 1
 	for range 2 {
-		if v.valid(smallOrder) {
+		if v.check(smallOrder) == nil {
 			t.Fatal("a small-order key passed")
 		}
-		if v.valid([]byte("short")) {
+		if v.check([]byte("short")) == nil {
 			t.Fatal("a short key passed")
 		}
 	}
@@ -26,7 +26,7 @@ func TestValidKeysRemembersOnlyValidKeysAndStaysBounded(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !v.valid(pub) || !v.valid(pub) {
+		if v.check(pub) != nil || v.check(pub) != nil {
 			t.Fatalf("valid key %d refused", i)
 		}
 		if _, ok := v.keys[string(pub)]; !ok {
