@@ -124,7 +124,12 @@ type Hello struct {
 	// Attestation is the member's word for this session key; meshes with
 	// members require it.
 	Attestation *Attestation `json:"attestation,omitempty"`
-	Sig         []byte       `json:"sig"`
+	// Check asks the broker only to verify the hello: it answers Welcome
+	// (or the Error that refuses the hello) and closes, recording nothing —
+	// no session, no presence, no lease. `claudemesh doctor` checks with it
+	// that a session would be let in.
+	Check bool   `json:"check,omitempty"`
+	Sig   []byte `json:"sig"`
 }
 
 // Welcome accepts a Hello.
@@ -663,6 +668,11 @@ func HelloTranscript(challenge []byte, h Hello) []byte {
 		put(a.Sig)
 	} else {
 		put(nil)
+	}
+	if h.Check {
+		// Only a checking hello has this last field, so a hello signed
+		// without it cannot be replayed as one, nor the other way round.
+		put([]byte("check"))
 	}
 	return b.Bytes()
 }
