@@ -79,6 +79,8 @@ func dispatch(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		return runHook(args[1:], stdin, stdout)
 	case "install":
 		return runInstall(args[1:], stdout, stderr)
+	case "doctor":
+		return runDoctor(ctx, args[1:], stdout)
 	case "uninstall":
 		return runUninstall(args[1:], stdout)
 	case "launch":
