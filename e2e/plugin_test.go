@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/claudemesh/claudemesh/e2e/fakemodel"
+	"github.com/claudemesh/claudemesh/internal/testproc"
 	"github.com/claudemesh/claudemesh/mcp"
 )
 
@@ -192,5 +193,37 @@ func TestPluginInstallFromMarketplace(t *testing.T) {
 		if strings.HasPrefix(c.Name, "hook ") && c.Status != "ok" {
 			t.Errorf("doctor: %s = %s %q, want ok from the plugin", c.Name, c.Status, c.Detail)
 		}
+	}
+}
+
+// Registered twice — by the plugin and as a user's server — claudemesh is
+// started twice by one claude process. Only one of the two offers tools
+// and connects to the broker; the other stays idle and says why.
+func TestPluginAndInstallDoNotBothServe(t *testing.T) {
+	h := newHarness(t)
+	s := h.newSeat("twice")
+	s.mcpArgs = append([]string{"--plugin-dir", repoRoot(t)}, s.mcpArgs[:2]...) // the plugin and --mcp-config, not strict
+	h.model.Script("dup", fakemodel.Text("Nothing to do."))
+	id := uuid.NewString()
+	s.run("dup", "--session-id", id)
+
+	reqs := h.model.ScriptRequests("dup")
+	if len(reqs) == 0 {
+		t.Fatal("no request to the model")
+	}
+	var whoami []string
+	for _, tool := range reqs[0].Tools {
+		if strings.HasSuffix(tool, "__whoami") {
+			whoami = append(whoami, tool)
+		}
+	}
+	if len(whoami) != 1 {
+		t.Errorf("the first request offers whoami as %v, want exactly one of %s and %s", whoami, toolWhoami, pluginWhoami)
+	}
+	testproc.Eventually(t, stopGrace, "the broker to see the session", func() bool {
+		return strings.Contains(h.broker.out.String(), "session="+id)
+	})
+	if n := strings.Count(h.broker.out.String(), "msg=\"session online\""); n != 1 {
+		t.Errorf("the broker saw %d sessions come online, want 1:\n%s", n, h.broker.out)
 	}
 }
