@@ -63,10 +63,10 @@ func ClaimProcess(home string) (release func(), err error) {
 	}
 	f.Truncate(0)
 	fmt.Fprintf(f, "{\"pid\":%d}\n", os.Getpid())
-	return func() {
-		os.Remove(path)
-		f.Close()
-	}, nil
+	// The file stays while its claude process lives (removing it would
+	// let two servers lock two different files); RemoveGone deletes it
+	// after.
+	return func() { f.Close() }, nil
 }
 
 // duplicateInstructions is all that a duplicate server tells the model.
