@@ -321,15 +321,16 @@ func (r *run) dialAll(ss []*session, prefix string) ([]time.Duration, error) {
 	return took, errors.Join(errs...)
 }
 
-// closeSession says bye and stops the session's acker.
+// closeSession stops the session's acker, which acks what has arrived,
+// then says bye: the broker records the acks before the session leaves.
 func closeSession(s *session) {
 	s.once.Do(func() {
-		if s.c != nil {
-			s.c.Close()
-		}
 		if s.quit != nil {
 			close(s.quit)
 			<-s.done
+		}
+		if s.c != nil {
+			s.c.Close()
 		}
 	})
 }
@@ -381,6 +382,23 @@ func (r *run) acker(s *session) {
 		case id := <-s.acks:
 			batch = append(batch, id)
 		case <-s.quit:
+			// The session leaves: ack what has arrived first, as an
+			// inbox's last call does.
+			for {
+				select {
+				case id := <-s.acks:
+					batch = append(batch, id)
+					continue
+				default:
+				}
+				break
+			}
+			for len(batch) > 0 {
+				n := min(len(batch), r.cfg.AckBatch)
+				_ = s.c.Receipt(batch[:n], wire.ReceiptReceived)
+				_ = s.c.Ack(batch[:n])
+				batch = batch[n:]
+			}
 			return
 		}
 	more:

@@ -72,7 +72,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.nextConn++
 	id := s.nextConn
 	s.mu.Unlock()
-	defer s.wg.Done()
+	served := false
+	defer func() {
+		if !served {
+			s.wg.Done()
+		}
+	}()
 
 	// The hello is due HandshakeTimeout after the connection was accepted
 	// (when ConfigureHTTPServer set up the http.Server that accepted it),
@@ -87,6 +92,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.log.Debug("websocket upgrade failed", "remote", r.RemoteAddr, "err", err)
 		return
 	}
+	s.cfg.Metrics.connAccepted()
 	if a != nil {
 		// From here the read deadline of the hello holds it, so that the
 		// client learns why it is closed.
@@ -97,22 +103,30 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// a session that leaves while the broker stops still records when it
 	// was last seen.
 	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
-	defer cancel()
 	c := newConn(s, ws, id, cancel)
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
+		cancel()
 		ws.Close()
 		return
 	}
 	s.conns[c] = struct{}{}
 	s.mu.Unlock()
 
-	s.serveConn(ctx, c, helloBy)
-
-	s.mu.Lock()
-	delete(s.conns, c)
-	s.mu.Unlock()
+	// The connection is served on a goroutine of its own, so that the
+	// HTTP server's goroutine returns and lets go of what it keeps for a
+	// request (its buffered reader and writer, its stack): an idle
+	// session then holds only what the WebSocket needs.
+	served = true
+	go func() {
+		defer s.wg.Done()
+		defer cancel()
+		s.serveConn(ctx, c, helloBy)
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
+	}()
 }
 
 // serveConn challenges the client and hands the connection to what its

@@ -60,6 +60,9 @@ func newConn(s *Server, ws *websocket.Conn, id uint64, cancel context.CancelFunc
 // idempotent and never blocks.
 func (c *conn) shutdown(e *wire.Error) {
 	c.quitOnce.Do(func() {
+		if e != nil {
+			c.s.cfg.Metrics.refused(e.Code)
+		}
 		c.final = e
 		close(c.quit)
 	})
@@ -92,6 +95,7 @@ func (c *conn) send(f wire.Frame) bool {
 // reply queues an error frame that does not end the connection.
 func (c *conn) reply(e *wire.Error) {
 	c.log.Debug("rejected frame", "code", e.Code, "msg", e.Message)
+	c.s.cfg.Metrics.refused(e.Code)
 	c.send(e)
 }
 
@@ -161,9 +165,9 @@ func (c *conn) flush() {
 func closeCode(code string) int {
 	switch code {
 	case wire.CodeSessionReplaced:
-		return CloseSessionReplaced
+		return wire.CloseSessionReplaced
 	case wire.CodeShuttingDown:
-		return websocket.CloseGoingAway
+		return wire.CloseGoingAway
 	case wire.CodeInternal:
 		return websocket.CloseInternalServerErr
 	case wire.CodeTooLarge:
@@ -174,7 +178,7 @@ func closeCode(code string) int {
 
 // CloseSessionReplaced is the WebSocket close code of a connection displaced
 // by a newer connection of the same session key.
-const CloseSessionReplaced = 4001
+const CloseSessionReplaced = wire.CloseSessionReplaced
 
 // readLoop hands every valid frame from the client to handle until the
 // connection ends or handle returns false. From here anything that arrives

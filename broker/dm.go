@@ -89,7 +89,9 @@ func (sc *sessionConn) handleSend(ctx context.Context, f wire.Send) {
 		refuse(e)
 		return
 	}
-	if res != store.Stored {
+	if res == store.Stored {
+		s.cfg.Metrics.dmStored()
+	} else {
 		expires = sc.storedExpiry(ctx, f.ID, now)
 	}
 	status := wire.StatusQueued
@@ -249,8 +251,10 @@ func (sc *sessionConn) pump(ctx context.Context) {
 					continue
 				}
 				if !sc.send(dmFrame(m)) {
+					sc.s.cfg.Metrics.pushed(pushClosed)
 					return
 				}
+				sc.s.cfg.Metrics.pushed(pushHandoff)
 			}
 		}
 		clear(handed)
@@ -277,8 +281,10 @@ func (sc *sessionConn) pump(ctx context.Context) {
 					continue
 				}
 				if !sc.send(dmFrame(m)) {
+					sc.s.cfg.Metrics.pushed(pushClosed)
 					return
 				}
+				sc.s.cfg.Metrics.pushed(pushStore)
 			}
 			sc.setReading(false)
 			if len(msgs) < pendingPage {
@@ -385,11 +391,12 @@ func (sc *sessionConn) recorded() {
 func (sc *sessionConn) handleAck(ctx context.Context, f wire.Ack) {
 	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
-	_, err := sc.s.cfg.Store.Ack(ctx, sc.hello.Mesh, sc.hello.Key, f.IDs, sc.s.cfg.Now(), f.Cleared)
+	n, err := sc.s.cfg.Store.Ack(ctx, sc.hello.Mesh, sc.hello.Key, f.IDs, sc.s.cfg.Now(), f.Cleared)
 	if e := storeRefusal(sc.log, opAck, err, about{}); e != nil {
 		sc.reply(e)
 		return
 	}
+	sc.s.cfg.Metrics.dmsAcked(n, f.Cleared)
 	sc.mu.Lock()
 	for _, id := range f.IDs {
 		if _, ok := sc.inflight[id]; ok && sc.reading {
@@ -424,6 +431,9 @@ func (sc *sessionConn) handleReceipt(ctx context.Context, f wire.Receipt) {
 	if e := storeRefusal(sc.log, opReceipt, err, about{state: f.State}); e != nil {
 		sc.reply(e)
 		return
+	}
+	if f.State == wire.ReceiptReceived {
+		sc.s.cfg.Metrics.dmsDelivered(n)
 	}
 	sc.log.Debug("receipt recorded", "state", f.State, "ids", len(f.IDs), "recorded", n)
 }

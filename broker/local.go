@@ -83,3 +83,17 @@ func LoadOrCreateToken(dataDir string) (string, error) {
 	}
 	return "", fmt.Errorf("broker credential %s: created and removed concurrently", path)
 }
+
+// CopyCredential copies the broker credential of dataDir, if it has one,
+// into the data directory to, where no credential may exist yet. A broker
+// started on to lets in the sessions that hold the credential.
+func CopyCredential(dataDir, to string) error {
+	tok, err := ReadToken(dataDir)
+	if err != nil || tok == "" {
+		return err
+	}
+	if err := atomicfile.Create(filepath.Join(to, credentialFile), []byte(tok+"\n"), 0o600); err != nil {
+		return fmt.Errorf("copy broker credential: %w", err)
+	}
+	return nil
+}

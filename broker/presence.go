@@ -46,7 +46,7 @@ func (s *Server) attach(ctx context.Context, sc *sessionConn) (old *sessionConn,
 	h := sc.hello
 	prev, epoch, err := s.cluster.Claim(ctx, store.Lease{
 		Mesh: h.Mesh, Key: h.Key, Node: s.cfg.Node, Conn: sc.id, Instance: h.Instance,
-		SessionID: h.SessionID, Name: h.Name, ProjectDir: h.ProjectDir, Member: sc.member, Since: sc.since,
+		SessionID: h.SessionID, Name: h.Name, ProjectDir: h.ProjectDir, Kind: h.Kind, Member: sc.member, Since: sc.since,
 	}, h.Standby, s.leaseTimes())
 	if errors.Is(err, store.ErrLeaseHeld) {
 		if prev.State == store.LeaseOnline {
@@ -118,7 +118,7 @@ func (s *Server) sweep(ctx context.Context) {
 		s.log.Info("session offline", "mesh", l.Mesh, "key_id", identity.KeyID(l.Key), "session", l.SessionID)
 		if s.lapse > 0 {
 			err := s.cfg.Store.UpsertSession(ctx, store.Session{Mesh: l.Mesh, PublicKey: l.Key, SessionID: l.SessionID,
-				Name: l.Name, ProjectDir: l.ProjectDir, LastSeen: l.DroppedAt, Member: l.Member})
+				Name: l.Name, ProjectDir: l.ProjectDir, Kind: l.Kind, LastSeen: l.DroppedAt, Member: l.Member})
 			if err != nil && ctx.Err() == nil {
 				s.log.Warn("record last seen", "key_id", identity.KeyID(l.Key), "err", err)
 			}
@@ -199,7 +199,7 @@ func (s *Server) present(ctx context.Context, mesh string) ([]listed, error) {
 	for _, l := range leases {
 		p := wire.Peer{
 			Key: l.Key, KeyID: identity.KeyID(l.Key), Name: l.Name, SessionID: l.SessionID, ProjectDir: l.ProjectDir,
-			ConnectedSince: l.Since,
+			Kind: l.Kind, ConnectedSince: l.Since,
 		}
 		switch l.State {
 		case store.LeaseOnline:
@@ -256,7 +256,7 @@ func (sc *sessionConn) handlePeers(ctx context.Context, f wire.PeersRequest) {
 		}
 		byKey[k] = listed{wire.Peer{
 			Key: ss.PublicKey, KeyID: identity.KeyID(ss.PublicKey), Name: ss.Name, SessionID: ss.SessionID,
-			ProjectDir: ss.ProjectDir, State: wire.PeerOffline, LastSeen: ss.LastSeen,
+			ProjectDir: ss.ProjectDir, Kind: ss.Kind, State: wire.PeerOffline, LastSeen: ss.LastSeen,
 		}, ss.Member}
 	}
 	// In a mesh with members, say who vouches for each session.

@@ -112,6 +112,10 @@ type Config struct {
 	Cluster store.Cluster
 	// Node names this broker among its cluster's nodes. Default "local".
 	Node string
+	// Metrics, when set, counts what the broker does (see Metrics); a
+	// Metrics serves one Server.
+	Metrics *Metrics
+
 	// Heartbeat is how often a node of a cluster records that it is
 	// alive, and NodeLapse how long without a heartbeat makes a node dead
 	// to the others: its sessions go to grace, judged from its last
@@ -241,6 +245,9 @@ func NewServer(cfg Config) (*Server, error) {
 		cluster:     cfg.Cluster,
 	}
 	s.upgrader.WriteBufferPool = &s.writeBufs
+	if cfg.Metrics != nil {
+		cfg.Metrics.srv.Store(s)
+	}
 	if s.cluster == nil {
 		s.mem = memory.NewCluster(cfg.Token)
 		s.cluster = s.mem
@@ -273,13 +280,27 @@ func NewServer(cfg Config) (*Server, error) {
 // the sockets of clients that do not read.
 const closeWait = 2 * time.Second
 
-// Close disconnects every client with a shutting_down error and returns
-// once every goroutine of the server has exited. Connections get closeWait
-// to finish what they are doing (a session that leaves records when it was
-// last seen); then Close cuts the sockets of clients that do not read and
-// cancels the store calls still made for clients. It is idempotent. It does
-// not close the store.
+// Close is Shutdown with closeWait to finish: connections get that long to
+// finish what they are doing (a session that leaves records when it was
+// last seen). It is idempotent. It does not close the store.
 func (s *Server) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), closeWait)
+	defer cancel()
+	return s.Shutdown(ctx)
+}
+
+// Shutdown drains the broker: it stops admitting connections (ServeHTTP
+// answers 503 and Ready fails from now on), tells every client with a
+// shutting_down error frame and a going-away close (wire.CloseGoingAway)
+// to reconnect, to another broker of the cluster if it knows one, and
+// waits until every connection has finished what it was doing — a send
+// whose DM is being stored is stored, the acks read are recorded — and
+// every goroutine of the server has exited. When ctx ends first it cuts
+// the sockets of clients that do not read and cancels the store calls
+// still made for clients, then waits for the goroutines. Only the first
+// call (of Shutdown or Close) drains; later ones wait for it. It does not
+// close the store.
+func (s *Server) Shutdown(ctx context.Context) error {
 	s.stopOnce.Do(func() {
 		s.mu.Lock()
 		s.closed = true
@@ -290,7 +311,7 @@ func (s *Server) Close() error {
 		s.mu.Unlock()
 		s.stopJanitor()
 		for _, c := range conns {
-			c.shutdown(wire.Errorf(wire.CodeShuttingDown, "broker is shutting down; reconnect later"))
+			c.shutdown(wire.Errorf(wire.CodeShuttingDown, "broker is shutting down; reconnect, to another broker of the cluster if there is one"))
 		}
 		done := make(chan struct{})
 		go func() {
@@ -299,10 +320,10 @@ func (s *Server) Close() error {
 		}()
 		select {
 		case <-done:
-		case <-time.After(closeWait):
+		case <-ctx.Done():
 			// A writer blocked on a client that does not read would hold
-			// Close for WriteTimeout, and a store that does not answer for
-			// storeTimeout: cut the sockets and cancel the store calls.
+			// the drain for WriteTimeout, and a store that does not answer
+			// for storeTimeout: cut the sockets and cancel the store calls.
 			for _, c := range conns {
 				c.cancel()
 				c.ws.NetConn().Close()
@@ -356,6 +377,7 @@ func (s *Server) Expire(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("expire: %w", err)
 	}
+	s.cfg.Metrics.dmsExpired(n)
 	if n > 0 {
 		s.log.Info("expired queued DMs", "count", n)
 	}

@@ -152,6 +152,7 @@ func (sc *sessionConn) session(seen time.Time) store.Session {
 		SessionID:  sc.hello.SessionID,
 		Name:       sc.hello.Name,
 		ProjectDir: sc.hello.ProjectDir,
+		Kind:       sc.hello.Kind,
 		FirstSeen:  seen,
 		LastSeen:   seen,
 		Member:     sc.member,

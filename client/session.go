@@ -44,6 +44,9 @@ type Config struct {
 	// Name and ProjectDir are presented to peers.
 	Name       string
 	ProjectDir string
+	// Kind is what speaks for the key, presented to peers:
+	// wire.KindSession ("", a Claude Code session) or wire.KindHuman.
+	Kind string
 	// OnDM receives each DM pushed by the broker, in order, on the
 	// client's connection goroutine: it must not block for long. The
 	// broker delivers a DM again on the next connection until Ack or Clear
@@ -857,6 +860,7 @@ func (c *Session) connect(ctx context.Context, ep Endpoint) (*clientConn, error)
 		Token:      ep.Token,
 		Instance:   c.cfg.Instance,
 		Standby:    c.inStandbyNow(),
+		Kind:       c.cfg.Kind,
 	}
 	if c.cfg.Member != nil {
 		h.Attestation = wire.Attest(c.cfg.Member, k.Mesh, wire.Key(k.Public), c.cfg.Now().Add(c.cfg.AttestFor))

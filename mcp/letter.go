@@ -1,52 +1,16 @@
 package mcp
 
 import (
-	"bytes"
 	"crypto/ed25519"
-	"encoding/json"
-	"errors"
-	"fmt"
 	"time"
 
-	"golang.org/x/crypto/nacl/box"
-
+	"github.com/claudemesh/claudemesh/client"
 	"github.com/claudemesh/claudemesh/identity"
 	"github.com/claudemesh/claudemesh/wire"
 )
 
 // MaxText is the largest DM text, in bytes, that send_dm accepts.
-const MaxText = 64 << 10
-
-// letter is the plaintext inside a DM's box. Sealing the id and time with
-// the text means the broker cannot replay a DM under a new id.
-type letter struct {
-	Version int       `json:"v"`
-	ID      string    `json:"id"`
-	Text    string    `json:"text"`
-	SentAt  time.Time `json:"sent_at"`
-}
-
-// errTooLarge: a DM's box would exceed what the broker accepts.
-var errTooLarge = errors.New("message too large once encrypted")
-
-// seal encrypts a letter from the sender's key to the recipient's. The
-// letter is encoded without HTML escaping, so that text full of <, > and &
-// does not grow sixfold; text that still does not fit in wire.MaxBoxSize
-// (control characters are escaped as \u00XX) fails with errTooLarge, since
-// the broker would refuse it.
-func seal(id, text string, sentAt time.Time, to ed25519.PublicKey, from *identity.Boxes) ([wire.NonceSize]byte, []byte, error) {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(letter{Version: 1, ID: id, Text: text, SentAt: sentAt.UTC()}); err != nil {
-		return [wire.NonceSize]byte{}, nil, err
-	}
-	plain := bytes.TrimSuffix(b.Bytes(), []byte("\n"))
-	if n := len(plain) + box.Overhead; n > wire.MaxBoxSize {
-		return [wire.NonceSize]byte{}, nil, fmt.Errorf("%w: %d bytes, the limit is %d", errTooLarge, n, wire.MaxBoxSize)
-	}
-	return from.Seal(plain, to)
-}
+const MaxText = client.MaxText
 
 // Message is a received DM as the inbox keeps it.
 type Message struct {
@@ -72,20 +36,9 @@ func open(dm wire.DM, boxes *identity.Boxes) Message {
 		SentAt:      dm.SentAt.UTC().Format(time.RFC3339),
 		Status:      statusNew,
 	}
-	var nonce [wire.NonceSize]byte
-	copy(nonce[:], dm.Nonce)
-	plain, err := boxes.Open(dm.Box, nonce, ed25519.PublicKey(dm.From))
+	l, err := client.Open(dm, boxes)
 	if err != nil {
-		m.Error = fmt.Sprintf("could not decrypt: %v", err)
-		return m
-	}
-	var l letter
-	if err := json.Unmarshal(plain, &l); err != nil || l.Version != 1 {
-		m.Error = "decrypted content is not a claudemesh DM"
-		return m
-	}
-	if l.ID != dm.ID {
-		m.Error = fmt.Sprintf("sealed id %s does not match delivered id: possible replay", l.ID)
+		m.Error = err.Error()
 		return m
 	}
 	m.Text = l.Text

@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/claudemesh/claudemesh/claudecode"
+	"github.com/claudemesh/claudemesh/client"
 	"github.com/claudemesh/claudemesh/config"
 	"github.com/claudemesh/claudemesh/identity"
 	"github.com/claudemesh/claudemesh/wire"
@@ -270,7 +271,7 @@ func newKey(t *testing.T, mesh string) *identity.Key {
 // sealedDM is the DM the broker would deliver for a sealed letter.
 func sealedDM(t *testing.T, id, text string, sentAt time.Time, from *identity.Key, to ed25519.PublicKey) wire.DM {
 	t.Helper()
-	nonce, box, err := seal(id, text, sentAt, to, identity.NewBoxes(from.Private, 4))
+	nonce, box, err := client.Seal(id, text, sentAt, to, identity.NewBoxes(from.Private, 4))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -357,9 +358,9 @@ func TestSealSize(t *testing.T) {
 			t.Errorf("%d bytes of %q: open = error %q, %d bytes", len(text), text[:2], m.Error, len(m.Text))
 		}
 	}
-	_, _, err := seal(id, strings.Repeat("\x01", MaxText), time.Now(), bob.Public, identity.NewBoxes(alice.Private, 4))
-	if !errors.Is(err, errTooLarge) {
-		t.Errorf("seal of %d control characters: %v, want errTooLarge", MaxText, err)
+	_, _, err := client.Seal(id, strings.Repeat("\x01", MaxText), time.Now(), bob.Public, identity.NewBoxes(alice.Private, 4))
+	if !errors.Is(err, client.ErrTooLarge) {
+		t.Errorf("seal of %d control characters: %v, want client.ErrTooLarge", MaxText, err)
 	}
 }
 

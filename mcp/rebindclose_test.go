@@ -115,7 +115,7 @@ func TestCloseWaitsForARebind(t *testing.T) {
 	left := alice.srv.bound()
 
 	id := uuid.NewString()
-	nonce, box, err := seal(id, "sent before the switch", time.Now(), bob.srv.Key().Public, left.boxes)
+	nonce, box, err := client.Seal(id, "sent before the switch", time.Now(), bob.srv.Key().Public, left.boxes)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -32,7 +32,7 @@ func TestDMBetweenOnlineSessions(t *testing.T) {
 	if peers.Mesh != "default" {
 		t.Errorf("list_peers mesh = %q, want default", peers.Mesh)
 	}
-	want := PeerInfo{Name: "bob", KeyID: b.KeyID, SessionID: bobID, ProjectDir: "/projects/bob", State: "online"}
+	want := PeerInfo{Name: "bob", KeyID: b.KeyID, SessionID: bobID, ProjectDir: "/projects/bob", State: "online", Kind: "session"}
 	if len(peers.Peers) != 1 {
 		t.Errorf("alice's list_peers = %+v, want only %+v (and never alice herself)", peers.Peers, want)
 	} else if p := peers.Peers[0]; p.Name != want.Name || p.KeyID != want.KeyID || p.SessionID != want.SessionID ||

@@ -63,6 +63,7 @@ type PeerInfo struct {
 	ReconnectingUntil string `json:"reconnecting_until,omitempty"`
 	Member            string `json:"member,omitempty" jsonschema:"in a mesh with members: the member (person or machine) that vouches for this session"`
 	MemberKeyID       string `json:"member_key_id,omitempty"`
+	Kind              string `json:"kind" jsonschema:"session (a Claude Code session) or human (a person at a terminal: claudemesh send and inbox)"`
 }
 
 // PeersResult is list_peers' result.
@@ -333,8 +334,8 @@ func (s *Server) sendDM(ctx context.Context, req mcpgo.CallToolRequest) (*mcpgo.
 		return mcpgo.NewToolResultError(err.Error()), nil
 	}
 	id := uuid.NewString()
-	nonce, box, err := seal(id, text, time.Now(), ed25519.PublicKey(p.Key), b.boxes)
-	if errors.Is(err, errTooLarge) {
+	nonce, box, err := client.Seal(id, text, time.Now(), ed25519.PublicKey(p.Key), b.boxes)
+	if errors.Is(err, client.ErrTooLarge) {
 		return mcpgo.NewToolResultError(fmt.Sprintf("`message` cannot be sent: %v. Control characters count 6 bytes each once encoded; split it into several DMs.", err)), nil
 	}
 	if err != nil {
@@ -381,14 +382,7 @@ func (s *Server) toolError(op string, err error) *mcpgo.CallToolResult {
 // posing under another session's name or key prefix receives its DMs.
 func resolve(to string, peers []wire.Peer) (wire.Peer, error) {
 	to = strings.TrimPrefix(strings.TrimSpace(to), "@")
-	lower := strings.ToLower(to)
-	var matches []wire.Peer
-	for _, p := range peers {
-		if strings.EqualFold(p.Name, to) || (p.SessionID != "" && p.SessionID == lower) ||
-			(len(lower) >= 4 && strings.HasPrefix(p.Key.String(), lower)) {
-			matches = append(matches, p)
-		}
-	}
+	matches := client.Match(to, peers)
 	switch len(matches) {
 	case 1:
 		return matches[0], nil
@@ -467,7 +461,7 @@ func (s *Server) listPeers(ctx context.Context, _ mcpgo.CallToolRequest) (*mcpgo
 	}
 	for _, p := range peers {
 		info := PeerInfo{Name: p.Name, KeyID: p.KeyID, SessionID: p.SessionID, ProjectDir: p.ProjectDir,
-			State: presence(p.State), Member: p.Member, MemberKeyID: p.MemberKeyID}
+			State: presence(p.State), Member: p.Member, MemberKeyID: p.MemberKeyID, Kind: peerKind(p)}
 		switch info.State {
 		case presenceOnline:
 			info.ConnectedSince = stamp(p.ConnectedSince)
@@ -480,12 +474,30 @@ func (s *Server) listPeers(ctx context.Context, _ mcpgo.CallToolRequest) (*mcpgo
 			fmt.Fprintf(&b, "- %s %s, last seen %s", peerLabel(p), info.State, info.LastSeen)
 		}
 		res.Peers = append(res.Peers, info)
+		if info.Kind == kindHuman {
+			b.WriteString(", a person at a terminal")
+		}
 		if p.ProjectDir != "" {
 			fmt.Fprintf(&b, ", project %s", p.ProjectDir)
 		}
 		b.WriteByte('\n')
 	}
 	return mcpgo.NewToolResultStructured(res, strings.TrimSpace(b.String())+unreadNote(res.Unread)), nil
+}
+
+// Kinds of peer in list_peers.
+const (
+	kindSession = "session"
+	kindHuman   = "human"
+)
+
+// peerKind names what speaks for a peer; a kind this server does not know
+// counts as a session.
+func peerKind(p wire.Peer) string {
+	if p.Kind == wire.KindHuman {
+		return kindHuman
+	}
+	return kindSession
 }
 
 // unread counts the DMs this session has not been shown yet.

@@ -25,6 +25,7 @@ type Lease struct {
 	SessionID  string
 	Name       string
 	ProjectDir string
+	Kind       string    // the hello's kind: wire.KindSession ("") or wire.KindHuman
 	Member     []byte    // member that vouched for the session; nil without members
 	Since      time.Time // when the holding connection said hello
 	// DroppedAt is when the holding connection ended without a bye (zero

@@ -163,6 +163,7 @@ type Session struct {
 	SessionID  string // Claude Code session UUID ("" when ephemeral)
 	Name       string // display name last presented
 	ProjectDir string // project directory last presented
+	Kind       string // what said hello: wire.KindSession ("") or wire.KindHuman
 	FirstSeen  time.Time
 	LastSeen   time.Time
 	// Member is the member key that vouched for the session key, nil in a

@@ -15,7 +15,7 @@ const (
 	CodeSessionReplaced    = "session_replaced"    // a newer connection took this session key
 	CodeUnknownPeer        = "unknown_peer"        // recipient never seen in this mesh
 	CodeDuplicateID        = "duplicate_id"        // DM id already used for another DM
-	CodeShuttingDown       = "shutting_down"       // broker is stopping; reconnect later
+	CodeShuttingDown       = "shutting_down"       // broker is stopping (draining); reconnect, to another broker if any
 	CodeSessionActive      = "session_active"      // standby hello: the session is live in another process
 	CodeInternal           = "internal"            // broker-side failure; retry
 

@@ -68,6 +68,25 @@ func TestTranscriptLayout(t *testing.T) {
 			want: fields(append(helloFields, raw(memberHex), expiry, sig)...),
 		},
 		{
+			name: "hello of a human: the kind is field 12 after an empty field 11",
+			got: func() []byte {
+				h := hello
+				h.Kind = KindHuman
+				return HelloTranscript(challenge, h)
+			}(),
+			want: fields(append(helloFields, nil, []byte("human"))...),
+		},
+		{
+			name: "hello of a human with attestation: the kind is field 14",
+			got: func() []byte {
+				h := hello
+				h.Kind = KindHuman
+				h.Attestation = &Attestation{Member: member, Expires: expires, Sig: sig}
+				return HelloTranscript(challenge, h)
+			}(),
+			want: fields(append(helloFields, raw(memberHex), expiry, sig, []byte("human"))...),
+		},
+		{
 			name: "attestation",
 			got:  AttestationTranscript("team", session, expires),
 			want: fields([]byte("claudemesh/attest/v1"), []byte("team"), raw(sessionHex), expiry),

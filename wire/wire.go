@@ -124,6 +124,10 @@ type Hello struct {
 	// Attestation is the member's word for this session key; meshes with
 	// members require it.
 	Attestation *Attestation `json:"attestation,omitempty"`
+	// Kind says what speaks for the key: "" (KindSession) for a Claude
+	// Code session, KindHuman for a person at a terminal. Older clients
+	// omit it.
+	Kind string `json:"kind,omitempty"`
 	// Check asks the broker only to verify the hello: it answers Welcome
 	// (or the Error that refuses the hello) and closes, recording nothing —
 	// no session, no presence, no lease. `claudemesh doctor` checks with it
@@ -131,6 +135,13 @@ type Hello struct {
 	Check bool   `json:"check,omitempty"`
 	Sig   []byte `json:"sig"`
 }
+
+// Kinds of peer (Hello.Kind, Peer.Kind). A client shows a kind it does not
+// know as a session.
+const (
+	KindSession = ""      // a Claude Code session (its MCP server)
+	KindHuman   = "human" // a person at a terminal (claudemesh send, inbox, ...)
+)
 
 // Welcome accepts a Hello.
 type Welcome struct {
@@ -245,6 +256,9 @@ type Peer struct {
 	// in a mesh with members; empty otherwise.
 	Member      string `json:"member,omitempty"`
 	MemberKeyID string `json:"member_key_id,omitempty"`
+	// Kind is the kind the peer said hello as: KindSession ("") or
+	// KindHuman.
+	Kind string `json:"kind,omitempty"`
 }
 
 // Lease states of a session, as Peer.State reports them.
@@ -476,6 +490,11 @@ func (h Hello) validate() error {
 			return fmt.Errorf("attestation: %w", err)
 		}
 	}
+	switch h.Kind {
+	case KindSession, KindHuman:
+	default:
+		return fmt.Errorf("kind %q: want %q or none", truncate(h.Kind, 16), KindHuman)
+	}
 	if len(h.Sig) == 0 {
 		return &ParseError{CodeBadSignature, errors.New("hello frame: sig is required")}
 	}
@@ -669,9 +688,15 @@ func HelloTranscript(challenge []byte, h Hello) []byte {
 	} else {
 		put(nil)
 	}
+	// The kind is signed only when set, so that the transcript of a
+	// hello without one is the transcript older clients sign.
+	if h.Kind != KindSession {
+		put([]byte(h.Kind))
+	}
 	if h.Check {
-		// Only a checking hello has this last field, so a hello signed
-		// without it cannot be replayed as one, nor the other way round.
+		// Only a checking hello has this last field ("check" is no kind),
+		// so a hello signed without it cannot be replayed as one, nor the
+		// other way round.
 		put([]byte("check"))
 	}
 	return b.Bytes()

@@ -23,6 +23,7 @@ func TestRoundTrip(t *testing.T) {
 	frames := []Frame{
 		Challenge{Version: Version, Nonce: bytes.Repeat([]byte{1}, ChallengeSize)},
 		Hello{Version: Version, Mesh: "default", SessionID: testID, Key: testKey, Name: "alice@host/proj", ProjectDir: "/home/alice/proj", Token: "t", Instance: testID, Standby: true, Sig: []byte{1, 2, 3}},
+		Hello{Version: Version, Mesh: "default", SessionID: testID, Key: testKey, Name: "alice@host (terminal)", Kind: KindHuman, Sig: []byte{1, 2, 3}},
 		Welcome{Version: Version, KeyID: "070707070707", ServerTime: now, Replaced: true, GraceMS: 90000},
 		Send{ID: testID, To: testKey, Nonce: testNonce, Box: []byte("ciphertext")},
 		Sent{ID: testID, Status: StatusQueued},
@@ -41,7 +42,8 @@ func TestRoundTrip(t *testing.T) {
 		StatusList{Req: 44, Statuses: []MessageStatus{}},
 		PeersRequest{Req: 42},
 		PeerList{Req: 42, Peers: []Peer{{Key: testKey, KeyID: "0707", Name: "bob", State: PeerOnline, ConnectedSince: now, LastSeen: now},
-			{Key: testKey, KeyID: "0707", Name: "carol", State: PeerGrace, LastSeen: now, GraceUntil: now}}},
+			{Key: testKey, KeyID: "0707", Name: "carol", State: PeerGrace, LastSeen: now, GraceUntil: now},
+			{Key: testKey, KeyID: "0707", Name: "dan", State: PeerOffline, LastSeen: now, Kind: KindHuman}}},
 		Bye{Forget: true},
 		Bye{},
 		&Error{Code: CodeUnknownPeer, Message: "no such peer", Ref: testID},
@@ -92,6 +94,7 @@ func TestDecodeRejects(t *testing.T) {
 		{"hello no name", `{"type":"hello","v":1,"mesh":"m","key":"` + testKey.String() + `","sig":"AA=="}`, CodeBadFrame, "name is required"},
 		{"hello control chars", `{"type":"hello","v":1,"mesh":"m","key":"` + testKey.String() + `","name":"a\u001b[31m","sig":"AA=="}`, CodeBadFrame, "control characters"},
 		{"hello bad session", `{"type":"hello","v":1,"mesh":"m","session_id":"../x","key":"` + testKey.String() + `","name":"a","sig":"AA=="}`, CodeBadFrame, "not a UUID"},
+		{"hello unknown kind", `{"type":"hello","v":1,"mesh":"m","key":"` + testKey.String() + `","name":"a","kind":"robot","sig":"AA=="}`, CodeBadFrame, `kind "robot"`},
 		{"ack empty", `{"type":"ack","ids":[]}`, CodeBadFrame, "ids is required"},
 		{"ack bad id", `{"type":"ack","ids":["x"]}`, CodeBadFrame, "not a UUID"},
 		{"hello bad instance", `{"type":"hello","v":1,"mesh":"m","instance":"x","key":"` + testKey.String() + `","name":"a","sig":"AA=="}`, CodeBadFrame, "not a UUID"},
@@ -154,6 +157,7 @@ func TestHelloTranscriptBindsEveryField(t *testing.T) {
 		"name shifts": func(h *Hello) { h.Name, h.ProjectDir = "a/", "p" },
 		"instance":    func(h *Hello) { h.Instance = testID },
 		"standby":     func(h *Hello) { h.Standby = true },
+		"kind":        func(h *Hello) { h.Kind = KindHuman },
 	}
 	for name, mutate := range variants {
 		h := base

@@ -22,6 +22,7 @@ const overview = `usage: claudemesh COMMAND [ARGUMENTS] [FLAGS]
 commands:
   broker                      run a broker (embedded SQLite store, or --store postgres://... shared by several)
   store copy --to URL         move an embedded broker's data into PostgreSQL
+  store backup --to DIR       back up an embedded broker's data, while it runs
   mcp                         run the MCP stdio server of one Claude Code session (Claude Code starts it)
   install                     register claudemesh with Claude Code (for the user, or --project)
   uninstall                   remove what install registered
@@ -34,6 +35,10 @@ commands:
   join BROKER_URL CODE        enroll this machine in a mesh
   member list                 list the members of your mesh
   member remove NAME          remove a member and close its sessions
+  peers                       list the mesh's sessions and people, from this terminal
+  send TO [MESSAGE | -]       send a DM from this terminal (the message from stdin without MESSAGE)
+  inbox [--follow]            print the DMs sent to this terminal (--follow: as they arrive)
+  status ID                   what became of a DM sent from this terminal
   bench [SCENARIO]            drive a broker with simulated sessions: DMs/s, latency, memory, reconnects
   help [COMMAND]              print this, or a command's usage
   version                     print the version

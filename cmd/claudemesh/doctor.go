@@ -377,6 +377,8 @@ func refusalFix(code, home string) string {
 			config.EnvHome + " (restart the broker with it), or join a mesh on a remote broker (claudemesh join)"
 	case wire.CodeAttestationRequired, wire.CodeNotMember, wire.CodeMemberRemoved, wire.CodeBadAttestation:
 		return "this machine is not a member of the mesh: claudemesh join BROKER_URL CODE with an invite from its owner"
+	case wire.CodeBadSignature:
+		return "a broker older than this claudemesh refuses the doctor's checking hello: update the broker (sessions may still work)"
 	case wire.CodeUnsupportedVersion:
 		return "this claudemesh and the broker speak different protocol versions: update the older one"
 	case wire.CodeTooManyConnections:

@@ -89,6 +89,14 @@ func dispatch(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		return runStore(ctx, args[1:], stdout)
 	case "bench":
 		return runBench(ctx, args[1:], stdout, stderr)
+	case "peers":
+		return runPeers(ctx, args[1:], stdout, stderr)
+	case "send":
+		return runSend(ctx, args[1:], stdin, stdout, stderr)
+	case "inbox":
+		return runInbox(ctx, args[1:], stdout, stderr)
+	case "status":
+		return runStatus(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
 		return runVersion(args[1:], stdout)
 	}
@@ -176,8 +184,15 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	durationVar(c.FlagSet, &limits.HandshakeTimeout, "handshake-timeout", 10*time.Second, time.Second, 10*time.Minute, "time a new connection has to say hello")
 	numberVar(c.FlagSet, &limits.MaxFrameSize, "max-frame", wire.MaxFrameSize, minFrameSize, wire.MaxFrameSize, "(bytes: 512 KiB to 1 MiB)", "largest frame a client may send, in bytes")
 	allowPlaintext := c.Bool("allow-plaintext", false, "allow --listen on a non-loopback address without TLS: the credential and message metadata cross the network unencrypted")
+	metricsListen := c.String("metrics-listen", "", "serve Prometheus metrics at /metrics on `ADDR` (host:port), apart from --listen (default off)")
+	pprofOn := c.Bool("pprof", false, "with --metrics-listen: also serve Go's profiler at /debug/pprof/ on that address")
+	var drainTimeout time.Duration
+	durationVar(c.FlagSet, &drainTimeout, "drain-timeout", 10*time.Second, time.Second, 10*time.Minute, "on SIGTERM or Ctrl-C: how long connections get to finish what they are doing before they are cut")
 	if _, err := c.parse(args); err != nil {
 		return err
+	}
+	if *pprofOn && *metricsListen == "" {
+		return usageErrorf(c.Name(), "--pprof needs --metrics-listen")
 	}
 	if *storeURL != "" && !isPostgresURL(*storeURL) {
 		return usageErrorf(c.Name(), "--store wants a postgres:// or postgresql:// URL")
@@ -212,6 +227,13 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return fmt.Errorf("broker: %w", err)
 	}
 	defer ln.Close()
+	var metrics *opsServer
+	if *metricsListen != "" {
+		if metrics, err = listenOps(*metricsListen, *pprofOn, log); err != nil {
+			return fmt.Errorf("broker: metrics: %w", err)
+		}
+		defer metrics.Close()
+	}
 	url := "ws://" + dialable(ln.Addr()) + wire.Path
 	if tlsConfig != nil {
 		leaf := tlsConfig.Certificates[0].Leaf
@@ -242,6 +264,7 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	defer lock.Close()
 	cfg := limits
 	cfg.Logger = log
+	cfg.Metrics = metrics.brokerMetrics()
 	var st store.Store
 	if *storeURL != "" {
 		pg.Logger = log
@@ -263,6 +286,7 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		ss, err := sqlite.Open(ctx, filepath.Join(*data, sqliteFile), sqlite.Config{
 			Logger:      log,
 			Synchronous: strings.ToUpper(syncMode),
+			OnCommit:    metrics.commitObserver(),
 		})
 		if err != nil {
 			return err
@@ -277,13 +301,15 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	defer srv.Close()
+	metrics.serve()
 
 	if err := lock.Publish(wire.LocalInfo{URL: url, Token: cfg.Token, PID: os.Getpid(), StartedAt: time.Now().UTC()}); err != nil {
 		return err
 	}
 	mux := http.NewServeMux()
 	mux.Handle(wire.Path, srv)
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
+	mux.Handle("/healthz", broker.HealthHandler())
+	mux.Handle("/readyz", srv.ReadyHandler())
 	hs := &http.Server{Handler: mux, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 	srv.ConfigureHTTPServer(hs) // --handshake-timeout from accept to hello, HTTP request included
 	where := []any{"data", *data}
@@ -298,11 +324,7 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	case err = <-errc:
 	case <-ctx.Done():
 	}
-	log.Info("broker stopping")
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	hs.Shutdown(sctx) // stops accepting; does not wait for WebSockets
-	srv.Close()       // closes the WebSockets and waits for their goroutines
+	drain(hs, srv, drainTimeout, log)
 	if err == nil {
 		err = <-errc
 	}
@@ -310,6 +332,28 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		err = nil
 	}
 	return err
+}
+
+// drain stops the broker within bound: the listener stops accepting,
+// every session is told to reconnect elsewhere (shutting_down) and its
+// connection gets until bound to finish what it is doing — the DMs being
+// stored are stored — before it is cut. The store, closed after, commits
+// the writes queued by then.
+func drain(hs *http.Server, srv *broker.Server, bound time.Duration, log *slog.Logger) {
+	start := time.Now()
+	log.Info("broker draining: sessions are told to reconnect elsewhere", "bound", bound)
+	ctx, cancel := context.WithTimeout(context.Background(), bound)
+	defer cancel()
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		if hs.Shutdown(ctx) != nil { // stops accepting; does not wait for WebSockets
+			hs.Close()
+		}
+	}()
+	srv.Shutdown(ctx) // closes the WebSockets and waits for their goroutines
+	<-stopped
+	log.Info("broker drained", "took", time.Since(start).Round(time.Millisecond))
 }
 
 // dialable turns a listen address into one a local client can dial: an

@@ -33,12 +33,15 @@ func isPostgresURL(u string) bool {
 }
 
 func runStore(ctx context.Context, args []string, stdout io.Writer) error {
+	if len(args) > 0 && args[0] == "backup" {
+		return runStoreBackup(ctx, args[1:], stdout)
+	}
 	if len(args) == 0 || args[0] != "copy" {
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
-			fmt.Fprint(stdout, storeCopyHelp)
+			fmt.Fprint(stdout, storeCopyHelp+"\n"+storeBackupHelp)
 			return nil
 		}
-		return usageErrorf("store", "want a subcommand: copy")
+		return usageErrorf("store", "want a subcommand: copy or backup")
 	}
 	c := newCmdLine("store copy", storeCopyHelp, stdout)
 	to := c.String("to", "", "the PostgreSQL database `URL` to copy into (postgres://USER@HOST:PORT/DB?...)")

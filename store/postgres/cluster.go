@@ -28,7 +28,7 @@ func (s *Store) Heartbeat(ctx context.Context, node string, now time.Time) error
 }
 
 const leaseColumns = `p.mesh, p.key, p.node, p.conn, p.epoch, p.instance, p.session_id, p.name, p.project_dir, p.member_key,
-	p.since, p.dropped_at, n.heartbeat_at`
+	p.since, p.dropped_at, n.heartbeat_at, p.kind`
 
 // scanLease reads a lease and judges its state at `at`.
 func scanLease(row pgx.Row, lt store.LeaseTimes) (store.Lease, error) {
@@ -36,7 +36,7 @@ func scanLease(row pgx.Row, lt store.LeaseTimes) (store.Lease, error) {
 	var conn int64
 	var dropped, heartbeat *time.Time
 	err := row.Scan(&l.Mesh, &l.Key, &l.Node, &conn, &l.Epoch, &l.Instance, &l.SessionID, &l.Name, &l.ProjectDir, &l.Member,
-		&l.Since, &dropped, &heartbeat)
+		&l.Since, &dropped, &heartbeat, &l.Kind)
 	l.Conn, l.Since, l.DroppedAt = uint64(conn), l.Since.UTC(), at(dropped)
 	l = lt.Judge(l, at(heartbeat))
 	return l, err
@@ -64,15 +64,15 @@ func (s *Store) Claim(ctx context.Context, l store.Lease, standby bool, at store
 				return err
 			}
 			args := []any{l.Mesh, l.Key, l.Node, int64(l.Conn), epoch, l.Instance, l.SessionID, l.Name, l.ProjectDir,
-				nullBytes(l.Member), l.Since}
+				nullBytes(l.Member), l.Since, l.Kind}
 			if found {
 				_, err = tx.Exec(ctx, `UPDATE presence SET node = $3, conn = $4, epoch = $5, instance = $6, session_id = $7,
-						name = $8, project_dir = $9, member_key = $10, since = $11, dropped_at = NULL
+						name = $8, project_dir = $9, member_key = $10, since = $11, kind = $12, dropped_at = NULL
 					WHERE mesh = $1 AND key = $2`, args...)
 				return err
 			}
 			tag, err := tx.Exec(ctx, `INSERT INTO presence (mesh, key, node, conn, epoch, instance, session_id, name,
-					project_dir, member_key, since) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+					project_dir, member_key, since, kind) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
 				ON CONFLICT (mesh, key) DO NOTHING`, args...)
 			if err != nil || tag.RowsAffected() == 1 {
 				return err

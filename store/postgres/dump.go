@@ -58,9 +58,9 @@ func (s *Store) Load(ctx context.Context, d *store.Dump) error {
 				VALUES ($1, $2, $3, $4, $5, $6, $7)`, inv.Hash, inv.Mesh, inv.CreatedBy, inv.Uses, inv.ExpiresAt, inv.Revoked, inv.CreatedAt)
 		}
 		for _, ss := range d.Sessions {
-			b.Queue(`INSERT INTO sessions (mesh, key, session_id, name, project_dir, first_seen, last_seen, member_key)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, ss.Mesh, ss.PublicKey, ss.SessionID, ss.Name, ss.ProjectDir,
-				ss.FirstSeen, ss.LastSeen, nullBytes(ss.Member))
+			b.Queue(`INSERT INTO sessions (mesh, key, session_id, name, project_dir, first_seen, last_seen, member_key, kind)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`, ss.Mesh, ss.PublicKey, ss.SessionID, ss.Name, ss.ProjectDir,
+				ss.FirstSeen, ss.LastSeen, nullBytes(ss.Member), ss.Kind)
 		}
 		type queue struct {
 			mesh string

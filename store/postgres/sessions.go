@@ -19,12 +19,12 @@ func (s *Store) UpsertSession(ctx context.Context, sess store.Session) error {
 		return errors.New("upsert session: empty public key")
 	}
 	_, err := s.pool.Exec(ctx, `INSERT INTO sessions
-		(mesh, key, session_id, name, project_dir, first_seen, last_seen, member_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+		(mesh, key, session_id, name, project_dir, first_seen, last_seen, member_key, kind) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 		ON CONFLICT (mesh, key) DO UPDATE SET session_id = excluded.session_id, name = excluded.name,
 			project_dir = excluded.project_dir, last_seen = excluded.last_seen,
-			member_key = coalesce(sessions.member_key, excluded.member_key)`,
+			member_key = coalesce(sessions.member_key, excluded.member_key), kind = excluded.kind`,
 		sess.Mesh, sess.PublicKey, sess.SessionID, sess.Name, sess.ProjectDir, cmp.Or(sess.FirstSeen, sess.LastSeen),
-		sess.LastSeen, nullBytes(sess.Member))
+		sess.LastSeen, nullBytes(sess.Member), sess.Kind)
 	if isUnique(err, "sessions_session_id") {
 		err = store.ErrSessionTaken
 	}
@@ -60,11 +60,11 @@ func nullBytes(b []byte) any {
 	return b
 }
 
-const sessionColumns = `mesh, key, session_id, name, project_dir, first_seen, last_seen, member_key`
+const sessionColumns = `mesh, key, session_id, name, project_dir, first_seen, last_seen, member_key, kind`
 
 func scanSession(row pgx.Row) (store.Session, error) {
 	var sess store.Session
-	err := row.Scan(&sess.Mesh, &sess.PublicKey, &sess.SessionID, &sess.Name, &sess.ProjectDir, &sess.FirstSeen, &sess.LastSeen, &sess.Member)
+	err := row.Scan(&sess.Mesh, &sess.PublicKey, &sess.SessionID, &sess.Name, &sess.ProjectDir, &sess.FirstSeen, &sess.LastSeen, &sess.Member, &sess.Kind)
 	sess.FirstSeen, sess.LastSeen = sess.FirstSeen.UTC(), sess.LastSeen.UTC()
 	return sess, err
 }

@@ -34,11 +34,11 @@ func (s *Store) UpsertSession(ctx context.Context, sess store.Session) error {
 			}
 		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO sessions
-			(mesh, key, session_id, name, project_dir, first_seen, last_seen, member_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+			(mesh, key, session_id, name, project_dir, first_seen, last_seen, member_key, kind) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (mesh, key) DO UPDATE SET session_id = excluded.session_id, name = excluded.name,
 				project_dir = excluded.project_dir, last_seen = excluded.last_seen,
-				member_key = coalesce(sessions.member_key, excluded.member_key)`,
-			sess.Mesh, sess.PublicKey, sess.SessionID, sess.Name, sess.ProjectDir, nanos(first), nanos(sess.LastSeen), nullBytes(sess.Member))
+				member_key = coalesce(sessions.member_key, excluded.member_key), kind = excluded.kind`,
+			sess.Mesh, sess.PublicKey, sess.SessionID, sess.Name, sess.ProjectDir, nanos(first), nanos(sess.LastSeen), nullBytes(sess.Member), sess.Kind)
 		return err
 	})
 	if err == nil && taken {
@@ -71,7 +71,7 @@ func (s *Store) ForgetSession(ctx context.Context, mesh string, key []byte, now 
 	return gone, nil
 }
 
-const sessionColumns = `mesh, key, session_id, name, project_dir, first_seen, last_seen, member_key`
+const sessionColumns = `mesh, key, session_id, name, project_dir, first_seen, last_seen, member_key, kind`
 
 // nullBytes maps an empty slice to SQL NULL.
 func nullBytes(b []byte) any {
@@ -86,7 +86,7 @@ func scanSession(row interface{ Scan(...any) error }) (store.Session, error) {
 		sess        store.Session
 		first, last int64
 	)
-	err := row.Scan(&sess.Mesh, &sess.PublicKey, &sess.SessionID, &sess.Name, &sess.ProjectDir, &first, &last, &sess.Member)
+	err := row.Scan(&sess.Mesh, &sess.PublicKey, &sess.SessionID, &sess.Name, &sess.ProjectDir, &first, &last, &sess.Member, &sess.Kind)
 	sess.FirstSeen, sess.LastSeen = fromNanos(first), fromNanos(last)
 	return sess, err
 }

@@ -66,6 +66,8 @@ type Config struct {
 	// BatchMax is the largest number of writes committed in one
 	// transaction; 0 means 256.
 	BatchMax int
+	// OnCommit, when set, is told of every batch committed (or failed).
+	OnCommit store.CommitObserver
 }
 
 // Store is a store.Store backed by one SQLite database file.
@@ -77,6 +79,7 @@ type Store struct {
 	rs       map[string]*sql.Stmt // the read pool's prepared statements; read-only after Open
 	bound    map[string]*sql.Stmt // ws bound to the transaction being committed; commit's alone
 	batchMax int
+	onCommit store.CommitObserver
 
 	ops  chan op       // writes waiting for the writer
 	quit chan struct{} // closed by Close: no new writes
@@ -138,6 +141,7 @@ func open(ctx context.Context, path string, cfg Config) (*Store, error) {
 	s := &Store{
 		log:      cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler)),
 		batchMax: cmp.Or(cfg.BatchMax, 256),
+		onCommit: cfg.OnCommit,
 		bound:    make(map[string]*sql.Stmt, len(writerStmts)),
 		quit:     make(chan struct{}),
 		done:     make(chan struct{}),
@@ -289,7 +293,11 @@ func (s *Store) writeLoop() {
 		if len(batch) == 0 {
 			return // closed and nothing left
 		}
+		start := time.Now()
 		errs := s.commit(batch)
+		if s.onCommit != nil {
+			s.onCommit(len(batch), time.Since(start))
+		}
 		for i, o := range batch {
 			o.done <- errs[i]
 		}

@@ -100,11 +100,13 @@ func testClaimRelease(t *testing.T, node func() store.Cluster) {
 	c := node()
 	key := newKey()
 	beat(t, c, "n1", base)
-	prev, e1 := claim(t, c, lease(key, "n1", 7, "i1", base), base)
+	first := lease(key, "n1", 7, "i1", base)
+	first.Kind = "human"
+	prev, e1 := claim(t, c, first, base)
 	if prev.Key != nil {
 		t.Errorf("first claim took over %+v", prev)
 	}
-	if l := leaseState(t, c, key, base); l.State != store.LeaseOnline || l.Node != "n1" || l.Conn != 7 || l.Epoch != e1 || !l.Since.Equal(base) {
+	if l := leaseState(t, c, key, base); l.State != store.LeaseOnline || l.Node != "n1" || l.Conn != 7 || l.Epoch != e1 || !l.Since.Equal(base) || l.Kind != "human" {
 		t.Errorf("after the claim: %+v", l)
 	}
 	drop := base.Add(time.Second)

@@ -254,7 +254,7 @@ func diffMessage(got, want store.Message) string {
 
 func diffSession(got, want store.Session) string {
 	if got.Mesh != want.Mesh || !bytes.Equal(got.PublicKey, want.PublicKey) || got.SessionID != want.SessionID ||
-		got.Name != want.Name || got.ProjectDir != want.ProjectDir ||
+		got.Name != want.Name || got.ProjectDir != want.ProjectDir || got.Kind != want.Kind ||
 		!got.FirstSeen.Equal(want.FirstSeen) || !got.LastSeen.Equal(want.LastSeen) {
 		return fmt.Sprintf("got %+v, want %+v", got, want)
 	}
@@ -756,8 +756,9 @@ func testUpsertSession(t *testing.T, s store.Store) {
 	}
 	upsertAndCheck(first, first)
 
+	// The kind is kept as the last hello said it.
 	later := store.Session{Mesh: meshA, PublicKey: key, SessionID: uuid.NewString(), Name: "alice-2",
-		ProjectDir: "/home/alice/web", FirstSeen: base.Add(time.Hour), LastSeen: base.Add(time.Hour)}
+		ProjectDir: "/home/alice/web", Kind: "human", FirstSeen: base.Add(time.Hour), LastSeen: base.Add(time.Hour)}
 	want := later
 	want.FirstSeen = base
 	upsertAndCheck(later, want)
