@@ -159,11 +159,50 @@ func (sc *sessionConn) wake() {
 	sc.kickPump()
 }
 
+// kickPump tells the pump it has work, starting it if none runs.
 func (sc *sessionConn) kickPump() {
 	select {
 	case sc.kick <- struct{}{}:
 	default:
 	}
+	sc.mu.Lock()
+	start := sc.pumpCtx != nil && !sc.pumpShut && !sc.pumping
+	if start {
+		sc.pumping = true
+		sc.pumps.Add(1)
+	}
+	sc.mu.Unlock()
+	if start {
+		go sc.pump()
+	}
+}
+
+// openPump lets kickPump start the pump, which reads the store within ctx.
+func (sc *sessionConn) openPump(ctx context.Context) {
+	sc.mu.Lock()
+	sc.pumpCtx = ctx
+	sc.mu.Unlock()
+}
+
+// closePump stops pumps from starting and waits for the one running, which
+// returns as the connection shuts down.
+func (sc *sessionConn) closePump() {
+	sc.mu.Lock()
+	sc.pumpShut = true
+	sc.mu.Unlock()
+	sc.pumps.Wait()
+}
+
+// pumpIdle ends the pump's run when it has no work left: false when a kick
+// came in meanwhile.
+func (sc *sessionConn) pumpIdle() bool {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	if len(sc.kick) > 0 {
+		return false
+	}
+	sc.pumping = false
+	return true
 }
 
 // A DM that a sender on this node stores for a session connected here is
@@ -231,19 +270,25 @@ func (sc *sessionConn) takeHanded(spare []store.Message) (handed []store.Message
 }
 
 // pump pushes the session's queued DMs to the client, oldest first, each
-// once per connection. It runs until the connection shuts down.
-func (sc *sessionConn) pump(ctx context.Context) {
-	var (
-		cursor string // last DM read from the store on this connection
-		spare  []store.Message
-	)
+// once per connection. It runs while it has work, so that an idle session
+// holds no goroutine for it: kickPump starts it, it returns once no kick
+// is left, or when the connection shuts down (and then it is not started
+// again). One runs at a time; cursor and spare are its own.
+func (sc *sessionConn) pump() {
+	defer sc.pumps.Done()
+	ctx := sc.pumpCtx
 	for {
 		select {
 		case <-sc.quit:
 			return
 		case <-sc.kick:
+		default:
+			if sc.pumpIdle() {
+				return
+			}
+			continue
 		}
-		handed, rescan := sc.takeHanded(spare)
+		handed, rescan := sc.takeHanded(sc.spare)
 		if !rescan {
 			now := sc.s.cfg.Now()
 			for _, m := range handed {
@@ -258,17 +303,17 @@ func (sc *sessionConn) pump(ctx context.Context) {
 			}
 		}
 		clear(handed)
-		spare = handed
+		sc.spare = handed
 		if !rescan {
 			continue
 		}
 		for {
 			sc.setReading(true)
 			readCtx, cancel := context.WithTimeout(ctx, storeTimeout)
-			msgs, err := sc.s.cfg.Store.Pending(readCtx, sc.hello.Mesh, sc.hello.Key, sc.s.cfg.Now(), cursor, pendingPage)
+			msgs, err := sc.s.cfg.Store.Pending(readCtx, sc.hello.Mesh, sc.hello.Key, sc.s.cfg.Now(), sc.cursor, pendingPage)
 			cancel()
-			if errors.Is(err, store.ErrNotFound) && cursor != "" {
-				cursor = "" // the cursor's DM expired: rescan, skipping what is in flight
+			if errors.Is(err, store.ErrNotFound) && sc.cursor != "" {
+				sc.cursor = "" // the cursor's DM expired: rescan, skipping what is in flight
 				continue
 			}
 			if e := storeRefusal(sc.log, opReadQueue, err, about{}); e != nil {
@@ -276,7 +321,7 @@ func (sc *sessionConn) pump(ctx context.Context) {
 				return
 			}
 			for _, m := range msgs {
-				cursor = m.ID
+				sc.cursor = m.ID
 				if !sc.markInflight(m.ID) {
 					continue
 				}
@@ -346,43 +391,61 @@ type receiptJob struct {
 }
 
 // record is the connection's recorder: it stores the acks and receipts
-// the read loop passes it, in the order they came, until the read loop
-// ends. The read loop goes on reading (a send, say) while an ack waits for
-// its commit, which it may then share with that send. A DM stays in flight
-// on the connection, so it is not pushed again, until its ack committed;
-// a peers or status request waits until what came before it is recorded
-// (recorded), so that its answer reflects it.
+// the read loop passes it, in the order they came. The read loop goes on
+// reading (a send, say) while an ack waits for its commit, which it may
+// then share with that send. A DM stays in flight on the connection, so it
+// is not pushed again, until its ack committed; a peers or status request
+// waits until what came before it is recorded (recorded), so that its
+// answer reflects it.
+//
+// A recorder runs only while there is something to record: the read loop
+// starts one when it passes a job and none runs, and it returns once the
+// queue is empty. An idle session keeps no goroutine for it. At most one
+// runs at a time: one that finds the queue empty says so (recording)
+// before it looks again, and goes on only if no other was started since.
 func (sc *sessionConn) record(ctx context.Context) {
-	for j := range sc.receipts {
-		switch f := j.f.(type) {
-		case wire.Ack:
-			sc.handleAck(ctx, f)
-		case wire.Receipt:
-			sc.handleReceipt(ctx, f)
+	defer sc.recorders.Done()
+	for {
+		select {
+		case j := <-sc.receipts:
+			switch f := j.f.(type) {
+			case wire.Ack:
+				sc.handleAck(ctx, f)
+			case wire.Receipt:
+				sc.handleReceipt(ctx, f)
+			}
+			if j.done != nil {
+				close(j.done)
+			}
+			sc.doneJobs.Add(1)
+		default:
+			sc.recording.Store(false)
+			if len(sc.receipts) == 0 || !sc.recording.CompareAndSwap(false, true) {
+				return
+			}
 		}
-		if j.done != nil {
-			close(j.done)
-		}
-		sc.doneJobs.Add(1)
 	}
 }
 
-// toRecorder passes j to the recorder, waiting while its queue is full.
-// The recorder takes every job until the read loop ends. Only the read
-// loop calls it.
-func (sc *sessionConn) toRecorder(j receiptJob) {
+// toRecorder passes j to the recorder, starting one if none runs, and
+// waits while its queue is full. Only the read loop calls it.
+func (sc *sessionConn) toRecorder(ctx context.Context, j receiptJob) {
 	sc.queued++
 	sc.receipts <- j
+	if sc.recording.CompareAndSwap(false, true) {
+		sc.recorders.Add(1)
+		go sc.record(ctx)
+	}
 }
 
 // recorded waits until the recorder has recorded every ack and receipt the
 // read loop passed it. Only the read loop calls it.
-func (sc *sessionConn) recorded() {
+func (sc *sessionConn) recorded(ctx context.Context) {
 	if sc.queued == sc.doneJobs.Load() {
 		return
 	}
 	done := make(chan struct{})
-	sc.toRecorder(receiptJob{done: done})
+	sc.toRecorder(ctx, receiptJob{done: done})
 	<-done
 }
 

@@ -70,6 +70,10 @@ func (sc *sessionConn) handshake(ctx context.Context) bool {
 		return false
 	}
 	switch {
+	case other && old == nil:
+		// The process it replaces is connected to another node, which
+		// the claim's event tells.
+		sc.log.Info("session replaced by another process, connected elsewhere")
 	case other:
 		sc.log.Info("session replaced by another process", "old_conn", old.id)
 		old.shutdown(wire.Errorf(wire.CodeSessionReplaced, "this session connected from another process, which now holds it"))

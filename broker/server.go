@@ -73,7 +73,8 @@ type Config struct {
 	// SendQueue is the number of frames buffered per connection. When it
 	// is full, that connection's own goroutines wait (so a slow client
 	// slows only itself); a client that stops reading is cut off by
-	// WriteTimeout. Default 256.
+	// WriteTimeout. Default 32: a channel of that many is allocated for
+	// every connection, idle or not.
 	SendQueue int
 	// ExpireInterval is how often expired DMs and sessions are purged.
 	// Default 1 minute.
@@ -152,7 +153,7 @@ func (c *Config) setDefaults() {
 	c.Node = cmp.Or(c.Node, "local")
 	def(&c.ExpireInterval, time.Minute)
 	if c.SendQueue <= 0 {
-		c.SendQueue = 256
+		c.SendQueue = 32
 	}
 	if c.SendRate <= 0 {
 		c.SendRate = 20

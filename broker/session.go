@@ -35,14 +35,24 @@ type sessionConn struct {
 	removed  bool  // its member was removed: the session leaves no lease
 
 	kick     chan struct{}   // wakes the pump; capacity 1
-	receipts chan receiptJob // acks and receipts for the recorder; closed when the read loop ends
-	queued   int64           // jobs passed to the recorder and not yet done; the read loop's
-	doneJobs atomic.Int64    // jobs the recorder has done
+	receipts  chan receiptJob // acks and receipts for the recorder
+	recording atomic.Bool     // a recorder runs
+	recorders sync.WaitGroup  // the recorders the read loop started
+	queued    int64           // jobs passed to the recorder; the read loop's
+	doneJobs  atomic.Int64    // jobs the recorder has done
 	bye      *wire.Bye       // set by the read loop when the client says bye
 	sendRate *rate.Bucket    // DMs this session may send; used by the read loop only
 
 	mu       sync.Mutex
 	inflight map[string]struct{} // DMs pushed on this connection and not yet acked
+	// The pump runs only while it has work (kickPump starts it).
+	pumpCtx  context.Context // the connection's, for the pump's store reads; nil until openPump
+	pumpShut bool            // closePump was called: no pump starts any more
+	pumping  bool            // a pump runs
+	pumps    sync.WaitGroup  // the pumps started
+	// The pump's own, kept from one run to the next.
+	cursor string          // last DM read from the store on this connection
+	spare  []store.Message // the next hand-off's buffer
 	// While the pump reads the store (reading), the DMs acked meanwhile:
 	// the read may have seen them before their ack committed.
 	reading      bool
@@ -85,37 +95,24 @@ func (s *Server) serveSession(ctx context.Context, c *conn, challenge []byte, h 
 		c.shutdown(e)
 		return
 	}
-	var pumpDone chan struct{}
 	defer func() {
 		if sc.attached {
 			sc.leave(ctx)
 		}
 		sc.stop()
-		if pumpDone != nil {
-			<-pumpDone
-		}
+		sc.closePump()
 		s.dismissSession(sc)
 	}()
 	if !sc.handshake(ctx) {
 		return
 	}
 
-	pumpDone = make(chan struct{})
-	go func() {
-		defer close(pumpDone)
-		sc.pump(ctx)
-	}()
-	recorded := make(chan struct{})
-	go func() {
-		defer close(recorded)
-		sc.record(ctx)
-	}()
+	sc.openPump(ctx)
 	sc.wake()
 	sc.readLoop(ctx, sc.handle)
 	// What the client acked before it left is recorded before the
 	// session leaves (a forgotten session must have nothing unread).
-	close(sc.receipts)
-	<-recorded
+	sc.recorders.Wait()
 }
 
 // handle serves one frame of the session's read loop; false ends the
@@ -129,12 +126,12 @@ func (sc *sessionConn) handle(ctx context.Context, f wire.Frame) bool {
 	case wire.Send:
 		sc.handleSend(ctx, f)
 	case wire.Ack, wire.Receipt:
-		sc.toRecorder(receiptJob{f: f})
+		sc.toRecorder(ctx, receiptJob{f: f})
 	case wire.PeersRequest:
-		sc.recorded()
+		sc.recorded(ctx)
 		sc.handlePeers(ctx, f)
 	case wire.StatusRequest:
-		sc.recorded()
+		sc.recorded(ctx)
 		sc.handleStatus(ctx, f)
 	case wire.Hello:
 		sc.reply(wire.Errorf(wire.CodeBadFrame, "hello already accepted on this connection"))

@@ -29,8 +29,15 @@
 // operation was queued it may still commit after the caller gave up.
 //
 // Reads (Pending, Status, Session, Sessions) use a separate pool of read-only
-// connections and do not wait for the writer. SQLite checkpoints the WAL into
-// the database file from the writer's commits once it holds 1000 pages.
+// connections and do not wait for the writer.
+//
+// # Checkpoints
+//
+// A checkpointer goroutine, on a connection of its own, copies the WAL into
+// the database file (a passive checkpoint, which waits for no one) after
+// commits, at most every checkpointEvery. The writer never checkpoints, so
+// no commit waits for the database file's sync: SQLite's own automatic
+// checkpoint would run inside the commit that crosses 1000 pages.
 package sqlite
 
 import (
@@ -84,6 +91,10 @@ type Store struct {
 	ops  chan op       // writes waiting for the writer
 	quit chan struct{} // closed by Close: no new writes
 	done chan struct{} // closed when the writer has returned
+
+	cp     *sql.DB       // the checkpointer's connection
+	wrote  chan struct{} // the writer committed; capacity 1
+	cpDone chan struct{} // closed when the checkpointer has returned
 
 	closeOnce sync.Once
 }
@@ -145,11 +156,14 @@ func open(ctx context.Context, path string, cfg Config) (*Store, error) {
 		bound:    make(map[string]*sql.Stmt, len(writerStmts)),
 		quit:     make(chan struct{}),
 		done:     make(chan struct{}),
+		wrote:    make(chan struct{}, 1),
+		cpDone:   make(chan struct{}),
 	}
 	s.ops = make(chan op, s.batchMax)
 
 	s.w, err = sql.Open("sqlite", dsn(path, url.Values{
-		"_pragma": {"busy_timeout(5000)", "journal_mode(WAL)", "synchronous(" + mode + ")", "foreign_keys(1)"},
+		"_pragma": {"busy_timeout(5000)", "journal_mode(WAL)", "synchronous(" + mode + ")", "foreign_keys(1)",
+			"wal_autocheckpoint(0)"},
 		"_txlock": {"immediate"},
 	}))
 	if err != nil {
@@ -179,6 +193,15 @@ func open(ctx context.Context, path string, cfg Config) (*Store, error) {
 	readers := max(4, runtime.GOMAXPROCS(0))
 	s.r.SetMaxOpenConns(readers)
 	s.r.SetMaxIdleConns(readers) // keep connections and their prepared statements
+	s.cp, err = sql.Open("sqlite", dsn(path, url.Values{
+		"_pragma": {"busy_timeout(5000)", "synchronous(" + mode + ")"},
+	}))
+	if err != nil {
+		s.w.Close()
+		s.r.Close()
+		return nil, err
+	}
+	s.cp.SetMaxOpenConns(1)
 	if s.ws, err = prepare(ctx, s.w, writerStmts); err == nil {
 		if s.rs, err = prepare(ctx, s.r, readStmts); err != nil {
 			closeStmts(s.ws)
@@ -187,10 +210,12 @@ func open(ctx context.Context, path string, cfg Config) (*Store, error) {
 	if err != nil {
 		s.w.Close()
 		s.r.Close()
+		s.cp.Close()
 		return nil, err
 	}
 
 	go s.writeLoop()
+	go s.checkpointLoop()
 	s.log.Info("store opened", "path", path, "synchronous", mode)
 	return s, nil
 }
@@ -211,7 +236,8 @@ func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.quit)
 		<-s.done
-		if err = errors.Join(closeStmts(s.ws), closeStmts(s.rs), s.w.Close(), s.r.Close()); err != nil {
+		<-s.cpDone
+		if err = errors.Join(closeStmts(s.ws), closeStmts(s.rs), s.cp.Close(), s.w.Close(), s.r.Close()); err != nil {
 			err = fmt.Errorf("close store: %w", err)
 		}
 	})
@@ -302,6 +328,41 @@ func (s *Store) writeLoop() {
 			o.done <- errs[i]
 		}
 		clear(batch)
+		select {
+		case s.wrote <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// checkpointEvery is the least time between two checkpoints.
+const checkpointEvery = 100 * time.Millisecond
+
+// checkpointLoop checkpoints the WAL after commits, at most every
+// checkpointEvery, until the store closes. A passive checkpoint copies
+// what no reader still needs and waits for nothing; SQLite starts the WAL
+// over once a checkpoint has copied all of it.
+func (s *Store) checkpointLoop() {
+	defer close(s.cpDone)
+	pause := time.NewTimer(0)
+	defer pause.Stop()
+	for {
+		select {
+		case <-s.wrote:
+		case <-s.quit:
+			return
+		}
+		var busy, frames, copied int
+		err := s.cp.QueryRow("PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &frames, &copied)
+		if err != nil {
+			s.log.Warn("checkpoint", "err", err)
+		}
+		pause.Reset(checkpointEvery)
+		select {
+		case <-pause.C:
+		case <-s.quit:
+			return
+		}
 	}
 }
 
