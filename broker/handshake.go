@@ -28,6 +28,22 @@ func (s *Server) acceptHello(ctx context.Context, c *conn, challenge []byte, h w
 	return sc, nil
 }
 
+// checkHello answers a checking hello: the welcome the hello would get,
+// or the error that would refuse it, and then the connection ends. It
+// records nothing — no session, presence or lease — and counts no
+// connection, so a check is invisible to the mesh.
+func (s *Server) checkHello(ctx context.Context, c *conn, challenge []byte, h wire.Hello) {
+	keyID := identity.KeyID(ed25519.PublicKey(h.Key))
+	if _, e := s.verifyHello(ctx, c.log.With("mesh", h.Mesh), challenge, h); e != nil {
+		c.log.Info("checking hello refused", "code", e.Code, "mesh", h.Mesh, "key_id", keyID)
+		c.shutdown(e)
+		return
+	}
+	c.log.Debug("checking hello accepted", "mesh", h.Mesh, "key_id", keyID)
+	c.send(wire.Welcome{Version: wire.Version, KeyID: keyID, ServerTime: s.cfg.Now(), GraceMS: s.cfg.Grace.Milliseconds()})
+	c.shutdown(nil)
+}
+
 // handshake completes a session's hello: it records the session, makes
 // this connection the live one of its session key, shutting down the one
 // it replaces, and welcomes the client. On failure it has already shut the

@@ -86,6 +86,10 @@ func newSessionConn(c *conn, h wire.Hello, member []byte) *sessionConn {
 // the lease goes to grace, or away after a bye. It returns once the pump,
 // the recorder and the writer have exited.
 func (s *Server) serveSession(ctx context.Context, c *conn, challenge []byte, h wire.Hello) {
+	if h.Check {
+		s.checkHello(ctx, c, challenge, h)
+		return
+	}
 	sc, e := s.acceptHello(ctx, c, challenge, h)
 	if e != nil {
 		c.shutdown(e)

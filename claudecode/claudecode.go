@@ -45,6 +45,8 @@ const (
 	// EnvMessagingToken the token that goes with it.
 	EnvMessagingSocket = "CLAUDE_CODE_MESSAGING_SOCKET"
 	EnvMessagingToken  = "CLAUDE_CODE_MESSAGING_TOKEN"
+	// EnvClaudeCode is "1" in the processes Claude Code starts.
+	EnvClaudeCode = "CLAUDECODE"
 )
 
 // ConfigDir returns Claude Code's configuration directory: CLAUDE_CONFIG_DIR

@@ -185,3 +185,15 @@ func TestAttestationExpiryOutOfRange(t *testing.T) {
 		})
 	}
 }
+
+// A checking hello signs one field more than a session's hello, so that
+// neither signature verifies as the other.
+func TestCheckingHelloTranscriptDiffers(t *testing.T) {
+	h := Hello{Version: Version, Mesh: "m", Key: make(Key, KeySize), Name: "n"}
+	c := h
+	c.Check = true
+	challenge := make([]byte, ChallengeSize)
+	if bytes.Equal(HelloTranscript(challenge, h), HelloTranscript(challenge, c)) {
+		t.Error("a checking hello signs the same transcript as a session's hello")
+	}
+}

@@ -128,7 +128,12 @@ type Hello struct {
 	// Code session, KindHuman for a person at a terminal. Older clients
 	// omit it.
 	Kind string `json:"kind,omitempty"`
-	Sig  []byte `json:"sig"`
+	// Check asks the broker only to verify the hello: it answers Welcome
+	// (or the Error that refuses the hello) and closes, recording nothing —
+	// no session, no presence, no lease. `claudemesh doctor` checks with it
+	// that a session would be let in.
+	Check bool   `json:"check,omitempty"`
+	Sig   []byte `json:"sig"`
 }
 
 // Kinds of peer (Hello.Kind, Peer.Kind). A client shows a kind it does not
@@ -687,6 +692,12 @@ func HelloTranscript(challenge []byte, h Hello) []byte {
 	// hello without one is the transcript older clients sign.
 	if h.Kind != KindSession {
 		put([]byte(h.Kind))
+	}
+	if h.Check {
+		// Only a checking hello has this last field ("check" is no kind),
+		// so a hello signed without it cannot be replayed as one, nor the
+		// other way round.
+		put([]byte("check"))
 	}
 	return b.Bytes()
 }

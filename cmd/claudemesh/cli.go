@@ -26,6 +26,7 @@ commands:
   mcp                         run the MCP stdio server of one Claude Code session (Claude Code starts it)
   install                     register claudemesh with Claude Code (for the user, or --project)
   uninstall                   remove what install registered
+  doctor [--json]             check what a session here needs: binary, home, broker, registration, hooks
   launch [-- CLAUDE_ARGS]     start claude with a session id claudemesh sees from the start
   hook session-start|prompt   run a Claude Code hook (Claude Code runs it)
   mesh create NAME            create a mesh with members, you its owner (on the broker's machine)

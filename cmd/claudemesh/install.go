@@ -37,6 +37,9 @@ func runInstall(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if done, err := pluginRegisters(stdout, reg, *project, *dir); err != nil || done {
+		return err
+	}
 	if strings.Contains(reg.Command, string(filepath.Separator)+"go-build") {
 		fmt.Fprintf(stderr, "claudemesh: warning: registering %s, a binary 'go run' will delete; install the binary first (go install ./cmd/claudemesh)\n", reg.Command)
 	}
@@ -97,6 +100,34 @@ func registration(c *cmdLine, project bool, dir string) (claudecode.Registration
 		return claudecode.Registration{}, fmt.Errorf("%s: find this binary: %w", c.Name(), err)
 	}
 	return claudecode.UserScope(os.Getenv, self)
+}
+
+// pluginRegisters reports whether claudemesh's Claude Code plugin is
+// enabled for the user or for the project that reg is about (the current
+// directory for a user install): the plugin starts the MCP server and runs
+// the hooks, so registering them again would run two servers per session.
+// It says so on w, and install changes nothing.
+func pluginRegisters(w io.Writer, reg claudecode.Registration, project bool, dir string) (bool, error) {
+	if !project {
+		dir = "."
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return false, fmt.Errorf("install: %w", err)
+	}
+	enabled, err := claudecode.EnabledPlugin(os.Getenv, abs)
+	if err != nil {
+		return false, fmt.Errorf("install: %w", err)
+	}
+	if len(enabled) == 0 {
+		return false, nil
+	}
+	for _, e := range enabled {
+		fmt.Fprintf(w, "%s: the claudemesh plugin is enabled (%s)\n", e.File, e.ID)
+	}
+	fmt.Fprintf(w, "claudemesh is registered by its Claude Code plugin, which starts the MCP server and runs the hooks; nothing changed in %s or %s.\n"+
+		"To register it with 'claudemesh install' instead, first run: claude plugin uninstall %s\n", reg.MCPFile, reg.SettingsFile, enabled[0].ID)
+	return true, nil
 }
 
 // printReports prints what was done to each file, and none when nothing

@@ -140,3 +140,68 @@ func TestInstallCommandErrors(t *testing.T) {
 		}
 	}
 }
+
+// With the claudemesh plugin enabled, install registers nothing: the
+// plugin already starts the server and runs the hooks, and a second
+// registration would start two servers per session.
+func TestInstallLeavesThePluginAlone(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		settings func(home, project string) string // the file that enables the plugin
+		args     []string
+	}{
+		{"user plugin, user install", func(home, _ string) string { return filepath.Join(home, ".claude", "settings.json") }, []string{"install"}},
+		{"user plugin, project install", func(home, _ string) string { return filepath.Join(home, ".claude", "settings.json") }, []string{"install", "--project"}},
+		{"project plugin, user install", func(_, project string) string { return filepath.Join(project, ".claude", "settings.json") }, []string{"install"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			home, project := t.TempDir(), t.TempDir()
+			file := tc.settings(home, project)
+			if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			enabled := `{"enabledPlugins": {"claudemesh@claudemesh": true, "other@x": true}}`
+			if err := os.WriteFile(file, []byte(enabled), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			out, errOut, err := runInstallBin(t, project, home, tc.args...)
+			if err != nil {
+				t.Fatalf("install: %v\n%s", err, errOut)
+			}
+			for _, want := range []string{"the claudemesh plugin is enabled (claudemesh@claudemesh)", "nothing changed", "claude plugin uninstall claudemesh@claudemesh"} {
+				if !strings.Contains(out, want) {
+					t.Errorf("install says %q, want it to say %q", out, want)
+				}
+			}
+			// Nothing registered anywhere, the enabling file untouched.
+			for _, f := range []string{filepath.Join(home, ".claude.json"), filepath.Join(project, ".mcp.json")} {
+				if _, err := os.Stat(f); err == nil {
+					t.Errorf("install wrote %s while the plugin is enabled", f)
+				}
+			}
+			if b, _ := os.ReadFile(file); string(b) != enabled {
+				t.Errorf("%s changed to %s", file, b)
+			}
+		})
+	}
+
+	// A disabled plugin does not stop install.
+	home, project := t.TempDir(), t.TempDir()
+	writeTestFile(t, filepath.Join(home, ".claude", "settings.json"), `{"enabledPlugins": {"claudemesh@claudemesh": false}}`)
+	if _, errOut, err := runInstallBin(t, project, home, "install"); err != nil {
+		t.Fatalf("install: %v\n%s", err, errOut)
+	}
+	if _, err := os.Stat(filepath.Join(home, ".claude.json")); err != nil {
+		t.Errorf("install with the plugin disabled registered nothing: %v", err)
+	}
+}
+
+func writeTestFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}

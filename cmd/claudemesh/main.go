@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/claudemesh/claudemesh/broker"
+	"github.com/claudemesh/claudemesh/claudecode"
 	"github.com/claudemesh/claudemesh/config"
 	"github.com/claudemesh/claudemesh/mcp"
 	"github.com/claudemesh/claudemesh/store"
@@ -78,6 +79,8 @@ func dispatch(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		return runHook(args[1:], stdin, stdout)
 	case "install":
 		return runInstall(args[1:], stdout, stderr)
+	case "doctor":
+		return runDoctor(ctx, args[1:], stdout)
 	case "uninstall":
 		return runUninstall(args[1:], stdout)
 	case "launch":
@@ -428,6 +431,18 @@ func runMCP(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 		cfg.Delivery = delivery
 	}
 	cfg.Channel = cfg.Channel || *channel
+	if os.Getenv(claudecode.EnvClaudeCode) == "1" {
+		// Registered twice (install and plugin): one server per session.
+		release, err := mcp.ClaimProcess(cfg.Home)
+		if errors.Is(err, mcp.ErrDuplicate) {
+			log.Warn("claudemesh is registered twice for this session; this server stays idle and offers no tools: keep one registration ('claudemesh doctor' lists them)", "err", err)
+			return mcp.ServeDuplicate(ctx, stdin, stdout, log)
+		}
+		if err != nil {
+			return fmt.Errorf("mcp: %w", err)
+		}
+		defer release()
+	}
 	s, err := mcp.New(cfg)
 	if err != nil {
 		return fmt.Errorf("mcp: %w", err)
