@@ -34,14 +34,14 @@ type sessionConn struct {
 	epoch    int64 // the epoch of its claim of the lease
 	removed  bool  // its member was removed: the session leaves no lease
 
-	kick     chan struct{}   // wakes the pump; capacity 1
+	kick      chan struct{}   // wakes the pump; capacity 1
 	receipts  chan receiptJob // acks and receipts for the recorder
 	recording atomic.Bool     // a recorder runs
 	recorders sync.WaitGroup  // the recorders the read loop started
 	queued    int64           // jobs passed to the recorder; the read loop's
 	doneJobs  atomic.Int64    // jobs the recorder has done
-	bye      *wire.Bye       // set by the read loop when the client says bye
-	sendRate *rate.Bucket    // DMs this session may send; used by the read loop only
+	bye       *wire.Bye       // set by the read loop when the client says bye
+	sendRate  *rate.Bucket    // DMs this session may send; used by the read loop only
 
 	mu       sync.Mutex
 	inflight map[string]struct{} // DMs pushed on this connection and not yet acked
