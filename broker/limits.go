@@ -53,8 +53,12 @@ type queueKey struct {
 	sender string
 }
 
-// queueRecount is how long a queue estimate is trusted.
-const queueRecount = time.Second
+// queueRecount is how long a queue estimate is trusted; queueCapRecount
+// how long one that a DM does not fit is.
+const (
+	queueRecount    = time.Second
+	queueCapRecount = 100 * time.Millisecond
+)
 
 // queueRoom reports whether one more DM of size bytes from sender fits in
 // the queue of `to`, both in all that waits for it and in what this
@@ -88,13 +92,35 @@ func (s *Server) queueRoom(ctx context.Context, mesh string, to, sender []byte, 
 		}
 		return -1
 	}
+	// An estimate is read again when it is queueRecount old, or when the
+	// DM does not fit it and it is queueCapRecount old: acks may have made
+	// room since. A DM that does not fit a younger one is refused without
+	// a store read, so that senders pressing on a full queue do not count
+	// it over and over.
 	s.mu.Lock()
-	failed := takeLocked(func(e *queueEstimate) bool { return e != nil && now.Sub(e.at) < queueRecount })
-	s.mu.Unlock()
-	if failed < 0 {
-		return nil, nil
+	recount, full := false, -1
+	for i, l := range limits {
+		e := s.queues[l.key]
+		switch {
+		case e == nil || now.Sub(e.at) >= queueRecount:
+			recount = true
+		case !fits(l, e) && now.Sub(e.at) >= queueCapRecount:
+			recount = true
+		case !fits(l, e) && full < 0:
+			full = i
+		}
 	}
-	// Count again from the store what is stale or at a cap.
+	if !recount {
+		defer s.mu.Unlock()
+		if full < 0 {
+			takeLocked(func(*queueEstimate) bool { return true })
+			return nil, nil
+		}
+		e := s.queues[limits[full].key]
+		return &queueFull{perSender: full == 1, n: e.n, bytes: e.bytes}, nil
+	}
+	s.mu.Unlock()
+	// Count again from the store.
 	counted := make(map[queueKey]*queueEstimate, len(limits))
 	for _, l := range limits {
 		n, bytes, err := s.cfg.Store.QueueStats(ctx, mesh, to, l.sender, now)
@@ -106,7 +132,7 @@ func (s *Server) queueRoom(ctx context.Context, mesh string, to, sender []byte, 
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	maps.Copy(s.queues, counted)
-	failed = takeLocked(func(*queueEstimate) bool { return true })
+	failed := takeLocked(func(*queueEstimate) bool { return true })
 	if failed < 0 {
 		return nil, nil
 	}
