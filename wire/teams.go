@@ -74,7 +74,9 @@ func GroupDMID(sendID string, to Key) string {
 // from a-z, 0-9, '.', '_' and '-', starting with a letter or digit, without
 // "..", and not GroupAll.
 func ValidGroup(name string) error {
-	fail := func(rule string) error { return fmt.Errorf("invalid group name %q: %s", truncate(name, MaxGroupLen), rule) }
+	fail := func(rule string) error {
+		return fmt.Errorf("invalid group name %q: %s", truncate(name, MaxGroupLen), rule)
+	}
 	switch {
 	case name == "":
 		return fail("must not be empty")
