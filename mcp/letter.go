@@ -24,6 +24,10 @@ type letter struct {
 	ID      string    `json:"id"`
 	Text    string    `json:"text"`
 	SentAt  time.Time `json:"sent_at"`
+	// Group is the group the DM was sent to ("all" for the whole mesh),
+	// sealed so that the broker cannot say otherwise; empty for a DM to
+	// this session alone.
+	Group string `json:"group,omitempty"`
 }
 
 // errTooLarge: a DM's box would exceed what the broker accepts.
@@ -35,10 +39,15 @@ var errTooLarge = errors.New("message too large once encrypted")
 // (control characters are escaped as \u00XX) fails with errTooLarge, since
 // the broker would refuse it.
 func seal(id, text string, sentAt time.Time, to ed25519.PublicKey, from *identity.Boxes) ([wire.NonceSize]byte, []byte, error) {
+	return sealLetter(letter{Version: 1, ID: id, Text: text, SentAt: sentAt.UTC()}, to, from)
+}
+
+// sealLetter encrypts l from the sender's key to the recipient's (see seal).
+func sealLetter(l letter, to ed25519.PublicKey, from *identity.Boxes) ([wire.NonceSize]byte, []byte, error) {
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
 	enc.SetEscapeHTML(false)
-	if err := enc.Encode(letter{Version: 1, ID: id, Text: text, SentAt: sentAt.UTC()}); err != nil {
+	if err := enc.Encode(l); err != nil {
 		return [wire.NonceSize]byte{}, nil, err
 	}
 	plain := bytes.TrimSuffix(b.Bytes(), []byte("\n"))
@@ -57,6 +66,7 @@ type Message struct {
 	SentAt      string `json:"sent_at" jsonschema:"RFC 3339 time the sender wrote it"`
 	Text        string `json:"text"`
 	Error       string `json:"error,omitempty" jsonschema:"set when the DM could not be decrypted or verified; text is empty then"`
+	Group       string `json:"group,omitempty" jsonschema:"set when the DM was sent to a group (or all) this session is in, not to it alone"`
 	Status      string `json:"status" jsonschema:"new (not shown to you before) or pushed (already written into this session at pushed_at)"`
 	PushedAt    string `json:"pushed_at,omitempty"`
 }
@@ -88,7 +98,7 @@ func open(dm wire.DM, boxes *identity.Boxes) Message {
 		m.Error = fmt.Sprintf("sealed id %s does not match delivered id: possible replay", l.ID)
 		return m
 	}
-	m.Text = l.Text
+	m.Text, m.Group = l.Text, l.Group
 	m.SentAt = l.SentAt.UTC().Format(time.RFC3339)
 	return m
 }
