@@ -413,6 +413,9 @@ func (s *Server) publishUnread() {
 // groups of each identity and reports the activity the hooks write.
 func (s *Server) watchSessionStart() {
 	defer close(s.watchDone)
+	if s.cfg.SessionStartFile == "" && s.cfg.ActivityFile == "" && len(s.cfg.Groups) == 0 && s.pusher == nil {
+		return // nothing to watch or settle
+	}
 	tick := time.NewTicker(sessionStartPoll)
 	defer tick.Stop()
 	for {
