@@ -172,6 +172,10 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	numberVar(c.FlagSet, &limits.MaxMemberConns, "max-member-conns", 32, 1, math.MaxInt, "", "connections one member may have open")
 	durationVar(c.FlagSet, &limits.HandshakeTimeout, "handshake-timeout", 10*time.Second, time.Second, 10*time.Minute, "time a new connection has to say hello")
 	numberVar(c.FlagSet, &limits.MaxFrameSize, "max-frame", wire.MaxFrameSize, minFrameSize, wire.MaxFrameSize, "(bytes: 512 KiB to 1 MiB)", "largest frame a client may send, in bytes")
+	numberVar(c.FlagSet, &limits.MaxGroup, "max-group", 100, 1, wire.MaxBoxes, "", "recipients one DM to a group or to @all may reach; a larger group is refused")
+	numberVar(c.FlagSet, &limits.BroadcastBurst, "broadcast-burst", 3, 1, 1000, "", "DMs to @all one session may send at once (then one per --broadcast-every)")
+	durationVar(c.FlagSet, &limits.BroadcastEvery, "broadcast-every", 30*time.Second, time.Second, day, "after the burst, one DM to @all per session per this long")
+	numberVar(c.FlagSet, &limits.MaxBroadcastBox, "max-broadcast-bytes", 16<<10, 256, wire.MaxBoxSize, "(bytes)", "largest sealed DM to @all, in bytes of each recipient's box")
 	allowPlaintext := c.Bool("allow-plaintext", false, "allow --listen on a non-loopback address without TLS: the credential and message metadata cross the network unencrypted")
 	if _, err := c.parse(args); err != nil {
 		return err
