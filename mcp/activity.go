@@ -94,7 +94,10 @@ func (s *Server) checkActivity() {
 // whether the session is in do-not-disturb (set by an earlier process).
 func (s *Server) settle() {
 	b := s.bound()
-	if s.settled == b || !b.client.State().Connected {
+	s.settleMu.Lock()
+	done := s.settled == b
+	s.settleMu.Unlock()
+	if done || !b.client.State().Connected {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), statusWait)
@@ -113,8 +116,41 @@ func (s *Server) settle() {
 	if i >= 0 {
 		s.dnd.Store(peers[i].Availability == wire.DND)
 	}
+	s.settleMu.Lock()
 	s.settled = b
+	held := s.held
+	s.held = nil
+	s.settleMu.Unlock()
 	if len(s.cfg.Groups) > 0 {
 		s.log.Info("joined groups", "groups", s.cfg.Groups)
+	}
+	if s.dnd.Load() {
+		return
+	}
+	for _, m := range held {
+		if s.inbox.fresh(m.ID) {
+			s.pusher.offer(m)
+		}
+	}
+}
+
+// heldMax bounds the DMs held for pushing until the identity is settled;
+// beyond it they wait in the inbox.
+const heldMax = 64
+
+// offer pushes m, received by identity b, unless the session is in
+// do-not-disturb; before b is settled it holds m until it is.
+func (s *Server) offer(b *binding, m Message) {
+	s.settleMu.Lock()
+	if s.settled != b {
+		if len(s.held) < heldMax {
+			s.held = append(s.held, m)
+		}
+		s.settleMu.Unlock()
+		return
+	}
+	s.settleMu.Unlock()
+	if !s.dnd.Load() {
+		s.pusher.offer(m)
 	}
 }

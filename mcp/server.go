@@ -141,9 +141,14 @@ type Server struct {
 	seen    os.FileInfo // the SessionStart event last acted on
 	// Used by the watcher goroutine only.
 	activitySeen os.FileInfo // the activity report last told to the broker
-	settled      *binding    // the identity whose groups and availability are settled
 	// dnd: the session is in do-not-disturb; DMs are not pushed.
-	dnd       atomic.Bool
+	dnd atomic.Bool
+	// Until the watcher has learnt from the broker whether an identity is
+	// in do-not-disturb (settle), DMs to push wait here, so that a new
+	// process of a dnd session pushes nothing.
+	settleMu  sync.Mutex
+	settled   *binding  // the identity whose groups and availability are settled
+	held      []Message // DMs to push once settled
 	closeOnce sync.Once
 }
 
@@ -367,8 +372,8 @@ func (s *Server) receive(b *binding, dm wire.DM) {
 		if err := b.client.Receipt([]string{dm.ID}, wire.ReceiptReceived); err != nil {
 			s.log.Debug("receipt", "msg_id", dm.ID, "err", err)
 		}
-		if s.pusher != nil && m.Status == statusNew && m.Error == "" && !s.dnd.Load() {
-			s.pusher.offer(m)
+		if s.pusher != nil && m.Status == statusNew && m.Error == "" {
+			s.offer(b, m)
 		}
 	}
 }

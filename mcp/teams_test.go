@@ -82,8 +82,13 @@ func TestStatusAndDND(t *testing.T) {
 	tb := startBroker(t)
 	sock := newMessagingSocket(t)
 	alice := startSession(t, tb, "alice")
-	bob := startSession(t, tb, "bob", fromEnv(t, config.EnvName, "bob", config.EnvSessionID, uuid.NewString(),
-		claudecode.EnvMessagingSocket, sock.path, claudecode.EnvMessagingToken, "tok"))
+	bobHome, bobID := t.TempDir(), uuid.NewString()
+	asBob := func(cfg *Config) {
+		cfg.Home = bobHome
+		fromEnv(t, config.EnvName, "bob", config.EnvSessionID, bobID,
+			claudecode.EnvMessagingSocket, sock.path, claudecode.EnvMessagingToken, "tok")(cfg)
+	}
+	bob := startSession(t, tb, "bob", asBob)
 	alice.waitConnected(t)
 	bob.waitConnected(t)
 
@@ -108,11 +113,25 @@ func TestStatusAndDND(t *testing.T) {
 	if bob.statuses()[0] != statusNew {
 		t.Errorf("the DM is %s, want new (in the inbox, not pushed)", bob.statuses()[0])
 	}
+	// A new process of the session is still in dnd: what was queued
+	// meanwhile is not pushed either.
+	bob.stop()
+	alice.sendTo(t, "bob", "while you were away")
+	bob = startSession(t, tb, "bob", asBob)
+	eventually(t, "both DMs in the new process's inbox", func() bool { return len(bob.unreadIDs()) == 2 })
+	eventually(t, "the new process settled", func() bool {
+		bob.srv.settleMu.Lock()
+		defer bob.srv.settleMu.Unlock()
+		return bob.srv.settled != nil
+	})
+	if p := sock.pushes(t, "tok"); len(p) != 0 {
+		t.Errorf("a new process of a dnd session pushed: %q", p)
+	}
 	// Available again: DMs are pushed.
 	mustCall[SetStatusResult](t, bob, "set_status", map[string]any{"state": "available"})
 	alice.sendTo(t, "bob", "now?")
 	eventually(t, "a push", func() bool { return len(sock.pushes(t, "tok")) == 1 })
-	if got := bob.waitInbox(t, 2); got[0].Text != "quick question" {
+	if got := bob.waitInbox(t, 3); got[0].Text != "quick question" {
 		t.Errorf("inbox %+v", got)
 	}
 }
