@@ -535,5 +535,14 @@ func (sc *sessionConn) handleStatus(ctx context.Context, f wire.StatusRequest) {
 			ReceivedAt: st.ReceivedAt, PushedAt: st.PushedAt, ReadAt: st.ReadAt,
 		}
 	}
+	for i := range out {
+		if out[i].State == wire.StateUnknown {
+			if e := sc.groupStatus(ctx, &out[i]); e != nil {
+				e.Ref = wire.RefOf(f.Req)
+				sc.reply(e)
+				return
+			}
+		}
+	}
 	sc.send(wire.StatusList{Req: f.Req, Statuses: out})
 }

@@ -48,6 +48,13 @@ const (
 	opClaim                        // a hello: take the session key's lease
 	opLeases                       // a peers request or member list: the leases of the mesh
 	opLease                        // a send: is the recipient connected to another node
+	opGroupMembers                 // a group send: who the group's members are
+	opEnqueueGroup                 // a group send: store its DMs
+	opGroupStatus                  // a status request: a group send's DMs
+	opJoinGroup                    // join_group, leave_group
+	opPresence                     // set_status: what the session said before
+	opSetPresence                  // set_status
+	opPeerTeams                    // a peers request: groups and presence
 
 	numStoreOps
 )
@@ -83,6 +90,13 @@ var storeOps = [numStoreOps]struct{ what, internal string }{
 	opClaim:         {"claim lease", "broker could not record the session's presence; retry"},
 	opLeases:        {"list leases", "broker could not list sessions; retry"},
 	opLease:         {"look up lease", "broker could not look up the recipient; retry with the same id"},
+	opGroupMembers:  {"list group members", "broker could not list the group's members; retry with the same id"},
+	opEnqueueGroup:  {"store group DMs", "broker could not store the DMs; nothing was stored; retry with the same id"},
+	opGroupStatus:   {"read group send status", "broker could not read the DM status; retry"},
+	opJoinGroup:     {"change group membership", "broker could not change the group membership; retry"},
+	opPresence:      {"read status", "broker could not read the session's status; retry"},
+	opSetPresence:   {"record status", "broker could not record the session's status; retry"},
+	opPeerTeams:     {"list groups and status", "broker could not list sessions; retry"},
 }
 
 // refusals are the store sentinels that are an answer rather than a
@@ -100,6 +114,9 @@ var refusals = []struct {
 	{opRecipient, store.ErrNotFound, wire.CodeUnknownPeer, "no session with key {key} in mesh {mesh}"},
 	{opLease, store.ErrNotFound, "", ""}, // not connected anywhere
 	{opEnqueue, store.ErrConflict, wire.CodeDuplicateID, "DM id {id} is already used by another DM; use a new id"},
+	{opEnqueueGroup, store.ErrConflict, wire.CodeDuplicateID, "a DM id of group send {id} is already used by another DM; nothing was stored; use a new id"},
+	{opGroupStatus, store.ErrNotFound, "", ""}, // no such group send: the id is unknown
+	{opPresence, store.ErrNotFound, "", ""},    // the session said nothing yet
 	{opMemberHello, store.ErrNotFound, wire.CodeNotMember, "key {key} is not a member of mesh {mesh}"},
 	{opRequester, store.ErrNotFound, wire.CodeNotMember, "this key is not a member of mesh {mesh}"},
 	{opCreateMesh, store.ErrConflict, wire.CodeMeshExists, "mesh {mesh} exists on this broker"},

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -71,7 +72,7 @@ func TestStoreRefusal(t *testing.T) {
 			switch {
 			case (got == nil) != (tt.want == nil):
 				t.Fatalf("got %+v, want %+v", got, tt.want)
-			case got != nil && *got != *tt.want:
+			case got != nil && !reflect.DeepEqual(*got, *tt.want):
 				t.Errorf("got %+v, want %+v", got, tt.want)
 			}
 			if logged != tt.logs {

@@ -561,6 +561,7 @@ var hostilePhases = []struct {
 	{"member connections", hostileMemberConns},
 	{"after the hello", hostileAfterHello},
 	{"limits", hostileLimits},
+	{"groups", hostileGroups},
 }
 
 // TestHostileInput is not parallel with other tests: its cases run in
@@ -657,6 +658,7 @@ func TestHostileCasesCovered(t *testing.T) {
 		wire.CodeUnknownPeer, wire.CodeDuplicateID, wire.CodeSessionActive, wire.CodeAttestationRequired,
 		wire.CodeBadAttestation, wire.CodeNotMember, wire.CodeSessionOwned, wire.CodeSessionIDTaken, wire.CodeNotOwner,
 		wire.CodeBadInvite, wire.CodeRateLimited, wire.CodeQueueFull, wire.CodeTooManyConnections,
+		wire.CodeBadGroup, wire.CodeGroupChanged, wire.CodeGroupTooLarge,
 	} {
 		if !codes[code] {
 			t.Errorf("no hostile case answered with %s", code)

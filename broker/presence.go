@@ -287,5 +287,9 @@ func (sc *sessionConn) handlePeers(ctx context.Context, f wire.PeersRequest) {
 	if len(peers) > wire.MaxPeers {
 		peers = peers[:wire.MaxPeers] // the most present first
 	}
+	if e := storeRefusal(sc.log, opPeerTeams, s.addTeams(ctx, mesh, peers), about{}); e != nil {
+		refuse(e)
+		return
+	}
 	sc.send(wire.PeerList{Req: f.Req, Peers: peers})
 }

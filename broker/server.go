@@ -106,6 +106,18 @@ type Config struct {
 	// MaxFrameSize bounds a frame from a client; a longer one closes the
 	// connection (too_large). Default and maximum wire.MaxFrameSize.
 	MaxFrameSize int
+	// MaxGroup bounds the recipients of one group send (a group, or every
+	// other session of the mesh): a larger one is refused with
+	// group_too_large. Default 100.
+	MaxGroup int
+	// BroadcastEvery and BroadcastBurst limit sends to every session of
+	// the mesh (@all), per session, on top of SendRate: BroadcastBurst at
+	// once, then one per BroadcastEvery. Defaults 30s and 3.
+	BroadcastEvery time.Duration
+	BroadcastBurst int
+	// MaxBroadcastBox bounds each box of a send to every session of the
+	// mesh. Default 16 KiB.
+	MaxBroadcastBox int
 
 	// Cluster is what this broker shares with the other brokers (nodes)
 	// on its store: presence across nodes, events between them. Nil means
@@ -175,6 +187,16 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxMemberConns <= 0 {
 		c.MaxMemberConns = 32
+	}
+	if c.MaxGroup <= 0 {
+		c.MaxGroup = 100
+	}
+	def(&c.BroadcastEvery, 30*time.Second)
+	if c.BroadcastBurst <= 0 {
+		c.BroadcastBurst = 3
+	}
+	if c.MaxBroadcastBox <= 0 {
+		c.MaxBroadcastBox = 16 << 10
 	}
 	if c.MaxFrameSize <= 0 || c.MaxFrameSize > wire.MaxFrameSize {
 		c.MaxFrameSize = wire.MaxFrameSize

@@ -42,6 +42,7 @@ type sessionConn struct {
 	doneJobs  atomic.Int64    // jobs the recorder has done
 	bye       *wire.Bye       // set by the read loop when the client says bye
 	sendRate  *rate.Bucket    // DMs this session may send; used by the read loop only
+	allRate   *rate.Bucket    // sends to every session of the mesh; used by the read loop only
 
 	mu       sync.Mutex
 	inflight map[string]struct{} // DMs pushed on this connection and not yet acked
@@ -76,6 +77,7 @@ func newSessionConn(c *conn, h wire.Hello, member []byte) *sessionConn {
 		kick:     make(chan struct{}, 1),
 		receipts: make(chan receiptJob, receiptQueue),
 		sendRate: bucketFor(c.s.cfg.SendRate),
+		allRate:  &rate.Bucket{Burst: c.s.cfg.BroadcastBurst, Every: c.s.cfg.BroadcastEvery},
 		inflight: make(map[string]struct{}),
 		rescan:   true, // the pump starts with the backlog in the store
 	}
@@ -124,7 +126,17 @@ func (sc *sessionConn) handle(ctx context.Context, f wire.Frame) bool {
 		sc.shutdown(nil)
 		return false
 	case wire.Send:
-		sc.handleSend(ctx, f)
+		if f.Group != "" {
+			sc.handleGroupSend(ctx, f)
+		} else {
+			sc.handleSend(ctx, f)
+		}
+	case wire.JoinGroup:
+		sc.handleMembership(ctx, f.Req, f.Group, true)
+	case wire.LeaveGroup:
+		sc.handleMembership(ctx, f.Req, f.Group, false)
+	case wire.SetStatus:
+		sc.handleSetStatus(ctx, f)
 	case wire.Ack, wire.Receipt:
 		sc.toRecorder(ctx, receiptJob{f: f})
 	case wire.PeersRequest:

@@ -23,7 +23,8 @@ const ProjectCommand = "claudemesh"
 // matcher, so that the hook runs on every occurrence.
 var hooks = []struct{ event, arg string }{
 	{"SessionStart", "session-start"}, // startup, resume, clear, compact
-	{"UserPromptSubmit", "prompt"},    // a line of context when DMs are unread
+	{"UserPromptSubmit", "prompt"},    // a line of context when DMs are unread; the session is working
+	{"Stop", "stop"},                  // the turn ended: the session is idle
 }
 
 // ErrForeign reports that the place where claudemesh would register holds

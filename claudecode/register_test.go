@@ -49,6 +49,16 @@ const (
           }
         ]
       }
+    ],
+    "Stop": [
+      {
+        "hooks": [
+          {
+            "type": "command",
+            "command": "HOOK hook stop"
+          }
+        ]
+      }
     ]
   }
 }

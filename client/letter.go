@@ -25,6 +25,10 @@ type Letter struct {
 	ID      string    `json:"id"`
 	Text    string    `json:"text"`
 	SentAt  time.Time `json:"sent_at"`
+	// Group is the group the DM was sent to ("all" for the whole mesh),
+	// sealed so that the broker cannot say otherwise; empty for a DM to
+	// this session alone.
+	Group string `json:"group,omitempty"`
 }
 
 // ErrTooLarge: a DM's box would exceed what the broker accepts.
@@ -36,10 +40,15 @@ var ErrTooLarge = errors.New("message too large once encrypted")
 // (control characters are escaped as \u00XX) fails with ErrTooLarge, since
 // the broker would refuse it.
 func Seal(id, text string, sentAt time.Time, to ed25519.PublicKey, from *identity.Boxes) ([wire.NonceSize]byte, []byte, error) {
+	return SealLetter(Letter{Version: 1, ID: id, Text: text, SentAt: sentAt.UTC()}, to, from)
+}
+
+// SealLetter encrypts l from the sender's key to the recipient's (see Seal).
+func SealLetter(l Letter, to ed25519.PublicKey, from *identity.Boxes) ([wire.NonceSize]byte, []byte, error) {
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
 	enc.SetEscapeHTML(false)
-	if err := enc.Encode(Letter{Version: 1, ID: id, Text: text, SentAt: sentAt.UTC()}); err != nil {
+	if err := enc.Encode(l); err != nil {
 		return [wire.NonceSize]byte{}, nil, err
 	}
 	plain := bytes.TrimSuffix(b.Bytes(), []byte("\n"))

@@ -168,8 +168,8 @@ type outgoing struct {
 	id      string
 	frame   []byte
 	written bool          // handed to a connection at least once
-	done    chan struct{} // closed with status/err set
-	status  string
+	done    chan struct{} // closed with sent/err set
+	sent    wire.Sent
 	err     error
 }
 
@@ -413,14 +413,31 @@ func (c *Session) TakeOver(ctx context.Context) error {
 // to a connection (it stays in the outbox and keeps being retried), or
 // ErrNotConnected when it never was (it is withdrawn).
 func (c *Session) Send(ctx context.Context, id string, to ed25519.PublicKey, nonce [wire.NonceSize]byte, box []byte) (string, error) {
-	frame, err := wire.Encode(wire.Send{ID: id, To: wire.Key(to), Nonce: nonce[:], Box: box})
+	sent, err := c.send(ctx, wire.Send{ID: id, To: wire.Key(to), Nonce: nonce[:], Box: box})
+	return sent.Status, err
+}
+
+// SendGroup hands a group send to the broker: one sealed box per recipient
+// of group (a group name, or wire.GroupAll), sealed to the DM id
+// wire.GroupDMID(id, recipient). It waits, and survives reconnects, as Send
+// does, and returns the broker's answer with each recipient's status. A
+// box set that is not the group's members now is refused with a
+// *wire.Error of code wire.CodeGroupChanged whose Members are the
+// recipients to seal to instead (then send again with the same id).
+func (c *Session) SendGroup(ctx context.Context, id, group string, boxes []wire.Box) (wire.Sent, error) {
+	return c.send(ctx, wire.Send{ID: id, Group: group, Boxes: boxes})
+}
+
+func (c *Session) send(ctx context.Context, f wire.Send) (wire.Sent, error) {
+	id := f.ID
+	frame, err := wire.Encode(f)
 	if err != nil {
-		return "", err
+		return wire.Sent{}, err
 	}
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
-		return "", ErrClosed
+		return wire.Sent{}, ErrClosed
 	}
 	o, ok := c.outbox[id]
 	if !ok {
@@ -438,20 +455,20 @@ func (c *Session) Send(ctx context.Context, id string, to ed25519.PublicKey, non
 	}
 	select {
 	case <-o.done:
-		return o.status, o.err
+		return o.sent, o.err
 	case <-ctx.Done():
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		select {
 		case <-o.done:
-			return o.status, o.err
+			return o.sent, o.err
 		default:
 		}
 		if o.written {
-			return "", ErrUnconfirmed
+			return wire.Sent{}, ErrUnconfirmed
 		}
 		c.dropOutgoingLocked(id)
-		return "", c.notConnectedLocked()
+		return wire.Sent{}, c.notConnectedLocked()
 	}
 }
 
@@ -472,14 +489,14 @@ func (c *Session) dropOutgoingLocked(id string) *outgoing {
 }
 
 // complete resolves the outbox entry id, if it is still there.
-func (c *Session) complete(id, status string, err error) bool {
+func (c *Session) complete(sent wire.Sent, err error) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	o := c.dropOutgoingLocked(id)
+	o := c.dropOutgoingLocked(sent.ID)
 	if o == nil {
 		return false
 	}
-	o.status, o.err = status, err
+	o.sent, o.err = sent, err
 	close(o.done)
 	return true
 }
@@ -1010,7 +1027,11 @@ func (c *Session) serve(cc *clientConn) error {
 func (c *Session) handle(f wire.Frame) {
 	switch f := f.(type) {
 	case wire.Sent:
-		c.complete(f.ID, f.Status, nil)
+		c.complete(f, nil)
+	case wire.Groups:
+		c.resolve(f.Req, reqResult{f: f})
+	case wire.OK:
+		c.resolve(f.Req, reqResult{f: f})
 	case wire.DM:
 		c.cfg.OnDM(f)
 	case wire.PeerList:
@@ -1053,7 +1074,7 @@ func (c *Session) handleError(e *wire.Error) bool {
 	if e.Ref == "" {
 		return false
 	}
-	if c.complete(e.Ref, "", e) {
+	if c.complete(wire.Sent{ID: e.Ref}, e) {
 		return true
 	}
 	if req, err := strconv.ParseUint(e.Ref, 10, 64); err == nil {
@@ -1147,4 +1168,42 @@ func (cc *clientConn) writer(quit <-chan struct{}, pingEvery time.Duration) {
 			return
 		}
 	}
+}
+
+// JoinGroup makes the session a member of group and returns the groups it
+// belongs to now. Membership is the broker's: it lasts across reconnects
+// and restarts until LeaveGroup, or until the broker forgets the session.
+func (c *Session) JoinGroup(ctx context.Context, group string) ([]string, error) {
+	return c.membership(ctx, "join group", func(req uint64) wire.Frame { return wire.JoinGroup{Req: req, Group: group} })
+}
+
+// LeaveGroup ends the session's membership of group and returns the groups
+// it belongs to now.
+func (c *Session) LeaveGroup(ctx context.Context, group string) ([]string, error) {
+	return c.membership(ctx, "leave group", func(req uint64) wire.Frame { return wire.LeaveGroup{Req: req, Group: group} })
+}
+
+func (c *Session) membership(ctx context.Context, what string, build func(req uint64) wire.Frame) ([]string, error) {
+	f, err := c.request(ctx, what, build)
+	if err != nil {
+		return nil, err
+	}
+	g, ok := f.(wire.Groups)
+	if !ok {
+		return nil, fmt.Errorf("%s: broker answered with a %s frame", what, f.Type())
+	}
+	return g.Groups, nil
+}
+
+// SetStatus changes what the session says about itself (see wire.SetStatus:
+// what st leaves out stays as it was).
+func (c *Session) SetStatus(ctx context.Context, st wire.SetStatus) error {
+	f, err := c.request(ctx, "set status", func(req uint64) wire.Frame { st.Req = req; return st })
+	if err != nil {
+		return err
+	}
+	if _, ok := f.(wire.OK); !ok {
+		return fmt.Errorf("set status: broker answered with a %s frame", f.Type())
+	}
+	return nil
 }

@@ -39,6 +39,9 @@ const (
 	EnvDelivery = "CLAUDEMESH_DELIVERY"
 	// EnvChannel=1 also sends pushed DMs as claude/channel notifications.
 	EnvChannel = "CLAUDEMESH_CHANNEL"
+	// EnvGroups lists groups (comma-separated) the session joins when its
+	// MCP server starts.
+	EnvGroups = "CLAUDEMESH_GROUPS"
 	// EnvCA names a PEM file of CA certificates trusted, besides the
 	// system's roots, to sign a wss:// broker's certificate.
 	EnvCA = "CLAUDEMESH_CA"

@@ -41,9 +41,13 @@ const (
 
 	toolMessageStatus = "mcp__claudemesh__message_status"
 	toolClearInbox    = "mcp__claudemesh__clear_inbox"
+	toolJoinGroup     = "mcp__claudemesh__join_group"
+	toolLeaveGroup    = "mcp__claudemesh__leave_group"
+	toolSetStatus     = "mcp__claudemesh__set_status"
 )
 
-var meshTools = []string{toolSendDM, toolListPeers, toolInbox, toolWhoami, toolMessageStatus, toolClearInbox}
+var meshTools = []string{toolSendDM, toolListPeers, toolInbox, toolWhoami, toolMessageStatus, toolClearInbox,
+	toolJoinGroup, toolLeaveGroup, toolSetStatus}
 
 // claudemeshBin is the claudemesh binary TestMain builds for the package's
 // tests, "" when the tests are skipped.

@@ -82,6 +82,16 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		return Config{}, err
 	}
 	cfg.UnreadFile = UnreadFile(home)
+	cfg.ActivityFile = ActivityFile(home)
+	for g := range strings.SplitSeq(getenv(config.EnvGroups), ",") {
+		if g = strings.TrimSpace(g); g == "" {
+			continue
+		}
+		if err := wire.ValidGroup(g); err != nil {
+			return Config{}, fmt.Errorf("%s: %w", config.EnvGroups, err)
+		}
+		cfg.Groups = append(cfg.Groups, g)
+	}
 	if cfg.Name == "" {
 		cfg.Name, cfg.TagName = DefaultName(getenv, cfg.ProjectDir), true
 	}

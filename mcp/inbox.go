@@ -163,3 +163,11 @@ func (b *inbox) reset() {
 	b.mu.Unlock()
 	b.changed()
 }
+
+// fresh reports whether the DM id is unread and not shown in the session.
+func (b *inbox) fresh(id string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	i, ok := b.have[id]
+	return ok && b.unread[i].Status == statusNew
+}

@@ -21,6 +21,7 @@ type Message struct {
 	SentAt      string `json:"sent_at" jsonschema:"RFC 3339 time the sender wrote it"`
 	Text        string `json:"text"`
 	Error       string `json:"error,omitempty" jsonschema:"set when the DM could not be decrypted or verified; text is empty then"`
+	Group       string `json:"group,omitempty" jsonschema:"set when the DM was sent to a group (or all) this session is in, not to it alone"`
 	Status      string `json:"status" jsonschema:"new (not shown to you before) or pushed (already written into this session at pushed_at)"`
 	PushedAt    string `json:"pushed_at,omitempty"`
 }
@@ -41,7 +42,7 @@ func open(dm wire.DM, boxes *identity.Boxes) Message {
 		m.Error = err.Error()
 		return m
 	}
-	m.Text = l.Text
+	m.Text, m.Group = l.Text, l.Group
 	m.SentAt = l.SentAt.UTC().Format(time.RFC3339)
 	return m
 }

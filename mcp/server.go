@@ -31,6 +31,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mark3labs/mcp-go/server"
@@ -77,6 +78,12 @@ type Config struct {
 	// UnreadFile is where the server tells the prompt hook about unread
 	// DMs; "" for none.
 	UnreadFile string
+	// ActivityFile is where the prompt and stop hooks report whether the
+	// session is working or idle; "" for none.
+	ActivityFile string
+	// Groups are joined when the server first connects as an identity
+	// (CLAUDEMESH_GROUPS).
+	Groups []string
 	// Member is this machine's member key for the mesh, which attests the
 	// session key; nil for a mesh without members.
 	Member ed25519.PrivateKey
@@ -130,8 +137,18 @@ type Server struct {
 	watchDone chan struct{}
 	// watchMu serialises checkSessionStart, from the watcher and from tool
 	// calls, rebind included; Close takes it to wait for one in progress.
-	watchMu   sync.Mutex
-	seen      os.FileInfo // the SessionStart event last acted on
+	watchMu sync.Mutex
+	seen    os.FileInfo // the SessionStart event last acted on
+	// Used by the watcher goroutine only.
+	activitySeen os.FileInfo // the activity report last told to the broker
+	// dnd: the session is in do-not-disturb; DMs are not pushed.
+	dnd atomic.Bool
+	// Until the watcher has learnt from the broker whether an identity is
+	// in do-not-disturb (settle), DMs to push wait here, so that a new
+	// process of a dnd session pushes nothing.
+	settleMu  sync.Mutex
+	settled   *binding  // the identity whose groups and availability are settled
+	held      []Message // DMs to push once settled
 	closeOnce sync.Once
 }
 
@@ -356,7 +373,7 @@ func (s *Server) receive(b *binding, dm wire.DM) {
 			s.log.Debug("receipt", "msg_id", dm.ID, "err", err)
 		}
 		if s.pusher != nil && m.Status == statusNew && m.Error == "" {
-			s.pusher.offer(m)
+			s.offer(b, m)
 		}
 	}
 }
@@ -397,16 +414,19 @@ func (s *Server) publishUnread() {
 }
 
 // watchSessionStart follows the session Claude Code's SessionStart hook
-// reports for this server's claude process.
+// reports for this server's claude process; it also joins the start
+// groups of each identity and reports the activity the hooks write.
 func (s *Server) watchSessionStart() {
 	defer close(s.watchDone)
-	if s.cfg.SessionStartFile == "" {
-		return
+	if s.cfg.SessionStartFile == "" && s.cfg.ActivityFile == "" && len(s.cfg.Groups) == 0 && s.pusher == nil {
+		return // nothing to watch or settle
 	}
 	tick := time.NewTicker(sessionStartPoll)
 	defer tick.Stop()
 	for {
 		s.checkSessionStart()
+		s.settle()
+		s.checkActivity()
 		select {
 		case <-s.stop:
 			return

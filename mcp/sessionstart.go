@@ -48,7 +48,7 @@ func PublishSessionStart(home string, ev claudecode.SessionStart) (string, error
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", fmt.Errorf("session start channel: %w", err)
 	}
-	claudecode.RemoveGone(dir, sessionStartKind, unreadKind)
+	claudecode.RemoveGone(dir, sessionStartKind, unreadKind, activityKind)
 	b, err := json.Marshal(published{SessionStart: ev, At: time.Now().UTC()})
 	if err != nil {
 		return "", err
@@ -81,6 +81,7 @@ const (
 	runDir           = "run"
 	sessionStartKind = "session-start" // hook → server: the true session
 	unreadKind       = "unread"        // server → prompt hook: the unread DMs
+	activityKind     = "activity"      // prompt and stop hooks → server: working or idle
 )
 
 // readSessionStart reads a channel file; ok is false when there is none.

@@ -23,8 +23,9 @@ import (
 
 const instructions = `claudemesh connects this Claude Code session to other sessions (on this machine or on teammates' machines) through a self-hosted broker. DMs are end-to-end encrypted.
 
-- list_peers: see which sessions are online or recently away, with their names and key ids.
-- send_dm: send a text DM to a peer by name or key id. A DM to a peer that is away is queued and delivered when it returns.
+- list_peers: see which sessions are online or recently away, with names, key ids, groups, and what each is working on.
+- send_dm: send a text DM to a peer by name or key id, to @GROUP (every member) or @all. A DM to a peer that is away is queued and delivered when it returns.
+- join_group / leave_group: membership of named groups. set_status: say what this session works on, or dnd.
 - inbox: read DMs sent to this session. Call it when the user asks about messages, when you expect a reply, or when a result says DMs are unread. DMs also arrive by themselves, as messages wrapped in <claudemesh-dm>; inbox still lists those (status pushed) until it has returned them.
 - clear_inbox: discard the unread DMs without reading them; only when the user asks for it.
 - message_status: whether a DM you sent is queued, delivered, pushed into the peer's session, read, or expired.
@@ -60,15 +61,21 @@ type PeerInfo struct {
 	ConnectedSince string `json:"connected_since,omitempty"`
 	LastSeen       string `json:"last_seen,omitempty"`
 	// ReconnectingUntil is when a reconnecting peer counts as away.
-	ReconnectingUntil string `json:"reconnecting_until,omitempty"`
-	Member            string `json:"member,omitempty" jsonschema:"in a mesh with members: the member (person or machine) that vouches for this session"`
-	MemberKeyID       string `json:"member_key_id,omitempty"`
-	Kind              string `json:"kind" jsonschema:"session (a Claude Code session) or human (a person at a terminal: claudemesh send and inbox)"`
+	ReconnectingUntil string   `json:"reconnecting_until,omitempty"`
+	Member            string   `json:"member,omitempty" jsonschema:"in a mesh with members: the member (person or machine) that vouches for this session"`
+	MemberKeyID       string   `json:"member_key_id,omitempty"`
+	Groups            []string `json:"groups,omitempty" jsonschema:"groups the session is in; send_dm to @NAME reaches every member"`
+	Summary           string   `json:"summary,omitempty" jsonschema:"what the session says it is working on"`
+	Availability      string   `json:"availability,omitempty" jsonschema:"available, busy or dnd (do not disturb: DMs wait in its inbox, not pushed into its session)"`
+	Activity          string   `json:"activity,omitempty" jsonschema:"working (its model is at work on a prompt) or idle (its turn ended)"`
+	ActivitySince     string   `json:"activity_since,omitempty"`
+	Kind              string   `json:"kind" jsonschema:"session (a Claude Code session) or human (a person at a terminal: claudemesh send and inbox)"`
 }
 
 // PeersResult is list_peers' result.
 type PeersResult struct {
 	Mesh   string     `json:"mesh"`
+	Group  string     `json:"group,omitempty" jsonschema:"the group the list was filtered by"`
 	Peers  []PeerInfo `json:"peers" jsonschema:"other sessions, online first"`
 	Unread int        `json:"unread" jsonschema:"DMs sent to you that you have not seen yet: call inbox"`
 }
@@ -82,7 +89,12 @@ type SendResult struct {
 	// with members.
 	ToMember string `json:"to_member,omitempty" jsonschema:"in a mesh with members: the member that vouches for the recipient"`
 	Status   string `json:"status" jsonschema:"delivered (recipient online), queued (recipient away; kept until it returns) or pending (not yet confirmed by the broker; retried automatically)"`
-	Unread   int    `json:"unread" jsonschema:"DMs sent to you that you have not seen yet: call inbox"`
+	// ToAvailability is dnd when the recipient is in do-not-disturb.
+	ToAvailability string            `json:"to_availability,omitempty" jsonschema:"dnd: the recipient is in do-not-disturb; the DM waits in its inbox and is not pushed into its session"`
+	Group          string            `json:"group,omitempty" jsonschema:"for a DM to @NAME: the group (all for the whole mesh)"`
+	Reached        int               `json:"reached,omitempty" jsonschema:"for a DM to a group: how many sessions it was sent to"`
+	Recipients     []RecipientResult `json:"recipients,omitempty"`
+	Unread         int               `json:"unread" jsonschema:"DMs sent to you that you have not seen yet: call inbox"`
 }
 
 // StatusResult is message_status' result.
@@ -96,7 +108,11 @@ type StatusResult struct {
 	PushedAt   string `json:"pushed_at,omitempty"`
 	ReadAt     string `json:"read_at,omitempty"`
 	ExpiresAt  string `json:"expires_at,omitempty"`
-	Unread     int    `json:"unread" jsonschema:"DMs sent to you that you have not seen yet: call inbox"`
+	// Group, Summary and Recipients answer for a DM sent to a group.
+	Group      string            `json:"group,omitempty"`
+	Summary    string            `json:"summary,omitempty" jsonschema:"for a group DM: how many recipients are in each state, e.g. 4 read, 1 queued"`
+	Recipients []RecipientStatus `json:"recipients,omitempty"`
+	Unread     int               `json:"unread" jsonschema:"DMs sent to you that you have not seen yet: call inbox"`
 }
 
 // InboxResult is inbox's result.
@@ -182,15 +198,32 @@ func (s *Server) newMCPServer() (*server.MCPServer, error) {
 		add("send_dm", "Send a DM",
 			"Send an end-to-end encrypted direct message to another Claude Code session in the mesh. `to` is a peer's name or key id (see list_peers). A peer that is away gets it when it returns.",
 			hints{}, s.sendDM, nil,
-			param(mcpgo.WithString, "to", mcpgo.Required(), mcpgo.Description("recipient: a peer name or key id from list_peers")),
+			param(mcpgo.WithString, "to", mcpgo.Required(), mcpgo.Description("recipient: a peer name or key id from list_peers, @GROUP for every member of a group, or @all for every session of the mesh")),
 			param(mcpgo.WithString, "message", mcpgo.Required(), mcpgo.MaxLength(MaxText),
 				mcpgo.Description(fmt.Sprintf("the text to send: at most %d bytes (%d KiB) of UTF-8, counted in bytes, not characters", MaxText, MaxText>>10))),
 			mcpgo.WithOutputSchema[SendResult](),
 		),
 		add("list_peers", "List peers",
-			"List the other Claude Code sessions in this mesh: online ones and recently away ones (DMs to those are queued).",
+			"List the other Claude Code sessions in this mesh: online ones and recently away ones (DMs to those are queued), with their groups, what each says it is working on, whether it is working or idle and since when, and do-not-disturb.",
 			hints{readOnly: true, idempotent: true}, s.listPeers, nil,
+			param(mcpgo.WithString, "group", mcpgo.Description("only the members of this group")),
 			mcpgo.WithOutputSchema[PeersResult]()),
+		add("join_group", "Join a group",
+			"Join a named group of this mesh: DMs to @NAME reach every member. Membership lasts until leave_group, across restarts and resumes.",
+			hints{idempotent: true}, s.joinGroup, nil,
+			param(mcpgo.WithString, "name", mcpgo.Required(), mcpgo.Description("group name: lowercase letters, digits, '.', '_' and '-'")),
+			mcpgo.WithOutputSchema[GroupsResult]()),
+		add("leave_group", "Leave a group",
+			"Leave a named group of this mesh.",
+			hints{idempotent: true}, s.leaveGroup, nil,
+			param(mcpgo.WithString, "name", mcpgo.Required(), mcpgo.Description("group name")),
+			mcpgo.WithOutputSchema[GroupsResult]()),
+		add("set_status", "Set this session's status",
+			"Tell peers what this session is working on (a one-line summary) and whether it is available, busy or dnd (do not disturb: DMs wait in the inbox instead of being pushed into this session).",
+			hints{idempotent: true}, s.setStatus, nil,
+			param(mcpgo.WithString, "summary", mcpgo.MaxLength(wire.MaxSummaryLen), mcpgo.Description("one line: what this session is working on")),
+			param(mcpgo.WithString, "state", mcpgo.Enum(wire.Available, wire.Busy, wire.DND), mcpgo.Description("available, busy or dnd")),
+			mcpgo.WithOutputSchema[SetStatusResult]()),
 		add("inbox", "Read DMs",
 			"Return the unread DMs sent to this session, oldest first, and mark them read: each DM is returned once, and its sender sees it read. DMs already shown in this session as they arrived are included, with status pushed. To dismiss unread DMs without reading them, the user can ask for clear_inbox.",
 			hints{}, s.readInbox,
@@ -329,6 +362,9 @@ func (s *Server) sendDM(ctx context.Context, req mcpgo.CallToolRequest) (*mcpgo.
 	if err != nil {
 		return s.toolError("list peers", err), nil
 	}
+	if group, ok := groupOf(to, peers); ok {
+		return s.sendGroup(ctx, b, group, text, peers)
+	}
 	p, err := resolve(to, peers)
 	if err != nil {
 		return mcpgo.NewToolResultError(err.Error()), nil
@@ -351,7 +387,7 @@ func (s *Server) sendDM(ctx context.Context, req mcpgo.CallToolRequest) (*mcpgo.
 		return s.toolError("send DM", err), nil
 	}
 	s.log.Info("DM sent", "msg_id", id, "to", p.KeyID, "status", status)
-	res := SendResult{ID: id, To: p.Name, ToKeyID: p.KeyID, ToMember: p.Member, Status: status, Unread: s.unread()}
+	res := SendResult{ID: id, To: p.Name, ToKeyID: p.KeyID, ToMember: p.Member, Status: status, ToAvailability: p.Availability, Unread: s.unread()}
 	var note string
 	switch status {
 	case wire.StatusDelivered:
@@ -360,6 +396,9 @@ func (s *Server) sendDM(ctx context.Context, req mcpgo.CallToolRequest) (*mcpgo.
 		note = "queued: the peer is away and gets it when it returns"
 	default:
 		note = "pending: the broker has not confirmed it yet; it is retried automatically with the same id"
+	}
+	if p.Availability == wire.DND {
+		note += "; the peer is in do-not-disturb: the DM waits in its inbox and is not pushed into its session"
 	}
 	return mcpgo.NewToolResultStructured(res, fmt.Sprintf("DM %s to %s: %s.%s", id, peerLabel(p), note, unreadNote(res.Unread))), nil
 }
@@ -443,7 +482,13 @@ func peerList(peers []wire.Peer) string {
 	return strings.Join(parts, ", ")
 }
 
-func (s *Server) listPeers(ctx context.Context, _ mcpgo.CallToolRequest) (*mcpgo.CallToolResult, error) {
+func (s *Server) listPeers(ctx context.Context, req mcpgo.CallToolRequest) (*mcpgo.CallToolResult, error) {
+	group := strings.TrimPrefix(strings.TrimSpace(req.GetString("group", "")), "@")
+	if group != "" && group != wire.GroupAll {
+		if err := wire.ValidGroup(group); err != nil {
+			return mcpgo.NewToolResultError(fmt.Sprintf("`group`: %v", err)), nil
+		}
+	}
 	id := s.current()
 	if !s.connected(ctx, id) {
 		return s.brokerDown(), nil
@@ -452,11 +497,19 @@ func (s *Server) listPeers(ctx context.Context, _ mcpgo.CallToolRequest) (*mcpgo
 	if err != nil {
 		return s.toolError("list peers", err), nil
 	}
-	res := PeersResult{Mesh: s.cfg.Mesh, Peers: make([]PeerInfo, 0, len(peers)), Unread: s.unread()}
+	if group != "" {
+		peers = groupMembers(group, peers)
+	}
+	res := PeersResult{Mesh: s.cfg.Mesh, Group: group, Peers: make([]PeerInfo, 0, len(peers)), Unread: s.unread()}
 	var b strings.Builder
-	if len(peers) == 0 {
+	switch {
+	case group != "" && len(peers) == 0:
+		fmt.Fprintf(&b, "No other session is in @%s.", group)
+	case group != "":
+		fmt.Fprintf(&b, "Peers in @%s:\n", group)
+	case len(peers) == 0:
 		fmt.Fprintf(&b, "No other session is in mesh %q yet.", s.cfg.Mesh)
-	} else {
+	default:
 		fmt.Fprintf(&b, "Peers in mesh %q:\n", s.cfg.Mesh)
 	}
 	for _, p := range peers {
@@ -473,13 +526,14 @@ func (s *Server) listPeers(ctx context.Context, _ mcpgo.CallToolRequest) (*mcpgo
 			info.LastSeen = stamp(p.LastSeen)
 			fmt.Fprintf(&b, "- %s %s, last seen %s", peerLabel(p), info.State, info.LastSeen)
 		}
-		res.Peers = append(res.Peers, info)
 		if info.Kind == kindHuman {
 			b.WriteString(", a person at a terminal")
 		}
 		if p.ProjectDir != "" {
 			fmt.Fprintf(&b, ", project %s", p.ProjectDir)
 		}
+		b.WriteString(peerStatus(p, &info))
+		res.Peers = append(res.Peers, info)
 		b.WriteByte('\n')
 	}
 	return mcpgo.NewToolResultStructured(res, strings.TrimSpace(b.String())+unreadNote(res.Unread)), nil
@@ -674,6 +728,9 @@ func (s *Server) messageStatus(ctx context.Context, req mcpgo.CallToolRequest) (
 		return nil, fmt.Errorf("message status: broker answered %d statuses for 1 id", len(sts))
 	}
 	st := sts[0]
+	if st.Group != "" {
+		return s.groupStatus(st)
+	}
 	res := StatusResult{
 		ID: id, To: st.ToName, State: st.State,
 		SentAt: stamp(st.CreatedAt), ReceivedAt: stamp(st.ReceivedAt), PushedAt: stamp(st.PushedAt), ReadAt: stamp(st.ReadAt), ExpiresAt: stamp(st.ExpiresAt),

@@ -245,7 +245,7 @@ func TestToolsRefuseBadArguments(t *testing.T) {
 		{"send_dm no arguments", alice, "send_dm", nil, []string{"`to` is required", "`message` is required"}},
 		{"send_dm over the limit", alice, "send_dm", map[string]any{"to": "bob", "message": strings.Repeat("x", MaxText+1)}, []string{"`message` is 65537 bytes; the limit is 65536 bytes"}},
 		{"send_dm arguments not an object", alice, "send_dm", []any{"bob", "hi"}, []string{"must be an object of named arguments, got an array", "send_dm takes: to, message"}},
-		{"list_peers unknown argument", alice, "list_peers", map[string]any{"online": true}, []string{"unknown argument `online`; list_peers takes no arguments"}},
+		{"list_peers unknown argument", alice, "list_peers", map[string]any{"online": true}, []string{"unknown argument `online`; list_peers takes: group"}},
 		{"inbox clear a string", bob, "inbox", map[string]any{"clear": "yes"}, []string{"inbox no longer takes `clear`", "clear_inbox"}},
 		{"inbox clear true", bob, "inbox", map[string]any{"clear": true}, []string{"inbox no longer takes `clear`", "clear_inbox"}},
 		{"inbox unknown argument", bob, "inbox", map[string]any{"limit": 5}, []string{"unknown argument `limit`; inbox takes no arguments"}},
@@ -372,6 +372,9 @@ func TestToolAnnotations(t *testing.T) {
 		"clear_inbox":    {false, true, false},
 		"message_status": {true, false, true},
 		"whoami":         {false, false, true}, // take_over changes which process holds the session
+		"join_group":     {false, false, true},
+		"leave_group":    {false, false, true},
+		"set_status":     {false, false, true},
 	}
 	var names []string
 	for _, tool := range list.Tools {
@@ -386,7 +389,7 @@ func TestToolAnnotations(t *testing.T) {
 		}
 	}
 	slices.Sort(names)
-	if want := []string{"clear_inbox", "inbox", "list_peers", "message_status", "send_dm", "whoami"}; !slices.Equal(names, want) {
+	if want := []string{"clear_inbox", "inbox", "join_group", "leave_group", "list_peers", "message_status", "send_dm", "set_status", "whoami"}; !slices.Equal(names, want) {
 		t.Errorf("tools = %v, want %v", names, want)
 	}
 	for _, tool := range list.Tools {

@@ -67,7 +67,7 @@ func TestToolsList(t *testing.T) {
 		}
 	}
 	slices.Sort(names)
-	if want := []string{"clear_inbox", "inbox", "list_peers", "message_status", "send_dm", "whoami"}; !slices.Equal(names, want) {
+	if want := []string{"clear_inbox", "inbox", "join_group", "leave_group", "list_peers", "message_status", "send_dm", "set_status", "whoami"}; !slices.Equal(names, want) {
 		t.Errorf("tools = %v, want %v", names, want)
 	}
 }

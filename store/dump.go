@@ -17,6 +17,11 @@ type Dump struct {
 	// Messages holds every DM row, tombstones included, each recipient's
 	// in the order Pending returns them.
 	Messages []MessageRow
+	// Groups, GroupDMs and Presences are the groups' memberships, the
+	// group rows of the DMs and what sessions said about themselves.
+	Groups    []GroupRow
+	GroupDMs  []GroupDMRow
+	Presences []Presence
 	// Token is the broker credential of the meshes without members, so
 	// that sessions keep being let in after the move ("" when none).
 	Token string
@@ -53,4 +58,16 @@ type Dumper interface {
 // anything already (ErrConflict), and loads all of d or nothing.
 type Loader interface {
 	Load(ctx context.Context, d *Dump) error
+}
+
+// GroupRow is a membership, with its mesh.
+type GroupRow struct {
+	Mesh string
+	Membership
+}
+
+// GroupDMRow says which group send a DM belongs to.
+type GroupDMRow struct {
+	ID, SendID, Group string
+	ExpiresAt         time.Time
 }

@@ -307,6 +307,7 @@ type Store interface {
 	Sessions(ctx context.Context, mesh string, since time.Time) ([]Session, error)
 
 	Members
+	Teams
 
 	// Close flushes pending writes and releases resources. It is idempotent.
 	Close() error

@@ -33,6 +33,9 @@ const (
 	CodeRateLimited         = "rate_limited"         // too many DMs per second; retry later with the same id
 	CodeQueueFull           = "queue_full"           // the recipient has too many DMs or bytes waiting
 	CodeTooManyConnections  = "too_many_connections" // the member has too many connections open
+	CodeBadGroup            = "bad_group"            // group name refused
+	CodeGroupChanged        = "group_changed"        // a group send's boxes are not the group's members; see Error.Members
+	CodeGroupTooLarge       = "group_too_large"      // a group send to more recipients than the broker allows
 )
 
 // Error is the error frame. Ref names the request it answers (a DM id, or the
@@ -43,6 +46,10 @@ type Error struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
 	Ref     string `json:"ref,omitempty"`
+	// Members answers a group send refused with group_changed: the
+	// recipients the broker expects now, so that the sender can seal to
+	// them and send again.
+	Members []Key `json:"members,omitempty"`
 }
 
 // Errorf builds an error frame.

@@ -166,11 +166,17 @@ type Bye struct {
 
 // Send asks the broker to store and route one sealed DM. ID is a UUID chosen
 // by the sender; resending the same ID is idempotent.
+//
+// A group send sets Group (a group name, or GroupAll for every other
+// session of the mesh) and Boxes, one per recipient, instead of To, Nonce
+// and Box; the DM to each recipient has the id GroupDMID(ID, recipient).
 type Send struct {
 	ID    string `json:"id"`
-	To    Key    `json:"to"`
-	Nonce []byte `json:"nonce"`
-	Box   []byte `json:"box"`
+	To    Key    `json:"to,omitempty"`
+	Nonce []byte `json:"nonce,omitempty"`
+	Box   []byte `json:"box,omitempty"`
+	Group string `json:"group,omitempty"`
+	Boxes []Box  `json:"boxes,omitempty"`
 }
 
 // Delivery states reported in Sent.
@@ -190,6 +196,9 @@ type Sent struct {
 	// then. For a resend it is the time set when the DM was first stored,
 	// which is in the past for a DM that already expired.
 	ExpiresAt time.Time `json:"expires_at,omitzero"`
+	// Recipients answers a group send: where the DM to each recipient
+	// went, StatusDelivered or StatusQueued.
+	Recipients []Recipient `json:"recipients,omitempty"`
 }
 
 // DM delivers one sealed DM to its recipient. The recipient answers with an
@@ -259,6 +268,14 @@ type Peer struct {
 	// Kind is the kind the peer said hello as: KindSession ("") or
 	// KindHuman.
 	Kind string `json:"kind,omitempty"`
+	// Groups are the groups the session belongs to, by name.
+	Groups []string `json:"groups,omitempty"`
+	// Summary, Availability, Activity and ActivitySince are what the
+	// session said about itself (SetStatus); empty when it said nothing.
+	Summary       string    `json:"summary,omitempty"`
+	Availability  string    `json:"availability,omitempty"` // Available, Busy or DND
+	Activity      string    `json:"activity,omitempty"`     // Working or Idle
+	ActivitySince time.Time `json:"activity_since,omitzero"`
 }
 
 // Lease states of a session, as Peer.State reports them.
@@ -320,6 +337,10 @@ type MessageStatus struct {
 	// ReadAt is when the recipient acknowledged the DM: read it
 	// (StateRead) or dismissed it (StateCleared).
 	ReadAt time.Time `json:"read_at,omitzero"`
+	// Group and Recipients answer for a group send's id: the group it went
+	// to and the status of the DM to each recipient.
+	Group      string          `json:"group,omitempty"`
+	Recipients []MessageStatus `json:"recipients,omitempty"`
 }
 
 // StatusList answers StatusRequest: one status per requested id, in the
@@ -437,6 +458,10 @@ var frameTypes = map[string]func() Frame{
 	TypeMembers:      func() Frame { return new(Members) },
 	TypeMemberRemove: func() Frame { return new(MemberRemove) },
 	TypeOK:           func() Frame { return new(OK) },
+	TypeJoinGroup:    func() Frame { return new(JoinGroup) },
+	TypeLeaveGroup:   func() Frame { return new(LeaveGroup) },
+	TypeGroups:       func() Frame { return new(Groups) },
+	TypeSetStatus:    func() Frame { return new(SetStatus) },
 }
 
 // deref returns frames by value so callers switch on value types; *Error
@@ -506,6 +531,9 @@ func (w Welcome) validate() error { return nil }
 func (s Send) validate() error {
 	if err := validUUID(s.ID); err != nil {
 		return fmt.Errorf("id: %w", err)
+	}
+	if s.Group != "" || len(s.Boxes) > 0 {
+		return s.validateGroup()
 	}
 	if len(s.To) != KeySize {
 		return errors.New("to is required")

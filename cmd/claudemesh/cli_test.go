@@ -327,7 +327,7 @@ func TestExitStatus(t *testing.T) {
 		{name: "missing argument", args: []string{"invite", "revoke"}, status: exitUsage, wantStderr: "claudemesh invite revoke: missing CODE", hint: "run 'claudemesh invite revoke -h' for usage"},
 		{name: "bad argument", args: []string{"invite", "revoke", "not-a-code"}, status: exitUsage, wantStderr: "claudemesh invite revoke: ", hint: "run 'claudemesh invite revoke -h' for usage"},
 		{name: "missing subcommand", args: []string{"member"}, status: exitUsage, wantStderr: "missing subcommand: list or remove", hint: "run 'claudemesh member -h' for usage"},
-		{name: "unknown hook", args: []string{"hook", "stop"}, status: exitUsage, wantStderr: `unknown subcommand "stop"`, hint: "run 'claudemesh hook -h' for usage"},
+		{name: "unknown hook", args: []string{"hook", "finish"}, status: exitUsage, wantStderr: `unknown subcommand "finish"`, hint: "run 'claudemesh hook -h' for usage"},
 		{name: "bad mesh name", args: []string{"mesh", "create", "Team!"}, status: exitUsage, wantStderr: "invalid mesh name", hint: "run 'claudemesh mesh create -h' for usage"},
 		{name: "bad invite code", args: []string{"join", "ws://127.0.0.1:1/v1/ws", "cm1-aaaa"}, status: exitUsage, wantStderr: "claudemesh join: ", hint: "run 'claudemesh join -h' for usage"},
 		{name: "bad member name", args: []string{"join", "ws://127.0.0.1:1/v1/ws", wire.FormatInviteCode(make([]byte, wire.InviteCodeSize)), "--name", "a b"}, status: exitUsage, wantStderr: "claudemesh join: --name: member name", hint: "run 'claudemesh join -h' for usage"},

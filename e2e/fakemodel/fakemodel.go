@@ -32,6 +32,14 @@ type Turn struct {
 	tool  string
 	input json.RawMessage
 	text  string
+	wait  <-chan struct{} // the answer waits until it is closed
+}
+
+// After returns t answered only once ch is closed (or the request is
+// given up): the model is still at work on the turn until then.
+func (t Turn) After(ch <-chan struct{}) Turn {
+	t.wait = ch
+	return t
 }
 
 // CallTool is a turn in which the model calls the tool name with input.
@@ -341,6 +349,13 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	s.requests = append(s.requests, req)
 	msgID := fmt.Sprintf("msg_fake%06d", len(s.requests))
 	s.mu.Unlock()
+	if turn.wait != nil {
+		select {
+		case <-turn.wait:
+		case <-r.Context().Done():
+			return
+		}
+	}
 
 	if req.Stream {
 		stream(w, msgID, req.Model, turn, req.ToolUseID)

@@ -76,6 +76,16 @@ func (s *Store) Load(ctx context.Context, d *store.Dump) error {
 				m.Mesh, m.To, seqs[q], m.ID, m.From, m.FromName, m.FromSession, m.SenderKey(), m.Nonce, m.Box, m.BoxLen,
 				m.CreatedAt, m.ExpiresAt, event(m.ReceivedAt), event(m.PushedAt), event(m.ReadAt), m.Acked, m.Cleared)
 		}
+		for _, g := range d.Groups {
+			b.Queue(`INSERT INTO group_members (mesh, grp, key, joined_at) VALUES ($1, $2, $3, $4)`, g.Mesh, g.Group, g.Key, g.JoinedAt)
+		}
+		for _, g := range d.GroupDMs {
+			b.Queue(`INSERT INTO group_dms (id, send_id, grp, expires_at) VALUES ($1, $2, $3, $4)`, g.ID, g.SendID, g.Group, g.ExpiresAt)
+		}
+		for _, p := range d.Presences {
+			b.Queue(`INSERT INTO session_status (`+presenceColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+				p.Mesh, p.Key, p.Summary, p.Availability, p.Activity, event(p.ActivitySince), p.UpdatedAt)
+		}
 		for q, seq := range seqs {
 			b.Queue(`INSERT INTO queues (mesh, to_key, last_seq) VALUES ($1, $2, $3)`, q.mesh, []byte(q.to), seq)
 		}
@@ -138,6 +148,28 @@ func (s *Store) Dump(ctx context.Context) (*store.Dump, error) {
 		})
 		if err != nil {
 			return fmt.Errorf("messages: %w", err)
+		}
+		rows, _ = tx.Query(ctx, `SELECT mesh, grp, key, joined_at FROM group_members ORDER BY mesh, grp, key`)
+		if d.Groups, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.GroupRow, error) {
+			var g store.GroupRow
+			err := r.Scan(&g.Mesh, &g.Group, &g.Key, &g.JoinedAt)
+			g.JoinedAt = g.JoinedAt.UTC()
+			return g, err
+		}); err != nil {
+			return fmt.Errorf("groups: %w", err)
+		}
+		rows, _ = tx.Query(ctx, `SELECT id, send_id, grp, expires_at FROM group_dms ORDER BY id`)
+		if d.GroupDMs, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.GroupDMRow, error) {
+			var g store.GroupDMRow
+			err := r.Scan(&g.ID, &g.SendID, &g.Group, &g.ExpiresAt)
+			g.ExpiresAt = g.ExpiresAt.UTC()
+			return g, err
+		}); err != nil {
+			return fmt.Errorf("group dms: %w", err)
+		}
+		rows, _ = tx.Query(ctx, `SELECT `+presenceColumns+` FROM session_status ORDER BY mesh, key`)
+		if d.Presences, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.Presence, error) { return scanPresence(r) }); err != nil {
+			return fmt.Errorf("presences: %w", err)
 		}
 		err = tx.QueryRow(ctx, `SELECT value FROM cluster_settings WHERE name = 'token'`).Scan(&d.Token)
 		if errors.Is(err, pgx.ErrNoRows) {

@@ -78,6 +78,21 @@ func TestLoadFromSQLite(t *testing.T) {
 	if _, err := lite.Ack(ctx, "default", bob, ids[2:3], now.Add(3*time.Second), true); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := lite.JoinGroup(ctx, "default", "backend", bob, now); err != nil {
+		t.Fatal(err)
+	}
+	if err := lite.SetPresence(ctx, store.Presence{Mesh: "default", Key: bob, Summary: "rebasing", Availability: "dnd", Activity: "working", ActivitySince: now, UpdatedAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	if err := lite.SetPresence(ctx, store.Presence{Mesh: "default", Key: alice, Availability: "busy", UpdatedAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	groupMsg := store.Message{ID: uuid.NewString(), Mesh: "default", From: alice, FromName: "alice", To: bob,
+		Nonce: randKey()[:24], Box: randKey(), CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
+	groupSend := uuid.NewString()
+	if _, err := lite.EnqueueGroup(ctx, groupSend, "backend", []store.Message{groupMsg}); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := lite.Expire(ctx, now.Add(2*time.Minute), 24*time.Hour, now.Add(-time.Hour)); err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +128,7 @@ func TestLoadFromSQLite(t *testing.T) {
 		for _, m := range pend {
 			pids = append(pids, m.ID)
 		}
-		if want := []string{ids[1], ids[3], ids[4]}; fmt.Sprint(pids) != fmt.Sprint(want) {
+		if want := []string{ids[1], ids[3], ids[4], groupMsg.ID}; fmt.Sprint(pids) != fmt.Sprint(want) {
 			t.Errorf("%T: pending %v, want %v", s, pids, want)
 		}
 	}
@@ -128,13 +143,18 @@ func TestLoadFromSQLite(t *testing.T) {
 	if diff := cmp.Diff(ls, ps); diff != "" {
 		t.Errorf("status differs (-sqlite +postgres):\n%s", diff)
 	}
+	for _, s := range []store.Store{lite, pg} {
+		if group, sts, err := s.GroupStatus(ctx, "default", alice, groupSend, at); err != nil || group != "backend" || len(sts) != 1 || sts[0].ID != groupMsg.ID {
+			t.Errorf("%T: group status %q %+v (%v), want the group DM to backend", s, group, sts, err)
+		}
+	}
 	// The moved queue keeps numbering after its last DM.
 	next := store.Message{ID: uuid.NewString(), Mesh: "default", From: alice, FromName: "alice", To: bob,
 		Nonce: randKey()[:24], Box: randKey(), CreatedAt: at, ExpiresAt: at.Add(time.Hour)}
 	if _, err := pg.Enqueue(ctx, next); err != nil {
 		t.Fatal(err)
 	}
-	pend, err := pg.Pending(ctx, "default", bob, at, ids[4], 10)
+	pend, err := pg.Pending(ctx, "default", bob, at, groupMsg.ID, 10)
 	if err != nil || len(pend) != 1 || pend[0].ID != next.ID {
 		t.Errorf("after the moved queue: %v (%v), want only the new DM", pend, err)
 	}

@@ -211,6 +211,9 @@ func (s *Store) Expire(ctx context.Context, now time.Time, retention time.Durati
 		if _, err := tx.Exec(ctx, `DELETE FROM sessions WHERE last_seen < $1`, sessionsBefore); err != nil {
 			return fmt.Errorf("delete sessions: %w", err)
 		}
+		if err := forgetTeams(ctx, tx, now.Add(-retention)); err != nil {
+			return err
+		}
 		// Numbering rows of recipients nothing is kept for. A row an
 		// Enqueue holds is skipped: its DM is on its way.
 		if _, err := tx.Exec(ctx, `DELETE FROM queues q USING (

@@ -44,7 +44,11 @@ func (s *Store) ForgetSession(ctx context.Context, mesh string, key []byte, now 
 		if err != nil {
 			return err
 		}
-		return tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM sessions WHERE mesh = $1 AND key = $2)`, mesh, key).Scan(&kept)
+		err = tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM sessions WHERE mesh = $1 AND key = $2)`, mesh, key).Scan(&kept)
+		if err != nil || kept {
+			return err
+		}
+		return forgetTeamsOf(ctx, tx, mesh, key)
 	})
 	if err != nil {
 		return false, s.wrap("forget session", err)

@@ -79,6 +79,33 @@ func (s *Store) Dump(ctx context.Context) (*store.Dump, error) {
 			return err
 		})
 	}
+	if err == nil {
+		err = each("groups", `SELECT mesh, grp, key, joined_at FROM group_members ORDER BY mesh, grp, key`, func(r *sql.Rows) error {
+			var g store.GroupRow
+			var joined int64
+			err := r.Scan(&g.Mesh, &g.Group, &g.Key, &joined)
+			g.JoinedAt = fromNanos(joined)
+			d.Groups = append(d.Groups, g)
+			return err
+		})
+	}
+	if err == nil {
+		err = each("group dms", `SELECT id, send_id, grp, expires_at FROM group_dms ORDER BY id`, func(r *sql.Rows) error {
+			var g store.GroupDMRow
+			var expires int64
+			err := r.Scan(&g.ID, &g.SendID, &g.Group, &expires)
+			g.ExpiresAt = fromNanos(expires)
+			d.GroupDMs = append(d.GroupDMs, g)
+			return err
+		})
+	}
+	if err == nil {
+		err = each("presences", `SELECT `+presenceColumns+` FROM session_status ORDER BY mesh, key`, func(r *sql.Rows) error {
+			p, err := scanPresence(r.Scan)
+			d.Presences = append(d.Presences, p)
+			return err
+		})
+	}
 	if err != nil {
 		return nil, s.readErr("dump", err)
 	}

@@ -242,7 +242,7 @@ func (s *Store) Expire(ctx context.Context, now time.Time, retention time.Durati
 		if _, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE last_seen < ?`, nanos(sessionsBefore)); err != nil {
 			return fmt.Errorf("delete sessions: %w", err)
 		}
-		return nil
+		return forgetTeams(ctx, tx, nanos(now.Add(-retention)))
 	})
 	if err != nil {
 		return 0, fmt.Errorf("expire: %w", err)

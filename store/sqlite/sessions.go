@@ -63,7 +63,10 @@ func (s *Store) ForgetSession(ctx context.Context, mesh string, key []byte, now 
 		var n int
 		err = tx.QueryRowContext(ctx, `SELECT count(*) FROM sessions WHERE mesh = ? AND key = ?`, mesh, key).Scan(&n)
 		gone = n == 0
-		return err
+		if err != nil || !gone {
+			return err
+		}
+		return forgetTeamsOf(ctx, tx, mesh, key)
 	})
 	if err != nil {
 		return false, fmt.Errorf("forget session: %w", err)

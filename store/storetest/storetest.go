@@ -72,6 +72,11 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Sessions", testSessions},
 		{"ConcurrentEnqueue", testConcurrentEnqueue},
 		{"Closed", testClosed},
+		{"GroupMembership", testGroupMembership},
+		{"EnqueueGroupAllOrNone", testEnqueueGroupAllOrNone},
+		{"GroupStatus", testGroupStatus},
+		{"Presence", testPresence},
+		{"TeamsForgotten", testTeamsForgotten},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open(t)) })
