@@ -271,7 +271,7 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	cfg.Metrics = metrics.brokerMetrics()
 	var st store.Store
 	if *storeURL != "" {
-		pg.Logger = log
+		pg.Logger, pg.OnCommit = log, metrics.commitObserver()
 		ps, err := postgres.Open(ctx, *storeURL, pg)
 		if err != nil {
 			return fmt.Errorf("broker: %w", err)

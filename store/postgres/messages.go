@@ -12,58 +12,10 @@ import (
 	"github.com/claudemesh/claudemesh/store"
 )
 
-// Enqueue implements store.Store. An acknowledged or expired message keeps
-// no payload, so a resent ID matching one by mesh, sender and recipient
-// reports store.AlreadyAcked or store.AlreadyExpired whatever its nonce and
-// box. A resend after the stored ExpiresAt (judged by m.CreatedAt) reports
-// store.AlreadyExpired even before Expire dropped the payload.
-func (s *Store) Enqueue(ctx context.Context, m store.Message) (store.EnqueueResult, error) {
-	if m.ID == "" || len(m.From) == 0 || len(m.To) == 0 || len(m.Box) == 0 {
-		return 0, errors.New("enqueue: message needs an id, a sender, a recipient and a box")
-	}
-	var res store.EnqueueResult
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		r, err := existing(ctx, tx, m)
-		if err != nil || r != 0 {
-			res = r
-			return err
-		}
-		var seq int64
-		err = tx.QueryRow(ctx, `INSERT INTO queues (mesh, to_key, last_seq) VALUES ($1, $2, 1)
-			ON CONFLICT (mesh, to_key) DO UPDATE SET last_seq = queues.last_seq + 1 RETURNING last_seq`,
-			m.Mesh, m.To).Scan(&seq)
-		if err != nil {
-			return fmt.Errorf("number: %w", err)
-		}
-		tag, err := tx.Exec(ctx, `INSERT INTO messages
-			(mesh, to_key, seq, id, from_key, from_name, from_session, sender, nonce, box, box_len, created_at, expires_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT (id) DO NOTHING`,
-			m.Mesh, m.To, seq, m.ID, m.From, m.FromName, m.FromSession, m.SenderKey(), m.Nonce, m.Box, len(m.Box),
-			m.CreatedAt, m.ExpiresAt)
-		if err != nil {
-			return fmt.Errorf("insert: %w", err)
-		}
-		if tag.RowsAffected() == 1 {
-			res = store.Stored
-			return nil
-		}
-		// The same id committed meanwhile.
-		res, err = existing(ctx, tx, m)
-		return err
-	})
-	if err == nil && res == 0 {
-		err = store.ErrConflict
-	}
-	if err != nil {
-		return 0, s.wrap("enqueue "+m.ID, err)
-	}
-	return res, nil
-}
-
-// existing says what a resend of m finds: 0 when its id is not stored,
-// store.ErrConflict when it is stored for another DM, else the result
-// Enqueue reports for the resend.
-func existing(ctx context.Context, tx pgx.Tx, m store.Message) (store.EnqueueResult, error) {
+// existing says what a resend of m finds once inserting it found its id
+// taken: store.ErrConflict when the id is stored for another DM (or no
+// longer at all), else the result Enqueue reports for the resend.
+func existing(ctx context.Context, tx querier, m store.Message) (store.EnqueueResult, error) {
 	var (
 		mesh                 string
 		from, to, nonce, box []byte
@@ -74,7 +26,7 @@ func existing(ctx context.Context, tx pgx.Tx, m store.Message) (store.EnqueueRes
 		Scan(&mesh, &from, &to, &nonce, &box, &acked, &expires)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
-		return 0, nil
+		return 0, store.ErrConflict
 	case err != nil:
 		return 0, fmt.Errorf("read existing: %w", err)
 	case mesh != m.Mesh || !bytes.Equal(from, m.From) || !bytes.Equal(to, m.To):

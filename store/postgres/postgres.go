@@ -32,6 +32,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -49,12 +50,21 @@ type Config struct {
 	MaxConns int32
 	// StatementTimeout bounds every statement on the server. Default 10s.
 	StatementTimeout time.Duration
+	// OnCommit, when set, is told of every batch of DMs Enqueue committed.
+	OnCommit store.CommitObserver
 }
 
 // Store is a store.Store on PostgreSQL.
 type Store struct {
-	pool *pgxpool.Pool
-	log  *slog.Logger
+	pool             *pgxpool.Pool
+	log              *slog.Logger
+	statementTimeout time.Duration
+	onCommit         store.CommitObserver
+
+	enqueues   chan enqueueOp // DMs for the committers (enqueue.go); unbuffered
+	quit       chan struct{}  // closed by Close
+	closeOnce  sync.Once
+	committers sync.WaitGroup
 }
 
 var _ store.Store = (*Store)(nil)
@@ -91,10 +101,21 @@ func open(ctx context.Context, url string, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{pool: pool, log: cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler))}
+	s := &Store{
+		pool:             pool,
+		log:              cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler)),
+		statementTimeout: timeout,
+		onCommit:         cfg.OnCommit,
+		enqueues:         make(chan enqueueOp),
+		quit:             make(chan struct{}),
+	}
 	if err := s.migrate(ctx); err != nil {
 		pool.Close()
 		return nil, err
+	}
+	s.committers.Add(enqueueWorkers)
+	for range enqueueWorkers {
+		go s.commitEnqueues()
 	}
 	return s, nil
 }
@@ -112,9 +133,14 @@ func Redact(url string) string {
 // coordination (presence, notifications) on the same database.
 func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 
-// Close releases the pool. It is idempotent.
+// Close stops the committers, once they have answered the DMs handed to
+// them, and releases the pool. It is idempotent.
 func (s *Store) Close() error {
-	s.pool.Close()
+	s.closeOnce.Do(func() {
+		close(s.quit)
+		s.committers.Wait()
+		s.pool.Close()
+	})
 	return nil
 }
 

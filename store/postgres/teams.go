@@ -1,7 +1,6 @@
 package postgres
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -27,17 +26,17 @@ func (s *Store) EnqueueGroup(ctx context.Context, sendID, group string, msgs []s
 	for i := range order {
 		order[i] = i
 	}
-	slices.SortFunc(order, func(a, b int) int { return bytes.Compare(msgs[a].To, msgs[b].To) })
+	slices.SortFunc(order, func(a, b int) int { return queueOrder(msgs[a], msgs[b]) })
 	res := make([]store.EnqueueResult, len(msgs))
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		for _, i := range order {
 			m := msgs[i]
 			r, err := enqueueIn(ctx, tx, m)
+			if errors.Is(err, store.ErrConflict) {
+				return fmt.Errorf("%s: %w", m.ID, err)
+			}
 			if err != nil {
 				return err
-			}
-			if r == 0 {
-				return fmt.Errorf("%s: %w", m.ID, store.ErrConflict)
 			}
 			res[i] = r
 			if r != store.Stored {
@@ -54,41 +53,6 @@ func (s *Store) EnqueueGroup(ctx context.Context, sendID, group string, msgs []s
 		return nil, s.wrap("enqueue group "+sendID, err)
 	}
 	return res, nil
-}
-
-// enqueueIn stores m in tx as Enqueue does; 0 for an id used by another
-// message.
-func enqueueIn(ctx context.Context, tx pgx.Tx, m store.Message) (store.EnqueueResult, error) {
-	r, err := existing(ctx, tx, m)
-	if err != nil || r != 0 {
-		if errors.Is(err, store.ErrConflict) {
-			return 0, nil
-		}
-		return r, err
-	}
-	var seq int64
-	err = tx.QueryRow(ctx, `INSERT INTO queues (mesh, to_key, last_seq) VALUES ($1, $2, 1)
-		ON CONFLICT (mesh, to_key) DO UPDATE SET last_seq = queues.last_seq + 1 RETURNING last_seq`,
-		m.Mesh, m.To).Scan(&seq)
-	if err != nil {
-		return 0, fmt.Errorf("number: %w", err)
-	}
-	tag, err := tx.Exec(ctx, `INSERT INTO messages
-		(mesh, to_key, seq, id, from_key, from_name, from_session, sender, nonce, box, box_len, created_at, expires_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT (id) DO NOTHING`,
-		m.Mesh, m.To, seq, m.ID, m.From, m.FromName, m.FromSession, m.SenderKey(), m.Nonce, m.Box, len(m.Box),
-		m.CreatedAt, m.ExpiresAt)
-	if err != nil {
-		return 0, fmt.Errorf("insert: %w", err)
-	}
-	if tag.RowsAffected() == 1 {
-		return store.Stored, nil
-	}
-	r, err = existing(ctx, tx, m)
-	if errors.Is(err, store.ErrConflict) {
-		return 0, nil
-	}
-	return r, err
 }
 
 // GroupStatus implements store.Store.
