@@ -152,7 +152,7 @@ func wantFail(t *testing.T, r doctorReport, code int, name, detail, fix string, 
 // here on purpose.
 var doctorChecks = []string{
 	"binary on PATH", "CLAUDEMESH_HOME", "broker reachable", "TLS", "credential accepted", "clock skew",
-	"Claude Code registration", "hook SessionStart", "hook UserPromptSubmit", "project approval", "identity",
+	"Claude Code registration", "hook SessionStart", "hook UserPromptSubmit", "hook Stop", "project approval", "identity",
 }
 
 func TestDoctorHealthy(t *testing.T) {
