@@ -134,7 +134,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // (member_hello) or a join. It returns when the connection is over and
 // its goroutines have exited.
 func (s *Server) serveConn(ctx context.Context, c *conn, helloBy time.Time) {
-	go c.writer(c.log)
 	defer c.stop()
 	challenge := newChallenge()
 	if !c.send(wire.Challenge{Version: wire.Version, Nonce: challenge}) {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -18,20 +19,26 @@ import (
 const storeTimeout = 15 * time.Second
 
 // conn is what every client connection has, whatever it speaks for: the
-// socket, the one writer goroutine that writes to it (queued frames, pings
-// and the close), the read loop and the shutdown. The first frame says
-// what the connection is: a sessionConn or a memberConn embeds it from
-// then on, and a join uses it as it is.
+// socket, the writer that writes to it (queued frames, pings and the
+// close), the read loop and the shutdown. The first frame says what the
+// connection is: a sessionConn or a memberConn embeds it from then on,
+// and a join uses it as it is.
 //
-// The read loop runs in the HTTP handler's goroutine (Server.ServeHTTP),
-// which owns the writer and returns only after it has exited. Nothing
+// The read loop runs in the connection's own goroutine (started by
+// Server.ServeHTTP), which returns only after the socket is closed. The
+// writer runs only while there is something to write: send, ping and
+// shutdown start it when none runs, and it returns once nothing is left,
+// so an idle connection keeps no goroutine but its read loop. At most one
+// writer runs at a time; the one that finds the connection shut down
+// writes the last frames, closes the socket and stays the last. Nothing
 // outside the connection ever blocks on it: other connections only wake a
 // session's pump (a non-blocking signal) or shut the connection down.
 type conn struct {
-	s   *Server
-	ws  *websocket.Conn
-	id  uint64
-	log *slog.Logger // the read loop's; it names the session or member once known
+	s    *Server
+	ws   *websocket.Conn
+	id   uint64
+	log  *slog.Logger // the read loop's; it names the session or member once known
+	wlog *slog.Logger // the writer's: the connection's logger when it was accepted
 	// cancel ends the connection's context, to which every store call made
 	// for the client is bound. Close calls it when it cuts the socket.
 	cancel context.CancelFunc
@@ -39,16 +46,20 @@ type conn struct {
 	out        chan []byte   // frames for the writer; bounded
 	quit       chan struct{} // closed by shutdown
 	quitOnce   sync.Once
-	final      *wire.Error // written before the close frame; set before quit is closed
-	writerDone chan struct{}
+	final      *wire.Error   // written before the close frame; set before quit is closed
+	writing    atomic.Bool   // a writer runs, or the last one closed the socket
+	pingDue    atomic.Bool   // the pinger asked for a ping
+	writerDone chan struct{} // closed once the socket is closed
 }
 
 func newConn(s *Server, ws *websocket.Conn, id uint64, cancel context.CancelFunc) *conn {
+	log := s.log.With("conn", id)
 	return &conn{
 		s:          s,
 		ws:         ws,
 		id:         id,
-		log:        s.log.With("conn", id),
+		log:        log,
+		wlog:       log,
 		cancel:     cancel,
 		out:        make(chan []byte, s.cfg.SendQueue),
 		quit:       make(chan struct{}),
@@ -60,11 +71,9 @@ func newConn(s *Server, ws *websocket.Conn, id uint64, cancel context.CancelFunc
 // idempotent and never blocks.
 func (c *conn) shutdown(e *wire.Error) {
 	c.quitOnce.Do(func() {
-		if e != nil {
-			c.s.cfg.Metrics.refused(e.Code)
-		}
 		c.final = e
 		close(c.quit)
+		c.kickWriter()
 	})
 }
 
@@ -86,10 +95,17 @@ func (c *conn) send(f wire.Frame) bool {
 	}
 	select {
 	case c.out <- b:
+		c.kickWriter()
 		return true
 	case <-c.quit:
 		return false
 	}
+}
+
+// ping asks the writer for a ping. The server's pinger calls it.
+func (c *conn) ping() {
+	c.pingDue.Store(true)
+	c.kickWriter()
 }
 
 // reply queues an error frame that does not end the connection.
@@ -99,51 +115,78 @@ func (c *conn) reply(e *wire.Error) {
 	c.send(e)
 }
 
-// writer is the only goroutine that writes to the socket. It logs to log,
-// the connection's logger when it started: the read loop goes on to name
-// the session in c.log.
-func (c *conn) writer(log *slog.Logger) {
-	defer close(c.writerDone)
-	defer c.ws.Close()
+// kickWriter starts the writer unless one runs.
+func (c *conn) kickWriter() {
+	if c.writing.CompareAndSwap(false, true) {
+		go c.writer()
+	}
+}
+
+// quitting reports whether the connection is shutting down.
+func (c *conn) quitting() bool {
+	select {
+	case <-c.quit:
+		return true
+	default:
+		return false
+	}
+}
+
+// writer writes what there is to write: queued frames and a ping asked
+// for. Once the connection shuts down it writes the last frames and closes
+// the socket. It returns when there is nothing left, after saying so
+// (writing) and looking once more: a send, ping or shutdown meanwhile
+// either saw it still running or starts the next writer.
+func (c *conn) writer() {
 	cfg := &c.s.cfg
-	ping := time.NewTicker(cfg.PingInterval)
-	defer ping.Stop()
 	for {
+		if c.quitting() {
+			c.closeSocket()
+			return // writing stays set: no writer starts again
+		}
+		if c.pingDue.Swap(false) {
+			if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(cfg.WriteTimeout)); err != nil {
+				c.wlog.Debug("ping failed", "err", err)
+				c.shutdown(nil)
+				continue
+			}
+		}
 		select {
 		case b := <-c.out:
 			c.ws.SetWriteDeadline(time.Now().Add(cfg.WriteTimeout))
 			if err := c.ws.WriteMessage(websocket.TextMessage, b); err != nil {
-				log.Debug("write failed", "err", err)
+				c.wlog.Debug("write failed", "err", err)
 				c.shutdown(nil)
-				return
-			}
-		case <-ping.C:
-			if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(cfg.WriteTimeout)); err != nil {
-				log.Debug("ping failed", "err", err)
-				c.shutdown(nil)
-				return
 			}
 		case <-c.quit:
-			deadline := time.Now().Add(time.Second)
-			code, reason := websocket.CloseNormalClosure, ""
-			if c.final == nil {
-				// A connection that ends normally (a join answered, a
-				// bye) says its last frames before the close; one ended
-				// by an error (replaced, refused) says only the error.
-				c.ws.SetWriteDeadline(deadline)
-				c.flush()
+		default:
+			c.writing.Store(false)
+			more := len(c.out) > 0 || c.pingDue.Load() || c.quitting()
+			if !more || !c.writing.CompareAndSwap(false, true) {
+				return
 			}
-			if c.final != nil {
-				if b, err := wire.Encode(c.final); err == nil {
-					c.ws.SetWriteDeadline(deadline)
-					c.ws.WriteMessage(websocket.TextMessage, b)
-				}
-				code, reason = closeCode(c.final.Code), c.final.Code
-			}
-			c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), deadline)
-			return
 		}
 	}
+}
+
+// closeSocket says the connection's last frames and closes the socket: the
+// frames queued before it shut down (a welcome, a join's answer), then the
+// error that ended it, if any, then the close.
+func (c *conn) closeSocket() {
+	defer close(c.writerDone)
+	defer c.ws.Close()
+	deadline := time.Now().Add(time.Second)
+	code, reason := websocket.CloseNormalClosure, ""
+	c.ws.SetWriteDeadline(deadline)
+	c.flush()
+	if c.final != nil {
+		if b, err := wire.Encode(c.final); err == nil {
+			c.ws.SetWriteDeadline(deadline)
+			c.ws.WriteMessage(websocket.TextMessage, b)
+		}
+		code, reason = closeCode(c.final.Code), c.final.Code
+	}
+	c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), deadline)
 }
 
 // flush writes the frames already queued, until the first failure.

@@ -289,8 +289,9 @@ func NewServer(cfg Config) (*Server, error) {
 	// These goroutines' context ends with Close: their store calls end too.
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stopJanitor = cancel
-	s.wg.Add(1)
+	s.wg.Add(2)
 	go s.janitor(ctx)
+	go s.pinger(ctx)
 	if s.mem == nil {
 		s.wg.Add(2)
 		go s.heartbeat(ctx)
@@ -379,6 +380,31 @@ func (s *Server) janitor(ctx context.Context) {
 			}
 			cancel()
 		}
+	}
+}
+
+// pingSlices is how many groups of connections the pinger pings in turn,
+// each at its own moment of PingInterval, rather than all at once.
+const pingSlices = 4
+
+// pinger asks every connection's writer for a ping each PingInterval.
+func (s *Server) pinger(ctx context.Context) {
+	defer s.wg.Done()
+	t := time.NewTicker(s.cfg.PingInterval / pingSlices)
+	defer t.Stop()
+	for turn := uint64(0); ; turn++ {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		s.mu.Lock()
+		for c := range s.conns {
+			if c.id%pingSlices == turn%pingSlices {
+				c.ping()
+			}
+		}
+		s.mu.Unlock()
 	}
 }
 
