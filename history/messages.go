@@ -200,3 +200,19 @@ func ftsQuery(text string) string {
 	}
 	return strings.Join(terms, " AND ")
 }
+
+// Keeps reports whether messages are kept (the retention is not off).
+func (d *DB) Keeps() bool { return d.retention >= 0 }
+
+// PeerRef returns the id under which peerKeyID knows this session's
+// message msgID (its own DM id of a group DM), and the message's thread.
+func (d *DB) PeerRef(ctx context.Context, msgID, peerKeyID string) (ref, thread string, ok bool, err error) {
+	err = d.db.QueryRowContext(ctx, `SELECT r.id, m.thread FROM refs r JOIN messages m ON m.id = r.msg WHERE r.msg = ? AND r.peer_key_id = ?`, msgID, peerKeyID).Scan(&ref, &thread)
+	if err == sql.ErrNoRows {
+		return "", "", false, nil
+	}
+	if err != nil {
+		return "", "", false, fmt.Errorf("history: find message: %w", err)
+	}
+	return ref, thread, true, nil
+}
