@@ -1,6 +1,7 @@
 package mcp
 
 import (
+	"cmp"
 	"context"
 	"crypto/ed25519"
 	"encoding/hex"
@@ -198,7 +199,7 @@ func (s *Server) waitAnswers(ctx context.Context, req mcpgo.CallToolRequest, b *
 	}
 	timer := time.NewTimer(time.Until(until))
 	defer timer.Stop()
-	tick := time.NewTicker(askProgressEvery)
+	tick := time.NewTicker(cmp.Or(s.cfg.AskProgress, askProgressEvery))
 	defer tick.Stop()
 	start := time.Now()
 	for {

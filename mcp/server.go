@@ -107,6 +107,9 @@ type Config struct {
 	// RootCAs verifies a wss:// broker's certificate (CLAUDEMESH_CA); nil
 	// means the system's roots.
 	RootCAs *x509.CertPool
+	// AskProgress is how often a waiting ask sends a progress
+	// notification to a client that asked for them; 0 means 5s.
+	AskProgress time.Duration
 	// AllowPlaintext allows ws:// to a broker that is not on a loopback
 	// address (CLAUDEMESH_ALLOW_PLAINTEXT).
 	AllowPlaintext bool

@@ -258,7 +258,7 @@ func (s *Server) newMCPServer() (*server.MCPServer, error) {
 			mcpgo.WithOutputSchema[ReplyResult]()),
 		add("asks", "Open asks",
 			"List this session's open asks in both directions, with their ages and deadlines: questions it asked that wait for answers (or expired with answers missing), and questions asked of it that it has not answered.",
-			hints{readOnly: true, idempotent: true}, s.listAsks, nil,
+			hints{idempotent: true}, s.listAsks, nil, // it marks expired asks seen, which the prompt hook then leaves out
 			mcpgo.WithOutputSchema[AsksResult]()),
 		add("history", "Search past DMs",
 			"Search this session's local history of DMs sent and received (kept across restarts and compaction), newest first: by peer, by words, or one thread.",
