@@ -97,6 +97,8 @@ func dispatch(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		return runInbox(ctx, args[1:], stdout, stderr)
 	case "status":
 		return runStatus(ctx, args[1:], stdout, stderr)
+	case "forget":
+		return runForget(args[1:], stdout)
 	case "version", "--version":
 		return runVersion(args[1:], stdout)
 	}
