@@ -278,9 +278,13 @@ func (s *Server) askResult(ctx context.Context, b *binding, id, label, group str
 	default:
 		res.State = "waiting"
 	}
-	if taken := s.inbox.takeIDs(answerIDs); len(taken) > 0 {
-		if err := b.client.Ack(taken); err != nil {
-			s.log.Debug("ack answers", "count", len(taken), "err", err)
+	// Including answers the inbox does not hold yet (the receiving
+	// goroutine records an answer before it adds it to the inbox): it
+	// acknowledges them when they come.
+	s.inbox.takeIDs(answerIDs)
+	if len(answerIDs) > 0 {
+		if err := b.client.Ack(answerIDs); err != nil {
+			s.log.Debug("ack answers", "count", len(answerIDs), "err", err)
 		}
 	}
 	res.Unread = s.unread()

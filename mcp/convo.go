@@ -171,6 +171,8 @@ func (s *Server) answered(ctx context.Context, b *binding, dm wire.DM, l client.
 		if _, _, _, err := b.hist.SetAnswer(ctx, l.Ask, history.Out, m.FromKeyID, l.Text, dm.ID, dm.SentAt, late); err != nil {
 			s.log.Warn("history", "msg_id", dm.ID, "err", err)
 		}
+		// Decided before the waiter wakes, which may return at once.
+		m.claimed = s.waiters.waiting(l.Ask)
 		s.waiters.wake(l.Ask)
 		s.publishUnread()
 		return late

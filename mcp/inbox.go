@@ -173,7 +173,9 @@ func (b *inbox) fresh(id string) bool {
 }
 
 // takeIDs removes the unread DMs of the given ids (returned another way:
-// an ask call returned these answers) and returns the ids it removed.
+// an ask call returned these answers) and returns the ids it removed. Ids
+// it does not hold yet count as returned too: when they come, add says
+// so.
 func (b *inbox) takeIDs(ids []string) []string {
 	if len(ids) == 0 {
 		return nil
@@ -191,7 +193,10 @@ func (b *inbox) takeIDs(ids []string) []string {
 	for i, m := range b.unread {
 		b.have[m.ID] = i
 	}
-	for _, id := range taken {
+	for _, id := range ids {
+		if _, ok := b.returned[id]; ok {
+			continue
+		}
 		b.returned[id] = b.order.PushBack(gone{id: id})
 		if b.order.Len() > returnedMemory {
 			delete(b.returned, b.order.Remove(b.order.Front()).(gone).id)

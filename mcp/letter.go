@@ -34,6 +34,9 @@ type Message struct {
 	Deadline    string `json:"deadline,omitempty" jsonschema:"for an ask: when it expires"`
 	Late        bool   `json:"late,omitempty" jsonschema:"an answer sent after the ask's deadline"`
 	AskStatus   string `json:"ask_status,omitempty" jsonschema:"unknown: an answer to an ask this session never sent to its sender, or an ask whose id does not match its DM; read it as a plain DM"`
+	// claimed: an answer that an ask call waiting for it returns; it is
+	// not pushed.
+	claimed bool
 }
 
 // open decrypts dm with the session key's boxes. A DM that does not open is

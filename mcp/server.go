@@ -398,7 +398,7 @@ func (s *Server) receive(b *binding, dm wire.DM) {
 			s.log.Debug("receipt", "msg_id", dm.ID, "err", err)
 		}
 		// An answer that an ask call waits for is returned by that call.
-		if s.pusher != nil && m.Status == statusNew && m.Error == "" && !(m.Kind == client.LetterAnswer && s.waiters.waiting(m.AskID)) {
+		if s.pusher != nil && m.Status == statusNew && m.Error == "" && !m.claimed {
 			s.offer(b, m)
 		}
 	}

@@ -1,0 +1,85 @@
+package e2e
+
+import (
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/claudemesh/claudemesh/e2e/fakemodel"
+	"github.com/claudemesh/claudemesh/mcp"
+)
+
+// askIDRe finds the ask id in a pushed question.
+var askIDRe = regexp.MustCompile(`<claudemesh-ask [^>]*ask_id="([0-9a-f-]{36})"`)
+
+// askIDIn reads the ask id of the latest question pushed into a
+// conversation, as the model would.
+func askIDIn(r fakemodel.Request) string {
+	for i := len(r.Messages) - 1; i >= 0; i-- {
+		if m := askIDRe.FindAllStringSubmatch(r.Messages[i].Text(), -1); len(m) > 0 {
+			return m[len(m)-1][1]
+		}
+	}
+	return ""
+}
+
+// Between two real Claude Code sessions: alice's model asks bob and waits;
+// bob is idle, gets the question pushed, his model answers with reply, and
+// alice's ask returns bob's exact answer within the wait. Alice's next run
+// of the same session (resumed) finds the answer in her history by its
+// words, in the ask's thread.
+func TestAskBetweenTwoSessions(t *testing.T) {
+	h := newHarness(t)
+	alice, bob := h.newSeat("alice"), h.newSeat("bob")
+	word := "port" + strings.ReplaceAll(uuid.NewString()[:8], "-", "")
+	question := "Which port does staging listen on? " + fakemodel.Marker("b-answer")
+	answer := "Staging listens on 8443, codename " + word
+
+	h.model.Script("a-hello", fakemodel.CallTool(toolWhoami, nil), fakemodel.Text("Here."))
+	h.model.Script("b-hello", fakemodel.CallTool(toolWhoami, nil), fakemodel.Text("Here."))
+	h.model.Script("a-ask", fakemodel.CallTool(toolAsk, map[string]any{"to": "bob", "question": question, "wait_s": 30}), fakemodel.Text("Got the answer."))
+	h.model.Script("b-answer", fakemodel.CallToolWith(toolReply, func(r fakemodel.Request) map[string]any {
+		return map[string]any{"id": askIDIn(r), "answer": answer}
+	}), fakemodel.Text("Answered."))
+	h.model.Script("a-history", fakemodel.CallTool(toolHistory, map[string]any{"query": word}), fakemodel.Text("Found it."))
+
+	a, b := alice.live(), bob.live()
+	a.turn("a-hello", 1)
+	b.turn("b-hello", 1)
+	aliceID := a.sessionID()
+
+	start := time.Now()
+	a.turn("a-ask", 2) // bob is idle: nobody writes to his stdin
+	took := time.Since(start)
+	ask := structured[mcp.AskResult](t, h.toolResults("a-ask", 1)[0])
+	if ask.State != "answered" || len(ask.Answers) != 1 || ask.Answers[0].Answer != answer || ask.Answers[0].Name != "bob" || ask.Answers[0].Late {
+		t.Fatalf("alice's ask returned %+v, want bob's exact answer", ask)
+	}
+	if took >= 30*time.Second {
+		t.Errorf("the ask took %v, more than its wait", took)
+	}
+	rep := structured[mcp.ReplyResult](t, h.toolResults("b-answer", 1)[0])
+	if rep.AskID != ask.ID || rep.To != "alice" {
+		t.Fatalf("bob's reply: %+v, want the answer to ask %s", rep, ask.ID)
+	}
+	// Bob's model saw the question framed as one, with how to answer.
+	pushed := h.model.ScriptRequests("b-answer")[0]
+	if i := messageIndex(pushed, question); i < 0 || !strings.Contains(pushed.Messages[i].Text(), "reply tool") {
+		t.Errorf("bob's pushed question lacks its framing")
+	}
+	// The answer came back in the ask: it was not pushed into alice again.
+	if got := h.requestsWith(aliceID, `<claudemesh-dm from="bob"`); len(got) != 0 {
+		t.Errorf("the answer was also pushed into alice's session")
+	}
+	a.closeInput()
+	b.closeInput()
+
+	alice.run("a-history", "--resume", aliceID)
+	hist := structured[mcp.HistoryResult](t, h.toolResults("a-history", 1)[0])
+	if len(hist.Messages) != 1 || hist.Messages[0].Text != answer || hist.Messages[0].Kind != "answer" || hist.Messages[0].Thread != ask.ID {
+		t.Fatalf("alice's history in the resumed session: %+v, want bob's answer in the ask's thread", hist.Messages)
+	}
+}
