@@ -83,7 +83,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	case !errors.Is(err, identity.ErrNoMembership):
 		return Config{}, err
 	}
-	if cfg.HistoryRetention, err = historyRetention(getenv(config.EnvHistory)); err != nil {
+	if cfg.HistoryRetention, err = ParseHistoryRetention(getenv(config.EnvHistory)); err != nil {
 		return Config{}, fmt.Errorf("%s: %w", config.EnvHistory, err)
 	}
 	cfg.UnreadFile = UnreadFile(home)
@@ -149,9 +149,11 @@ func validName(name string) error {
 	return nil
 }
 
-// historyRetention parses CLAUDEMESH_HISTORY: "" for the default, "off"
-// (or 0) to keep no DM, else a duration such as 90d or 36h (d is 24 hours).
-func historyRetention(v string) (time.Duration, error) {
+// ParseHistoryRetention parses a history retention (CLAUDEMESH_HISTORY,
+// claudemesh mcp --history) into Config.HistoryRetention: "" for the
+// default, "off" (or 0) to keep no DM, else a duration such as 90d or 36h
+// (d is 24 hours).
+func ParseHistoryRetention(v string) (time.Duration, error) {
 	v = strings.TrimSpace(v)
 	switch v {
 	case "":

@@ -131,11 +131,34 @@ func nudgeOf(t *testing.T, path string) string {
 	if err := json.Unmarshal(b, &st); err != nil {
 		t.Fatal(err)
 	}
-	lines := askLines(st.Asks, time.Now())
-	if st.New > 0 {
-		lines = append([]string{nudgeLine(st.New, st.From)}, lines...)
+	return nudgeText(st, time.Now())
+}
+
+// The prompt hook mentions a question asked of the session while it is
+// open, says once it expired unanswered, and says when an ask of the
+// session expired with answers missing, until asks has shown it.
+func TestAskLines(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	st := unreadState{Delivery: DeliveryPush, New: 1, From: []string{"carol"}, Asks: []askNote{
+		{ID: "q-open", Dir: history.In, Peer: "alice", Deadline: now.Add(time.Minute)},
+		{ID: "q-expired", Dir: history.In, Peer: "bob", Deadline: now.Add(-time.Minute)},
+		{ID: "q-seen", Dir: history.In, Peer: "bob", Deadline: now.Add(-time.Minute), Seen: true},
+		{ID: "mine-open", Dir: history.Out, Peer: "dave", Deadline: now.Add(time.Minute)},
+		{ID: "mine-expired", Dir: history.Out, Peer: "erin", Deadline: now.Add(-time.Minute)},
+	}}
+	got := strings.Split(nudgeText(st, now), "\n")
+	want := []string{"1 unread DM", `"alice" asked you a question (ask q-open)`, `(ask q-expired) expired`, "your ask mine-expired expired at 2026-01-02T03:03:05Z without an answer from erin"}
+	if len(got) != len(want) {
+		t.Fatalf("hook says:\n%s", strings.Join(got, "\n"))
 	}
-	return strings.Join(lines, "\n")
+	for i, w := range want {
+		if !strings.Contains(got[i], w) {
+			t.Errorf("line %d = %q, want it to say %q", i, got[i], w)
+		}
+	}
+	if s := nudgeText(unreadState{Delivery: DeliveryOff, Asks: st.Asks}, now); s != "" {
+		t.Errorf("delivery off: %q", s)
+	}
 }
 
 // Asking a group of three — one answers, one stays silent, one is away —
@@ -294,5 +317,18 @@ func TestHistoryAcrossRunsAndForgotten(t *testing.T) {
 	alice = startSession(t, tb, "alice", same)
 	if h := mustCall[HistoryResult](t, alice, "history", map[string]any{"query": word}); len(h.Messages) != 0 {
 		t.Fatalf("a new key reads the deleted key's history: %+v", h.Messages)
+	}
+}
+
+func TestParseHistoryRetention(t *testing.T) {
+	for in, want := range map[string]time.Duration{"": 0, "off": -1, "0": -1, "90d": 90 * 24 * time.Hour, "36h": 36 * time.Hour} {
+		if got, err := ParseHistoryRetention(in); err != nil || got != want {
+			t.Errorf("%q: %v %v, want %v", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"-1h", "x", "0d", "1e9d", "1y"} {
+		if _, err := ParseHistoryRetention(in); err == nil {
+			t.Errorf("%q accepted", in)
+		}
 	}
 }

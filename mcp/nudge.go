@@ -83,15 +83,21 @@ func Nudge(home string) (string, error) {
 	if err := json.Unmarshal(b, &st); err != nil {
 		return "", fmt.Errorf("unread file %s: %w", path, err)
 	}
+	return nudgeText(st, time.Now()), nil
+}
+
+// nudgeText is what the prompt hook says of st at now: the unread DMs,
+// then the asks.
+func nudgeText(st unreadState, now time.Time) string {
 	if st.Delivery == DeliveryOff {
-		return "", nil
+		return ""
 	}
 	var lines []string
 	if st.New > 0 {
 		lines = append(lines, nudgeLine(st.New, st.From))
 	}
-	lines = append(lines, askLines(st.Asks, time.Now())...)
-	return strings.Join(lines, "\n"), nil
+	lines = append(lines, askLines(st.Asks, now)...)
+	return strings.Join(lines, "\n")
 }
 
 // askLines mentions the questions asked of this session that wait for an
