@@ -118,3 +118,12 @@ func (d *DB) queryAsks(ctx context.Context, where string, args ...any) ([]Ask, e
 	}
 	return out, rows.Err()
 }
+
+// DeleteAsk forgets ask id in direction dir (an ask that could not be
+// sent).
+func (d *DB) DeleteAsk(ctx context.Context, id, dir string) error {
+	if _, err := d.db.ExecContext(ctx, `DELETE FROM asks WHERE id = ? AND dir = ?`, id, dir); err != nil {
+		return fmt.Errorf("history: delete ask: %w", err)
+	}
+	return nil
+}

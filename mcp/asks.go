@@ -161,9 +161,18 @@ func (s *Server) ask(ctx context.Context, req mcpgo.CallToolRequest) (*mcpgo.Cal
 	}
 	l := client.Letter{Version: 1, ID: id, Text: question, SentAt: now.UTC(), Group: group, Kind: client.LetterAsk, Ask: id, Deadline: deadline.UTC()}
 	msg := history.Message{ID: id, Dir: history.Out, Peer: label, Group: group, Text: question, At: now, Kind: client.LetterAsk, AskID: id}
+	// An ask that could not be sent is not one: no answer is waited for.
+	unsent := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), historyWait)
+		defer cancel()
+		if err := b.hist.DeleteAsk(ctx, id, history.Out); err != nil {
+			s.log.Warn("history", "msg_id", id, "err", err)
+		}
+	}
 	if group != "" {
 		sent, refusal, err := s.groupSend(ctx, b, id, l, recipients)
 		if refusal != nil || err != nil {
+			unsent()
 			return refusal, err
 		}
 		s.remember(b, msg, groupRefs(id, recipientKeys(sent, recipients)))
@@ -171,6 +180,7 @@ func (s *Server) ask(ctx context.Context, req mcpgo.CallToolRequest) (*mcpgo.Cal
 		p := recipients[0]
 		_, refusal, err := s.sendOne(ctx, b, ed25519.PublicKey(p.Key), l)
 		if refusal != nil || err != nil {
+			unsent()
 			return refusal, err
 		}
 		msg.PeerKeyID = p.KeyID
@@ -249,6 +259,9 @@ func (s *Server) waitAnswers(ctx context.Context, req mcpgo.CallToolRequest, b *
 // askResult says where ask id stands. The answers it returns are read:
 // they leave the inbox and are acknowledged, as inbox would.
 func (s *Server) askResult(ctx context.Context, b *binding, id, label, group string) (*mcpgo.CallToolResult, error) {
+	// Also when the wait ended because the call was cancelled.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), historyWait)
+	defer cancel()
 	rows, err := b.hist.AskOf(ctx, id, history.Out)
 	if err != nil {
 		return nil, err

@@ -281,6 +281,14 @@ func TestConversationHostile(t *testing.T) {
 	if res, text := alice.call(t, "reply", map[string]any{"id": first.ID, "answer": "x"}); !res.IsError || !strings.Contains(text, "no ask") {
 		t.Errorf("reply to an ask never made: %q", text)
 	}
+	// An ask that cannot be sent (too large once sealed) leaves no open
+	// ask behind.
+	if res, text := alice.call(t, "ask", map[string]any{"to": "bob", "question": strings.Repeat("\x01", MaxText), "wait_s": 0}); !res.IsError || !strings.Contains(text, "cannot be sent") {
+		t.Errorf("an ask too large once sealed: %q", text)
+	}
+	if a := mustCall[AsksResult](t, alice, "asks", nil); len(a.Sent) != 0 {
+		t.Errorf("an ask that was not sent is listed: %+v", a.Sent)
+	}
 }
 
 // The history survives the session's process: a resumed session finds a
