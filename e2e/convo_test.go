@@ -9,6 +9,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/claudemesh/claudemesh/e2e/fakemodel"
+	"github.com/claudemesh/claudemesh/internal/testproc"
 	"github.com/claudemesh/claudemesh/mcp"
 )
 
@@ -82,4 +83,69 @@ func TestAskBetweenTwoSessions(t *testing.T) {
 	if len(hist.Messages) != 1 || hist.Messages[0].Text != answer || hist.Messages[0].Kind != "answer" || hist.Messages[0].Thread != ask.ID {
 		t.Fatalf("alice's history in the resumed session: %+v, want bob's answer in the ask's thread", hist.Messages)
 	}
+}
+
+// Alice asks a group of three real Claude Code sessions: bob is idle and
+// answers, carol is in do-not-disturb and stays silent, dave is away. The
+// ask's result names who answered, who did not by the deadline and who was
+// away; dave, resumed after the deadline, gets the question pushed and
+// answers, and his answer reaches alice marked late.
+func TestAskGroupOfThree(t *testing.T) {
+	h := newHarness(t)
+	alice, bob, carol, dave := h.newSeat("alice"), h.newSeat("bob"), h.newSeat("carol"), h.newSeat("dave")
+	daveID := uuid.NewString()
+	question := "Who holds the release branch? " + fakemodel.Marker("team-q")
+	answerOf := map[string]string{}
+	h.model.Script("join", fakemodel.CallTool(toolJoinGroup, map[string]any{"name": "team"}), fakemodel.Text("Joined."))
+	h.model.Script("join-dnd",
+		fakemodel.CallTool(toolJoinGroup, map[string]any{"name": "team"}),
+		fakemodel.CallTool(toolSetStatus, map[string]any{"state": "dnd"}),
+		fakemodel.Text("Quiet."))
+	h.model.Script("team-q", fakemodel.CallToolWith(toolReply, func(r fakemodel.Request) map[string]any {
+		return map[string]any{"id": askIDIn(r), "answer": "answer from session " + r.SessionID}
+	}), fakemodel.Text("Answered."))
+	h.model.Script("a-hello", fakemodel.CallTool(toolWhoami, nil), fakemodel.Text("Here."))
+	h.model.Script("a-ask", fakemodel.CallTool(toolAsk, map[string]any{"to": "@team", "question": question, "wait_s": 8, "deadline_s": 8}), fakemodel.Text("Done."))
+	h.model.Script("d-hello", fakemodel.CallTool(toolWhoami, nil), fakemodel.Text("Back."))
+
+	dave.run("join", "--session-id", daveID).waitGroupGone() // then away
+	b, c, a := bob.live(), carol.live(), alice.live()
+	b.turn("join", 1)
+	c.turn("join-dnd", 1)
+	a.turn("a-hello", 1)
+	bobID := b.sessionID()
+	answerOf[bobID] = "answer from session " + bobID
+
+	a.turn("a-ask", 2)
+	res := structured[mcp.AskResult](t, h.toolResults("a-ask", 1)[0])
+	if res.State != "expired" || len(res.Answers) != 1 || res.Answers[0].Name != "bob" || res.Answers[0].Answer != answerOf[bobID] || res.Answers[0].Late {
+		t.Fatalf("group ask: %+v; want bob's answer and the deadline passed", res)
+	}
+	if len(res.NoAnswer) != 1 || !strings.HasPrefix(res.NoAnswer[0], "carol") || len(res.Away) != 1 || !strings.HasPrefix(res.Away[0], "dave") {
+		t.Fatalf("group ask: no answer %v, away %v; want carol silent and dave away", res.NoAnswer, res.Away)
+	}
+	if got := h.requestsWith(c.sessionID(), question); len(got) != 0 {
+		t.Errorf("carol's model saw the question while in dnd")
+	}
+
+	// Dave returns after the deadline; the question is pushed into his
+	// session and his model answers it.
+	d := dave.live("--resume", daveID)
+	d.send(fakemodel.Marker("d-hello") + " Use claudemesh as scripted.")
+	testproc.Eventually(t, pushBound, "dave answers the pushed question", func() bool { return len(h.model.ToolResults("team-q")) == 2 })
+	late := structured[mcp.ReplyResult](t, h.model.ToolResults("team-q")[1])
+	if !late.Late || late.AskID != res.ID || late.To != "alice" {
+		t.Fatalf("dave's reply: %+v, want a late answer to alice's ask", late)
+	}
+	pushed := h.waitRequestWith(a.sessionID(), "answer from session "+daveID, "dave's late answer pushed to alice")
+	text := pushed.Messages[messageIndex(pushed, "answer from session "+daveID)].Text()
+	for _, want := range []string{`late="true"`, `ask_id="` + res.ID + `"`, "late"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("alice's pushed answer lacks %q:\n%s", want, tail(text, 2000))
+		}
+	}
+	a.closeInput()
+	b.closeInput()
+	c.closeInput()
+	d.closeInput()
 }
