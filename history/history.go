@@ -28,6 +28,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	_ "modernc.org/sqlite" // the "sqlite" driver
@@ -61,7 +62,13 @@ type DB struct {
 	db        *sql.DB
 	retention time.Duration
 	now       func() time.Time
+	// pruned is when Prune last ran (UnixNano): Add prunes again once
+	// pruneEvery has passed.
+	pruned atomic.Int64
 }
+
+// pruneEvery is how often a long-lived history is pruned as it is written.
+const pruneEvery = time.Hour
 
 // FileFor returns the history file of the session whose key is in keyFile
 // (as identity.Keystore.Path gives it): beside it, under the same name.
@@ -234,6 +241,7 @@ func (d *DB) Close() error { return d.db.Close() }
 // deadline passed longer ago than that (or than a week, without history).
 func (d *DB) Prune(ctx context.Context) error {
 	now := d.now()
+	d.pruned.Store(now.UnixNano())
 	msgCut := now.Add(-d.retention)
 	askCut := msgCut
 	if d.retention < 0 {

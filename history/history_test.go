@@ -73,9 +73,11 @@ func TestSearchThreadsAndFileMode(t *testing.T) {
 	if _, ok, _ := d.Thread(ctx, "m1", "cccc"); ok {
 		t.Error("carol can join bob's thread")
 	}
-	fi, err := os.Stat(path)
-	if err != nil || fi.Mode().Perm() != 0o600 {
-		t.Fatalf("history file mode: %v %v", fi.Mode(), err)
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		fi, err := os.Stat(p)
+		if err != nil || fi.Mode().Perm() != 0o600 {
+			t.Fatalf("%s: %v %v, want mode 0600", p, fi, err)
+		}
 	}
 }
 
@@ -129,6 +131,12 @@ func TestRetentionAndAsks(t *testing.T) {
 	}
 	if got, _ := d.Find(ctx, Query{}); len(got) != 1 || got[0].ID != "new" {
 		t.Fatalf("after prune: %v", ids(got))
+	}
+	// A long-lived history prunes itself as it is written.
+	now = now.Add(2 * time.Hour)
+	d.Add(ctx, Message{ID: "later", Dir: In, Peer: "bob", Text: "later", At: now}, nil)
+	if got, _ := d.Find(ctx, Query{}); len(got) != 1 || got[0].ID != "later" {
+		t.Fatalf("two hours later: %v", ids(got))
 	}
 
 	d.AddAsk(ctx, Ask{ID: "a1", Dir: Out, PeerKeyID: "bbbb", Peer: "bob", Question: "q", Created: now, Deadline: now.Add(time.Minute)},

@@ -84,6 +84,11 @@ func (d *DB) Add(ctx context.Context, m Message, refs []Ref) error {
 	if m.Thread == "" {
 		m.Thread = m.ID
 	}
+	if d.now().Sub(time.Unix(0, d.pruned.Load())) > pruneEvery {
+		if err := d.Prune(ctx); err != nil {
+			return err
+		}
+	}
 	tx, err := d.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("history: add message: %w", err)

@@ -118,6 +118,10 @@ func (s *Server) converse(b *binding, dm wire.DM, l client.Letter, m *Message) {
 			m.AskStatus = askUnknown
 			break
 		}
+		// A peer cannot keep an ask open longer than an asker here may.
+		if limit := dm.SentAt.Add(maxAskDeadline); l.Deadline.After(limit) {
+			l.Deadline = limit
+		}
 		m.Deadline = stamp(l.Deadline)
 		err := b.hist.AddAsk(ctx, history.Ask{ID: l.Ask, Dir: history.In, PeerKeyID: m.FromKeyID, Peer: m.From,
 			PeerKey: wire.Key(dm.From).String(), MsgID: dm.ID, Group: m.Group, Question: l.Text, Created: dm.SentAt, Deadline: l.Deadline})
