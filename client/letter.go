@@ -29,7 +29,26 @@ type Letter struct {
 	// sealed so that the broker cannot say otherwise; empty for a DM to
 	// this session alone.
 	Group string `json:"group,omitempty"`
+	// ReplyTo is the id of the message this one replies to, as the
+	// recipient knows it. Sealed, so that the broker never learns which
+	// DMs make a conversation.
+	ReplyTo string `json:"reply_to,omitempty"`
+	// Kind is LetterAsk for a question, LetterAnswer for the answer to
+	// one, "" for a plain DM.
+	Kind string `json:"kind,omitempty"`
+	// Ask is the ask's id, in an ask and in its answers: the DM id for an
+	// ask of one session, the send id for an ask of a group (each
+	// recipient's DM id is derived from it, see wire.GroupDMID).
+	Ask string `json:"ask,omitempty"`
+	// Deadline is when an ask expires; answers after it are late.
+	Deadline time.Time `json:"deadline,omitzero"`
 }
+
+// Kinds of letter (Letter.Kind).
+const (
+	LetterAsk    = "ask"
+	LetterAnswer = "answer"
+)
 
 // ErrTooLarge: a DM's box would exceed what the broker accepts.
 var ErrTooLarge = errors.New("message too large once encrypted")

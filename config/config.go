@@ -48,6 +48,9 @@ const (
 	// EnvAllowPlaintext=1 allows ws:// to a broker that is not on a
 	// loopback address.
 	EnvAllowPlaintext = "CLAUDEMESH_ALLOW_PLAINTEXT"
+	// EnvHistory is how long a session keeps its DMs in its local
+	// history: a duration (90d, 36h) or off; unset, 90 days.
+	EnvHistory = "CLAUDEMESH_HISTORY"
 	// EnvLogLevel is the log level of a command run without --log-level.
 	EnvLogLevel = "CLAUDEMESH_LOG_LEVEL"
 	// EnvClaude is the Claude Code binary `claudemesh launch` runs.

@@ -44,10 +44,14 @@ const (
 	toolJoinGroup     = "mcp__claudemesh__join_group"
 	toolLeaveGroup    = "mcp__claudemesh__leave_group"
 	toolSetStatus     = "mcp__claudemesh__set_status"
+	toolAsk           = "mcp__claudemesh__ask"
+	toolReply         = "mcp__claudemesh__reply"
+	toolAsks          = "mcp__claudemesh__asks"
+	toolHistory       = "mcp__claudemesh__history"
 )
 
 var meshTools = []string{toolSendDM, toolListPeers, toolInbox, toolWhoami, toolMessageStatus, toolClearInbox,
-	toolJoinGroup, toolLeaveGroup, toolSetStatus}
+	toolJoinGroup, toolLeaveGroup, toolSetStatus, toolAsk, toolReply, toolAsks, toolHistory}
 
 // claudemeshBin is the claudemesh binary TestMain builds for the package's
 // tests, "" when the tests are skipped.

@@ -7,7 +7,9 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"time"
 	"unicode"
 
 	"github.com/claudemesh/claudemesh/claudecode"
@@ -81,6 +83,9 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	case !errors.Is(err, identity.ErrNoMembership):
 		return Config{}, err
 	}
+	if cfg.HistoryRetention, err = ParseHistoryRetention(getenv(config.EnvHistory)); err != nil {
+		return Config{}, fmt.Errorf("%s: %w", config.EnvHistory, err)
+	}
 	cfg.UnreadFile = UnreadFile(home)
 	cfg.ActivityFile = ActivityFile(home)
 	for g := range strings.SplitSeq(getenv(config.EnvGroups), ",") {
@@ -142,4 +147,30 @@ func validName(name string) error {
 		}
 	}
 	return nil
+}
+
+// ParseHistoryRetention parses a history retention (CLAUDEMESH_HISTORY,
+// claudemesh mcp --history) into Config.HistoryRetention: "" for the
+// default, "off" (or 0) to keep no DM, else a duration such as 90d or 36h
+// (d is 24 hours).
+func ParseHistoryRetention(v string) (time.Duration, error) {
+	v = strings.TrimSpace(v)
+	switch v {
+	case "":
+		return 0, nil
+	case "off", "0":
+		return -1, nil
+	}
+	if days, ok := strings.CutSuffix(v, "d"); ok {
+		n, err := strconv.Atoi(days)
+		if err != nil || n <= 0 || n > 36500 {
+			return 0, fmt.Errorf("%q: want a duration such as 90d or 36h, or off", v)
+		}
+		return time.Duration(n) * 24 * time.Hour, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("%q: want a duration such as 90d or 36h, or off", v)
+	}
+	return d, nil
 }

@@ -171,3 +171,40 @@ func (b *inbox) fresh(id string) bool {
 	i, ok := b.have[id]
 	return ok && b.unread[i].Status == statusNew
 }
+
+// takeIDs removes the unread DMs of the given ids (returned another way:
+// an ask call returned these answers) and returns the ids it removed. Ids
+// it does not hold yet count as returned too: when they come, add says
+// so.
+func (b *inbox) takeIDs(ids []string) []string {
+	if len(ids) == 0 {
+		return nil
+	}
+	b.mu.Lock()
+	var taken []string
+	b.unread = slices.DeleteFunc(b.unread, func(m Message) bool {
+		if slices.Contains(ids, m.ID) {
+			taken = append(taken, m.ID)
+			return true
+		}
+		return false
+	})
+	clear(b.have)
+	for i, m := range b.unread {
+		b.have[m.ID] = i
+	}
+	for _, id := range ids {
+		if _, ok := b.returned[id]; ok {
+			continue
+		}
+		b.returned[id] = b.order.PushBack(gone{id: id})
+		if b.order.Len() > returnedMemory {
+			delete(b.returned, b.order.Remove(b.order.Front()).(gone).id)
+		}
+	}
+	b.mu.Unlock()
+	if len(taken) > 0 {
+		b.changed()
+	}
+	return taken
+}

@@ -285,7 +285,7 @@ func TestOpen(t *testing.T) {
 
 	t.Run("good", func(t *testing.T) {
 		text := "héllo <b>&</b> \"bob\"\n\x01"
-		m := open(sealedDM(t, id, text, sentAt, alice, bob.Public), identity.NewBoxes(bob.Private, 4))
+		m, _ := open(sealedDM(t, id, text, sentAt, alice, bob.Public), identity.NewBoxes(bob.Private, 4))
 		want := Message{ID: id, From: "alice", FromKeyID: alice.ID(), FromSession: "s", SentAt: "2026-01-02T03:04:05Z", Text: text, Status: statusNew}
 		if m != want {
 			t.Errorf("open = %+v, want %+v", m, want)
@@ -318,7 +318,7 @@ func TestOpen(t *testing.T) {
 		}, "not a claudemesh DM"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			m := open(tc.dm(), identity.NewBoxes(bob.Private, 4))
+			m, _ := open(tc.dm(), identity.NewBoxes(bob.Private, 4))
 			if !strings.Contains(m.Error, tc.error) {
 				t.Errorf("Error = %q, want it to contain %q", m.Error, tc.error)
 			}
@@ -353,7 +353,7 @@ func TestSealSize(t *testing.T) {
 		strings.Repeat("\n", MaxText),
 		strings.Repeat("é", MaxText/2),
 	} {
-		m := open(sealedDM(t, id, text, time.Now(), alice, bob.Public), identity.NewBoxes(bob.Private, 4))
+		m, _ := open(sealedDM(t, id, text, time.Now(), alice, bob.Public), identity.NewBoxes(bob.Private, 4))
 		if m.Error != "" || m.Text != text {
 			t.Errorf("%d bytes of %q: open = error %q, %d bytes", len(text), text[:2], m.Error, len(m.Text))
 		}

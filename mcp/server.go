@@ -39,6 +39,7 @@ import (
 	"github.com/claudemesh/claudemesh/claudecode"
 	"github.com/claudemesh/claudemesh/client"
 	"github.com/claudemesh/claudemesh/config"
+	"github.com/claudemesh/claudemesh/history"
 	"github.com/claudemesh/claudemesh/identity"
 	"github.com/claudemesh/claudemesh/wire"
 )
@@ -81,6 +82,9 @@ type Config struct {
 	// ActivityFile is where the prompt and stop hooks report whether the
 	// session is working or idle; "" for none.
 	ActivityFile string
+	// HistoryRetention is how long the session's local history keeps a
+	// DM: 0 means history.DefaultRetention, negative keeps none.
+	HistoryRetention time.Duration
 	// Groups are joined when the server first connects as an identity
 	// (CLAUDEMESH_GROUPS).
 	Groups []string
@@ -103,6 +107,9 @@ type Config struct {
 	// RootCAs verifies a wss:// broker's certificate (CLAUDEMESH_CA); nil
 	// means the system's roots.
 	RootCAs *x509.CertPool
+	// AskProgress is how often a waiting ask sends a progress
+	// notification to a client that asked for them; 0 means 5s.
+	AskProgress time.Duration
 	// AllowPlaintext allows ws:// to a broker that is not on a loopback
 	// address (CLAUDEMESH_ALLOW_PLAINTEXT).
 	AllowPlaintext bool
@@ -150,6 +157,11 @@ type Server struct {
 	settled   *binding  // the identity whose groups and availability are settled
 	held      []Message // DMs to push once settled
 	closeOnce sync.Once
+	// waiters are the ask calls waiting for answers.
+	waiters askWaiters
+	// hist is the history of the identity bound now (s.id.hist), read
+	// without s.mu by publishUnread, which runs under it.
+	hist atomic.Pointer[history.DB]
 }
 
 // binding is one identity of the server and its broker connection. A
@@ -160,6 +172,9 @@ type binding struct {
 	name   string          // display name presented to peers
 	source string          // where the session id came from
 	client *client.Session
+	// hist is this identity's local history (in memory for an
+	// ephemeral key).
+	hist *history.DB
 }
 
 // New loads or creates the session key and starts connecting to the
@@ -235,6 +250,11 @@ func New(cfg Config) (*Server, error) {
 // be held; client.Dial does not block.
 func (s *Server) bind(key *identity.Key, source string) error {
 	b := &binding{key: key, boxes: identity.NewBoxes(key.Private, peerBoxes), source: source, name: s.nameFor(key)}
+	hist, err := s.openHistory(key)
+	if err != nil {
+		return err
+	}
+	b.hist = hist
 	log := s.log.With("session", key.SessionID, "key_id", key.ID())
 	c, err := client.Dial(client.Config{
 		Endpoint:     s.endpoint,
@@ -253,10 +273,12 @@ func (s *Server) bind(key *identity.Key, source string) error {
 		AllowPlaintext: s.cfg.AllowPlaintext,
 	})
 	if err != nil {
+		hist.Close()
 		return err
 	}
 	b.client = c
 	s.id = b
+	s.hist.Store(b.hist)
 	return nil
 }
 
@@ -334,6 +356,7 @@ func (s *Server) Close() error {
 			s.pusher.close()
 		}
 		b.client.Close()
+		b.hist.Close()
 		if s.cfg.UnreadFile != "" {
 			os.Remove(s.cfg.UnreadFile)
 		}
@@ -349,9 +372,11 @@ func (s *Server) receive(b *binding, dm wire.DM) {
 	if s.bound() != b {
 		return
 	}
-	m := open(dm, b.boxes)
+	m, l := open(dm, b.boxes)
 	if m.Error != "" {
 		s.log.Warn("DM could not be opened", "msg_id", dm.ID, "from", m.FromKeyID, "err", m.Error)
+	} else {
+		s.converse(b, dm, l, &m)
 	}
 	if !dm.PushedAt.IsZero() {
 		// Pushed by an earlier process of this session: not again.
@@ -372,7 +397,8 @@ func (s *Server) receive(b *binding, dm wire.DM) {
 		if err := b.client.Receipt([]string{dm.ID}, wire.ReceiptReceived); err != nil {
 			s.log.Debug("receipt", "msg_id", dm.ID, "err", err)
 		}
-		if s.pusher != nil && m.Status == statusNew && m.Error == "" {
+		// An answer that an ask call waits for is returned by that call.
+		if s.pusher != nil && m.Status == statusNew && m.Error == "" && !m.claimed {
 			s.offer(b, m)
 		}
 	}
@@ -408,7 +434,7 @@ func (s *Server) publishUnread() {
 		return
 	}
 	n, from := s.inbox.summary()
-	if err := writeUnread(s.cfg.UnreadFile, unreadState{New: n, From: from, Delivery: s.cfg.Delivery}); err != nil {
+	if err := writeUnread(s.cfg.UnreadFile, unreadState{New: n, From: from, Delivery: s.cfg.Delivery, Asks: s.askNotes()}); err != nil {
 		s.log.Warn("write the unread file for the prompt hook", "path", s.cfg.UnreadFile, "err", err)
 	}
 }
@@ -501,7 +527,9 @@ func (s *Server) rebind(ev claudecode.SessionStart) error {
 		"source", ev.Source, "forget_old", forget)
 	ctx, cancel := context.WithTimeout(context.Background(), leaveWait)
 	defer cancel()
-	return old.client.Leave(ctx, forget)
+	err = old.client.Leave(ctx, forget)
+	old.hist.Close()
+	return err
 }
 
 // slogWriter adapts mcp-go's error logger to slog.

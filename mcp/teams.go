@@ -13,6 +13,7 @@ import (
 	mcpgo "github.com/mark3labs/mcp-go/mcp"
 
 	"github.com/claudemesh/claudemesh/client"
+	"github.com/claudemesh/claudemesh/history"
 	"github.com/claudemesh/claudemesh/identity"
 	"github.com/claudemesh/claudemesh/wire"
 )
@@ -79,11 +80,13 @@ func groupMembers(group string, peers []wire.Peer) []wire.Peer {
 	return slices.DeleteFunc(slices.Clone(peers), func(p wire.Peer) bool { return !slices.Contains(p.Groups, group) })
 }
 
-// sealGroup seals text once per recipient key, each under its own DM id.
-func sealGroup(id, group, text string, at time.Time, keys []wire.Key, b *binding) ([]wire.Box, error) {
+// sealGroup seals the letter tmpl once per recipient key, each under its
+// own DM id.
+func sealGroup(id string, tmpl client.Letter, keys []wire.Key, b *binding) ([]wire.Box, error) {
 	boxes := make([]wire.Box, len(keys))
 	for i, k := range keys {
-		l := client.Letter{Version: 1, ID: wire.GroupDMID(id, k), Text: text, SentAt: at.UTC(), Group: group}
+		l := tmpl
+		l.ID = wire.GroupDMID(id, k)
 		nonce, box, err := client.SealLetter(l, ed25519.PublicKey(k), b.boxes)
 		if err != nil {
 			return nil, err
@@ -93,55 +96,26 @@ func sealGroup(id, group, text string, at time.Time, keys []wire.Key, b *binding
 	return boxes, nil
 }
 
-// sendGroup sends text to every member of group (every peer for @all):
-// one box per recipient in one send. If the group changed since the peers
-// were listed, the broker says who is in it now; the DM is sealed to them
-// and sent once more with the same id.
-func (s *Server) sendGroup(ctx context.Context, b *binding, group, text string, peers []wire.Peer) (*mcpgo.CallToolResult, error) {
+// sendGroup sends the letter tmpl (its text, what it replies to) to every
+// member of group (every peer for @all): one box per recipient in one
+// send, recorded in the history in thread.
+func (s *Server) sendGroup(ctx context.Context, b *binding, group string, tmpl client.Letter, thread string, peers []wire.Peer) (*mcpgo.CallToolResult, error) {
 	label := "@" + group
 	to := groupMembers(group, peers)
 	if len(to) == 0 {
-		if group == wire.GroupAll {
-			return mcpgo.NewToolResultError("no other session is in this mesh; nothing was sent."), nil
-		}
-		return mcpgo.NewToolResultError(fmt.Sprintf("no other session is in %s (and no peer is named %q); nothing was sent. %s", label, group, groupsKnown(peers))), nil
-	}
-	keys := make([]wire.Key, len(to))
-	for i, p := range to {
-		keys[i] = p.Key
+		return noGroupMembers(group, peers), nil
 	}
 	id, now := uuid.NewString(), time.Now()
-	sctx, cancel := context.WithTimeout(ctx, sendWait)
-	defer cancel()
-	var (
-		sent wire.Sent
-		err  error
-	)
-	for attempt := 0; ; attempt++ {
-		boxes, serr := sealGroup(id, group, text, now, keys, b)
-		if errors.Is(serr, client.ErrTooLarge) {
-			return mcpgo.NewToolResultError(fmt.Sprintf("`message` cannot be sent: %v; split it into several DMs.", serr)), nil
-		}
-		if serr != nil {
-			return nil, fmt.Errorf("seal DM: %w", serr)
-		}
-		if n := boxesSize(boxes); n > wire.MaxFrameSize-4096 {
-			return mcpgo.NewToolResultError(fmt.Sprintf("a DM of %d bytes to %d recipients takes %d bytes sealed, more than one send carries (%d); send a shorter message.", len(text), len(keys), n, wire.MaxFrameSize)), nil
-		}
-		sent, err = b.client.SendGroup(sctx, id, group, boxes)
-		we, ok := errors.AsType[*wire.Error](err)
-		if attempt > 0 || !ok || we.Code != wire.CodeGroupChanged || len(we.Members) == 0 {
-			break
-		}
-		s.log.Info("group changed under a send; sealing to its members now", "msg_id", id, "group", group, "members", len(we.Members))
-		keys = we.Members
+	tmpl.SentAt, tmpl.Group = now.UTC(), group
+	sent, refusal, err := s.groupSend(ctx, b, id, tmpl, to)
+	if refusal != nil || err != nil {
+		return refusal, err
 	}
-	if errors.Is(err, client.ErrUnconfirmed) {
+	s.remember(b, history.Message{ID: id, Dir: history.Out, Peer: label, Group: group, Text: tmpl.Text, At: now,
+		ReplyTo: tmpl.ReplyTo, ReplyStatus: replyStatus(tmpl.ReplyTo), Thread: thread}, groupRefs(id, recipientKeys(sent, to)))
+	if sent.Status == "pending" {
 		res := SendResult{ID: id, To: label, Group: group, Status: "pending", Unread: s.unread()}
 		return mcpgo.NewToolResultStructured(res, fmt.Sprintf("DM %s to %s: pending: the broker has not confirmed it yet; it is retried automatically with the same id.%s", id, label, unreadNote(res.Unread))), nil
-	}
-	if err != nil {
-		return s.toolError("send DM to "+label, err), nil
 	}
 	byKey := make(map[string]wire.Peer, len(peers))
 	for _, p := range peers {
@@ -345,4 +319,90 @@ func peerStatus(p wire.Peer, info *PeerInfo) string {
 		return ""
 	}
 	return "; " + strings.Join(parts, "; ")
+}
+
+// noGroupMembers refuses a send to a group nobody else is in.
+func noGroupMembers(group string, peers []wire.Peer) *mcpgo.CallToolResult {
+	if group == wire.GroupAll {
+		return mcpgo.NewToolResultError("no other session is in this mesh; nothing was sent.")
+	}
+	return mcpgo.NewToolResultError(fmt.Sprintf("no other session is in @%s (and no peer is named %q); nothing was sent. %s", group, group, groupsKnown(peers)))
+}
+
+// groupSend seals tmpl to each of the peers to and sends it under send id
+// id. If the group changed since the peers were listed, the broker says who
+// is in it now; the letter is sealed to them and sent once more with the
+// same id. A send the broker has not confirmed has status pending (it is
+// retried with the same id).
+func (s *Server) groupSend(ctx context.Context, b *binding, id string, tmpl client.Letter, to []wire.Peer) (wire.Sent, *mcpgo.CallToolResult, error) {
+	keys := make([]wire.Key, len(to))
+	for i, p := range to {
+		keys[i] = p.Key
+	}
+	sctx, cancel := context.WithTimeout(ctx, sendWait)
+	defer cancel()
+	var (
+		sent wire.Sent
+		err  error
+	)
+	for attempt := 0; ; attempt++ {
+		boxes, serr := sealGroup(id, tmpl, keys, b)
+		if errors.Is(serr, client.ErrTooLarge) {
+			return sent, mcpgo.NewToolResultError(fmt.Sprintf("cannot be sent: %v; send a shorter text.", serr)), nil
+		}
+		if serr != nil {
+			return sent, nil, fmt.Errorf("seal DM: %w", serr)
+		}
+		if n := boxesSize(boxes); n > wire.MaxFrameSize-4096 {
+			return sent, mcpgo.NewToolResultError(fmt.Sprintf("a DM of %d bytes to %d recipients takes %d bytes sealed, more than one send carries (%d); send a shorter message.", len(tmpl.Text), len(keys), n, wire.MaxFrameSize)), nil
+		}
+		sent, err = b.client.SendGroup(sctx, id, tmpl.Group, boxes)
+		we, ok := errors.AsType[*wire.Error](err)
+		if attempt > 0 || !ok || we.Code != wire.CodeGroupChanged || len(we.Members) == 0 {
+			break
+		}
+		s.log.Info("group changed under a send; sealing to its members now", "msg_id", id, "group", tmpl.Group, "members", len(we.Members))
+		keys = we.Members
+	}
+	if errors.Is(err, client.ErrUnconfirmed) {
+		recipients := make([]wire.Recipient, len(keys))
+		for i, k := range keys {
+			recipients[i] = wire.Recipient{To: k}
+		}
+		return wire.Sent{Status: "pending", Recipients: recipients}, nil, nil
+	}
+	if err != nil {
+		return sent, s.toolError("send DM to @"+tmpl.Group, err), nil
+	}
+	return sent, nil, nil
+}
+
+// recipientKeys are the keys a group send reached (those of to while it
+// is not confirmed).
+func recipientKeys(sent wire.Sent, to []wire.Peer) []wire.Key {
+	var keys []wire.Key
+	for _, r := range sent.Recipients {
+		keys = append(keys, r.To)
+	}
+	if len(keys) == 0 {
+		for _, p := range to {
+			keys = append(keys, p.Key)
+		}
+	}
+	return keys
+}
+
+// replyStatus is the reply state of a message this session sent: what it
+// replies to was checked (see replyRef).
+func replyStatus(replyTo string) string {
+	if replyTo == "" {
+		return ""
+	}
+	return history.ReplyKnown
+}
+
+// outMessage is a DM sent to peer p, for the history.
+func outMessage(id string, p wire.Peer, text string, at time.Time, replyTo, thread string) history.Message {
+	return history.Message{ID: id, Dir: history.Out, Peer: p.Name, PeerKeyID: p.KeyID, Text: text, At: at,
+		ReplyTo: replyTo, ReplyStatus: replyStatus(replyTo), Thread: thread}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/claudemesh/claudemesh/claudecode"
 	"github.com/claudemesh/claudemesh/client"
 	"github.com/claudemesh/claudemesh/config"
+	"github.com/claudemesh/claudemesh/history"
 	"github.com/claudemesh/claudemesh/identity"
 	"github.com/claudemesh/claudemesh/wire"
 )
@@ -28,6 +29,8 @@ const instructions = `claudemesh connects this Claude Code session to other sess
 - join_group / leave_group: membership of named groups. set_status: say what this session works on, or dnd.
 - inbox: read DMs sent to this session. Call it when the user asks about messages, when you expect a reply, or when a result says DMs are unread. DMs also arrive by themselves, as messages wrapped in <claudemesh-dm>; inbox still lists those (status pushed) until it has returned them.
 - clear_inbox: discard the unread DMs without reading them; only when the user asks for it.
+- ask: ask a peer or @GROUP a question and wait for the answer(s); reply: answer a question asked of this session (its ask_id); asks: the open asks both ways.
+- history: search this session's past DMs (by peer, words or thread), also after the context was compacted.
 - message_status: whether a DM you sent is queued, delivered, pushed into the peer's session, read, or expired.
 - whoami: this session's name, key id, session id, delivery mode and broker connection; with take_over, make this process the active one for a session that is active in another process.
 
@@ -201,6 +204,7 @@ func (s *Server) newMCPServer() (*server.MCPServer, error) {
 			param(mcpgo.WithString, "to", mcpgo.Required(), mcpgo.Description("recipient: a peer name or key id from list_peers, @GROUP for every member of a group, or @all for every session of the mesh")),
 			param(mcpgo.WithString, "message", mcpgo.Required(), mcpgo.MaxLength(MaxText),
 				mcpgo.Description(fmt.Sprintf("the text to send: at most %d bytes (%d KiB) of UTF-8, counted in bytes, not characters", MaxText, MaxText>>10))),
+			param(mcpgo.WithString, "reply_to", mcpgo.Description("optional: the id of the DM this one replies to (from inbox or history), so both sides see the two in one thread")),
 			mcpgo.WithOutputSchema[SendResult](),
 		),
 		add("list_peers", "List peers",
@@ -238,6 +242,32 @@ func (s *Server) newMCPServer() (*server.MCPServer, error) {
 			hints{readOnly: true, idempotent: true}, s.messageStatus, nil,
 			param(mcpgo.WithString, "id", mcpgo.Required(), mcpgo.Description("the message id send_dm returned")),
 			mcpgo.WithOutputSchema[StatusResult]()),
+		add("ask", "Ask a question",
+			"Ask a peer (or every member of @GROUP) a question and wait for the answer: the question is pushed into their session marked as an ask, they answer with reply, and this call returns the answers (who answered, who did not, who was away). Answers that come after the wait arrive as DMs marked as the answer to this ask. Every ask has a deadline; later answers are marked late.",
+			hints{}, s.ask, nil,
+			param(mcpgo.WithString, "to", mcpgo.Required(), mcpgo.Description("a peer name or key id from list_peers, or @GROUP (one answer per member)")),
+			param(mcpgo.WithString, "question", mcpgo.Required(), mcpgo.MaxLength(MaxText), mcpgo.Description("the question")),
+			param(mcpgo.WithNumber, "wait_s", mcpgo.Min(0), mcpgo.Max(maxAskWait.Seconds()), mcpgo.Description(fmt.Sprintf("seconds to wait for the answers before returning (default %d, at most %d; 0 returns at once)", int(defaultAskWait.Seconds()), int(maxAskWait.Seconds())))),
+			param(mcpgo.WithNumber, "deadline_s", mcpgo.Min(1), mcpgo.Max(maxAskDeadline.Seconds()), mcpgo.Description(fmt.Sprintf("seconds until the ask expires (default %d minutes, at least wait_s); answers after it are marked late", int(defaultAskDeadline.Minutes())))),
+			mcpgo.WithOutputSchema[AskResult]()),
+		add("reply", "Answer an ask",
+			"Answer a question another session asked this one (a DM marked as an ask, with its ask_id; asks lists the open ones). The asker gets the answer as the answer to its ask.",
+			hints{}, s.reply, nil,
+			param(mcpgo.WithString, "id", mcpgo.Required(), mcpgo.Description("the ask_id of the question")),
+			param(mcpgo.WithString, "answer", mcpgo.Required(), mcpgo.MaxLength(MaxText), mcpgo.Description("the answer")),
+			mcpgo.WithOutputSchema[ReplyResult]()),
+		add("asks", "Open asks",
+			"List this session's open asks in both directions, with their ages and deadlines: questions it asked that wait for answers (or expired with answers missing), and questions asked of it that it has not answered.",
+			hints{idempotent: true}, s.listAsks, nil, // it marks expired asks seen, which the prompt hook then leaves out
+			mcpgo.WithOutputSchema[AsksResult]()),
+		add("history", "Search past DMs",
+			"Search this session's local history of DMs sent and received (kept across restarts and compaction), newest first: by peer, by words, or one thread.",
+			hints{readOnly: true, idempotent: true}, s.searchHistory, nil,
+			param(mcpgo.WithString, "with", mcpgo.Description("only DMs with this peer (name or key id) or @GROUP")),
+			param(mcpgo.WithString, "query", mcpgo.Description("words that must all occur (full-text; word* for a prefix)")),
+			param(mcpgo.WithString, "thread", mcpgo.Description("only this thread (the thread id inbox or history gave)")),
+			param(mcpgo.WithNumber, "limit", mcpgo.Min(1), mcpgo.Max(history.MaxLimit), mcpgo.Description(fmt.Sprintf("at most this many messages (default %d)", history.DefaultLimit))),
+			mcpgo.WithOutputSchema[HistoryResult]()),
 		add("whoami", "This session's identity",
 			"Show this session's claudemesh identity (name, key id, session id, mesh) and broker connection state. Without arguments it changes nothing. If the session is active in another process, take_over: true makes this process the active one (the other process then stands by).",
 			hints{idempotent: true}, s.whoami, nil,
@@ -362,30 +392,28 @@ func (s *Server) sendDM(ctx context.Context, req mcpgo.CallToolRequest) (*mcpgo.
 	if err != nil {
 		return s.toolError("list peers", err), nil
 	}
+	replyTo := strings.TrimSpace(req.GetString("reply_to", ""))
 	if group, ok := groupOf(to, peers); ok {
-		return s.sendGroup(ctx, b, group, text, peers)
+		ref, thread, refusal := s.replyRef(ctx, b, replyTo, nil)
+		if refusal != nil {
+			return refusal, nil
+		}
+		return s.sendGroup(ctx, b, group, client.Letter{Version: 1, Text: text, ReplyTo: ref}, thread, peers)
 	}
 	p, err := resolve(to, peers)
 	if err != nil {
 		return mcpgo.NewToolResultError(err.Error()), nil
 	}
-	id := uuid.NewString()
-	nonce, box, err := client.Seal(id, text, time.Now(), ed25519.PublicKey(p.Key), b.boxes)
-	if errors.Is(err, client.ErrTooLarge) {
-		return mcpgo.NewToolResultError(fmt.Sprintf("`message` cannot be sent: %v. Control characters count 6 bytes each once encoded; split it into several DMs.", err)), nil
+	ref, thread, refusal := s.replyRef(ctx, b, replyTo, &p)
+	if refusal != nil {
+		return refusal, nil
 	}
-	if err != nil {
-		return nil, fmt.Errorf("seal DM: %w", err)
+	id, now := uuid.NewString(), time.Now()
+	status, refusal, err := s.sendOne(ctx, b, ed25519.PublicKey(p.Key), client.Letter{Version: 1, ID: id, Text: text, SentAt: now.UTC(), ReplyTo: ref})
+	if refusal != nil || err != nil {
+		return refusal, err
 	}
-	sctx, cancel := context.WithTimeout(ctx, sendWait)
-	defer cancel()
-	status, err := b.client.Send(sctx, id, ed25519.PublicKey(p.Key), nonce, box)
-	if errors.Is(err, client.ErrUnconfirmed) {
-		status, err = "pending", nil
-	}
-	if err != nil {
-		return s.toolError("send DM", err), nil
-	}
+	s.remember(b, outMessage(id, p, text, now, replyTo, thread), []history.Ref{{ID: id, PeerKeyID: p.KeyID}})
 	s.log.Info("DM sent", "msg_id", id, "to", p.KeyID, "status", status)
 	res := SendResult{ID: id, To: p.Name, ToKeyID: p.KeyID, ToMember: p.Member, Status: status, ToAvailability: p.Availability, Unread: s.unread()}
 	var note string

@@ -375,6 +375,10 @@ func TestToolAnnotations(t *testing.T) {
 		"join_group":     {false, false, true},
 		"leave_group":    {false, false, true},
 		"set_status":     {false, false, true},
+		"ask":            {false, false, false},
+		"reply":          {false, false, false},
+		"asks":           {false, false, true}, // marks expired asks seen
+		"history":        {true, false, true},
 	}
 	var names []string
 	for _, tool := range list.Tools {
@@ -389,7 +393,7 @@ func TestToolAnnotations(t *testing.T) {
 		}
 	}
 	slices.Sort(names)
-	if want := []string{"clear_inbox", "inbox", "join_group", "leave_group", "list_peers", "message_status", "send_dm", "set_status", "whoami"}; !slices.Equal(names, want) {
+	if want := []string{"ask", "asks", "clear_inbox", "history", "inbox", "join_group", "leave_group", "list_peers", "message_status", "reply", "send_dm", "set_status", "whoami"}; !slices.Equal(names, want) {
 		t.Errorf("tools = %v, want %v", names, want)
 	}
 	for _, tool := range list.Tools {
@@ -400,8 +404,8 @@ func TestToolAnnotations(t *testing.T) {
 		if d, _ := p["description"].(string); !strings.Contains(d, "bytes") {
 			t.Errorf("send_dm message description %q does not say the limit is in bytes", d)
 		}
-		if got := tool.InputSchema.PropertyOrder; !slices.Equal(got, []string{"to", "message"}) {
-			t.Errorf("send_dm arguments in order %v, want to, message", got)
+		if got := tool.InputSchema.PropertyOrder; !slices.Equal(got, []string{"to", "message", "reply_to"}) {
+			t.Errorf("send_dm arguments in order %v, want to, message, reply_to", got)
 		}
 	}
 }

@@ -34,7 +34,7 @@ func TestToolsList(t *testing.T) {
 	if err := json.Unmarshal(b, &list); err != nil {
 		t.Fatal(err)
 	}
-	readOnly := map[string]bool{"send_dm": false, "list_peers": true, "inbox": false, "clear_inbox": false, "whoami": false, "message_status": true}
+	readOnly := map[string]bool{"send_dm": false, "list_peers": true, "inbox": false, "clear_inbox": false, "whoami": false, "message_status": true, "history": true}
 	destructive := map[string]bool{"clear_inbox": true}
 	var names []string
 	for _, tool := range list.Tools {
@@ -67,7 +67,7 @@ func TestToolsList(t *testing.T) {
 		}
 	}
 	slices.Sort(names)
-	if want := []string{"clear_inbox", "inbox", "join_group", "leave_group", "list_peers", "message_status", "send_dm", "set_status", "whoami"}; !slices.Equal(names, want) {
+	if want := []string{"ask", "asks", "clear_inbox", "history", "inbox", "join_group", "leave_group", "list_peers", "message_status", "reply", "send_dm", "set_status", "whoami"}; !slices.Equal(names, want) {
 		t.Errorf("tools = %v, want %v", names, want)
 	}
 }

@@ -39,6 +39,7 @@ commands:
   send TO [MESSAGE | -]       send a DM from this terminal (the message from stdin without MESSAGE)
   inbox [--follow]            print the DMs sent to this terminal (--follow: as they arrive)
   status ID                   what became of a DM sent from this terminal
+  forget SESSION              delete a session's key and its local history of DMs
   bench [SCENARIO]            drive a broker with simulated sessions: DMs/s, latency, memory, reconnects
   help [COMMAND]              print this, or a command's usage
   version                     print the version

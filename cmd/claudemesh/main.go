@@ -97,6 +97,8 @@ func dispatch(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		return runInbox(ctx, args[1:], stdout, stderr)
 	case "status":
 		return runStatus(ctx, args[1:], stdout, stderr)
+	case "forget":
+		return runForget(args[1:], stdout)
 	case "version", "--version":
 		return runVersion(args[1:], stdout)
 	}
@@ -419,8 +421,16 @@ func runMCP(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 	var delivery string
 	choiceVar(c.FlagSet, &delivery, "delivery", "", []string{mcp.DeliveryPush, mcp.DeliveryInbox, mcp.DeliveryOff}, "how arriving DMs surface (default $"+config.EnvDelivery+", else push)")
 	channel := c.Bool("channel", false, "also send pushed DMs as claude/channel notifications (or $"+config.EnvChannel+"=1)")
+	keep := c.String("history", "", "how long the session's local history keeps a DM: a `DURATION` such as 90d, or off (default $"+config.EnvHistory+", else 90d)")
 	if _, err := c.parse(args); err != nil {
 		return err
+	}
+	var retention time.Duration
+	if *keep != "" {
+		var err error
+		if retention, err = mcp.ParseHistoryRetention(*keep); err != nil {
+			return usageErrorf("mcp", "--history: %v", err)
+		}
 	}
 	log, err := newLogger(stderr, *logLevel)
 	if err != nil {
@@ -435,6 +445,9 @@ func runMCP(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 		cfg.Delivery = delivery
 	}
 	cfg.Channel = cfg.Channel || *channel
+	if *keep != "" {
+		cfg.HistoryRetention = retention
+	}
 	if os.Getenv(claudecode.EnvClaudeCode) == "1" {
 		// Registered twice (install and plugin): one server per session.
 		release, err := mcp.ClaimProcess(cfg.Home)

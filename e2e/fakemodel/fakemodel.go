@@ -33,6 +33,9 @@ type Turn struct {
 	input json.RawMessage
 	text  string
 	wait  <-chan struct{} // the answer waits until it is closed
+	// from makes the tool input out of the request, as a model that reads
+	// its conversation would.
+	from func(Request) map[string]any
 }
 
 // After returns t answered only once ch is closed (or the request is
@@ -52,6 +55,13 @@ func CallTool(name string, input map[string]any) Turn {
 		panic(fmt.Sprintf("fakemodel: tool input for %s: %v", name, err))
 	}
 	return Turn{tool: name, input: b}
+}
+
+// CallToolWith is a turn in which the model calls the tool name with the
+// input that from makes of the request (for instance an id read from a
+// message it was sent).
+func CallToolWith(name string, from func(Request) map[string]any) Turn {
+	return Turn{tool: name, input: json.RawMessage(`{}`), from: from}
 }
 
 // Text is a turn in which the model answers text and ends its turn.
@@ -416,6 +426,14 @@ func (s *Server) choose(req *Request) Turn {
 		return Text("The script has ended.")
 	}
 	t := turns[i]
+	if t.from != nil {
+		b, err := json.Marshal(t.from(*req))
+		if err != nil {
+			s.problem("script %q turn %d: tool input: %v", name, i, err)
+			b = []byte(`{}`)
+		}
+		t.input = b
+	}
 	if t.tool != "" {
 		s.nextID++
 		req.ToolUseID = fmt.Sprintf("toolu_fake%06d", s.nextID)
