@@ -732,6 +732,11 @@ func (c *Session) run() {
 			attempts = 0
 			continue
 		}
+		if Draining(err) {
+			// The broker asked its sessions to move: the next attempt,
+			// at once, goes to the next broker of the list.
+			continue
+		}
 		select {
 		case <-c.quit:
 			return
@@ -739,6 +744,14 @@ func (c *Session) run() {
 		case <-time.After(c.backoff(attempts)):
 		}
 	}
+}
+
+// Draining reports whether err is a broker's word that it is shutting
+// down and its sessions should reconnect, to another broker if they know
+// one.
+func Draining(err error) bool {
+	we, ok := errors.AsType[*wire.Error](err)
+	return ok && we.Code == wire.CodeShuttingDown
 }
 
 // refused reports whether err is a refusal that retrying cannot fix: the

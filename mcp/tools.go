@@ -43,6 +43,9 @@ const (
 	// (Config.ConnectWait overrides it). Once an attempt failed, tools
 	// answer at once.
 	connectWait = time.Second
+	// drainWait is how long a tool waits for the connection when the
+	// last one ended because its broker is draining.
+	drainWait = 5 * time.Second
 	// takeOverWait bounds how long whoami take_over waits for the
 	// attempt to take the session back; it returns as soon as that
 	// attempt connected or failed.
@@ -357,20 +360,33 @@ func (s *Server) brokerURL(st client.State) string {
 
 // connected reports whether b's broker connection is up. It waits only
 // while a first attempt (or the first after a lost connection) is in
-// flight, and at most ConnectWait; once an attempt has failed, or the
+// flight, and at most ConnectWait (drainWait when its broker drained:
+// the client moves to another at once); once an attempt has failed, or the
 // session is refused or held by another process, it answers at once.
 func (s *Server) connected(ctx context.Context, b *binding) bool {
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.ConnectWait)
+	wait := s.cfg.ConnectWait
+	if client.Draining(b.client.State().LastError) {
+		// Its broker is draining: the session is moving to another.
+		wait = max(wait, drainWait)
+	}
+	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	return b.client.Ready(ctx) == nil
 }
 
 // peers lists the other sessions of the mesh: never this one itself.
+// When the connection drops under the request (its broker draining, say)
+// it asks once more as soon as the session is connected again.
 func (s *Server) peers(ctx context.Context, b *binding) ([]wire.Peer, error) {
-	ctx, cancel := context.WithTimeout(ctx, peersWait)
-	defer cancel()
-	peers, err := b.client.Peers(ctx)
-	return slices.DeleteFunc(peers, func(p wire.Peer) bool { return string(p.Key) == string(b.key.Public) }), err
+	for retried := false; ; retried = true {
+		pctx, cancel := context.WithTimeout(ctx, peersWait)
+		peers, err := b.client.Peers(pctx)
+		cancel()
+		if errors.Is(err, client.ErrNotConnected) && !retried && s.connected(ctx, b) {
+			continue
+		}
+		return slices.DeleteFunc(peers, func(p wire.Peer) bool { return string(p.Key) == string(b.key.Public) }), err
+	}
 }
 
 func (s *Server) sendDM(ctx context.Context, req mcpgo.CallToolRequest) (*mcpgo.CallToolResult, error) {
