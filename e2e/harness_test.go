@@ -125,18 +125,21 @@ type brokerProc struct {
 func startBroker(t *testing.T) *brokerProc {
 	t.Helper()
 	root := t.TempDir()
-	b := &brokerProc{
-		home: filepath.Join(root, "home"),
-		data: filepath.Join(root, "data"),
-		out:  &testproc.Buffer{},
-		done: make(chan struct{}),
-	}
+	return runBroker(t, "broker", filepath.Join(root, "home"), filepath.Join(root, "data"))
+}
+
+// runBroker starts a broker on home and data and waits until it has
+// published broker.json; it is stopped when the test ends, and what it
+// said, under the name what, is logged if the test failed.
+func runBroker(t *testing.T, what, home, data string) *brokerProc {
+	t.Helper()
+	b := &brokerProc{home: home, data: data, out: &testproc.Buffer{}, done: make(chan struct{})}
 	b.cmd = exec.Command(claudemeshBin, "broker", "--listen", "127.0.0.1:0", "--data", b.data, "--log-level", "debug")
 	b.cmd.Env = append(baseEnv(), "CLAUDEMESH_HOME="+b.home)
 	b.cmd.Stdout, b.cmd.Stderr = b.out, b.out
 	b.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := b.cmd.Start(); err != nil {
-		t.Fatalf("start broker: %v", err)
+		t.Fatalf("start %s: %v", what, err)
 	}
 	go func() {
 		b.err = b.cmd.Wait()
@@ -145,7 +148,7 @@ func startBroker(t *testing.T) *brokerProc {
 	t.Cleanup(func() {
 		b.stop(t)
 		if t.Failed() {
-			t.Logf("broker output:\n%s", tail(b.out.String(), 20000))
+			t.Logf("%s output:\n%s", what, tail(b.out.String(), 20000))
 		}
 	})
 	testproc.WaitBroker(t, brokerStartup, b.home, b.cmd, b.done)

@@ -1,9 +1,7 @@
 package e2e
 
 import (
-	"os/exec"
 	"slices"
-	"syscall"
 	"testing"
 	"time"
 
@@ -21,25 +19,7 @@ func (h *harness) restartBroker() {
 	t.Helper()
 	old := h.broker
 	old.stop(t)
-	b := &brokerProc{home: old.home, data: old.data, out: &testproc.Buffer{}, done: make(chan struct{})}
-	b.cmd = exec.Command(claudemeshBin, "broker", "--listen", "127.0.0.1:0", "--data", b.data, "--log-level", "debug")
-	b.cmd.Env = append(baseEnv(), "CLAUDEMESH_HOME="+b.home)
-	b.cmd.Stdout, b.cmd.Stderr = b.out, b.out
-	b.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := b.cmd.Start(); err != nil {
-		t.Fatalf("restart broker: %v", err)
-	}
-	go func() {
-		b.err = b.cmd.Wait()
-		close(b.done)
-	}()
-	t.Cleanup(func() {
-		b.stop(t)
-		if t.Failed() {
-			t.Logf("restarted broker output:\n%s", tail(b.out.String(), 20000))
-		}
-	})
-	testproc.WaitBroker(t, brokerStartup, b.home, b.cmd, b.done)
+	b := runBroker(t, "restarted broker", old.home, old.data)
 	h.broker = b
 }
 

@@ -236,25 +236,33 @@ func TestClusterMemberRemovedEverywhere(t *testing.T) {
 	}
 }
 
-// An embedded broker moves to PostgreSQL: DMs queued for an away session,
-// and the local credential, survive the move.
-func TestStoreCopyKeepsQueuedDMs(t *testing.T) {
-	t.Parallel()
-	m := newMesh(t)
-	away, awayID := m.join(t, "away", uuid.NewString()), ""
-	awayKey := away.waitConnected(t).KeyID
+// queueForAway has a session "away" say hello and leave, and a session
+// "sender" queue n DMs for it. It returns the away session's id and key id,
+// the sender, still connected, and the DMs' ids.
+func (m *mesh) queueForAway(t *testing.T, n int) (awayID, awayKey string, sender *session, ids []string) {
+	t.Helper()
+	away := m.join(t, "away", uuid.NewString())
+	awayKey = away.waitConnected(t).KeyID
 	awayID = away.whoami(t).SessionID
 	away.stop(t)
-	sender := m.join(t, "sender", uuid.NewString())
+	sender = m.join(t, "sender", uuid.NewString())
 	sender.waitConnected(t)
-	var ids []string
-	for i := range 3 {
+	for i := range n {
 		r := sender.send(t, awayKey, fmt.Sprintf("queued %d", i))
 		if r.Status != "queued" {
 			t.Fatalf("DM to the away session: %s", r.Status)
 		}
 		ids = append(ids, r.ID)
 	}
+	return awayID, awayKey, sender, ids
+}
+
+// An embedded broker moves to PostgreSQL: DMs queued for an away session,
+// and the local credential, survive the move.
+func TestStoreCopyKeepsQueuedDMs(t *testing.T) {
+	t.Parallel()
+	m := newMesh(t)
+	awayID, _, sender, ids := m.queueForAway(t, 3)
 	// While the broker runs, the copy is refused.
 	pg := testpg.URL(t)
 	if _, errOut := claudemesh(t, m.home, false, "store", "copy", "--to", pg, "--data", m.data); !strings.Contains(errOut, "another broker") {

@@ -30,25 +30,33 @@ func secureDial(d *client.MemberDial) (err error) {
 
 // defaultMemberName is user@host, in the characters a member name allows.
 func defaultMemberName() string {
+	name := userAtHost(func(r rune) bool {
+		return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("._-", r)
+	})
+	if len(name) > 64 {
+		name = name[:64]
+	}
+	return name
+}
+
+// userAtHost is the user's login name @ the machine's short host name,
+// each without the characters keep refuses.
+func userAtHost(keep func(rune) bool) string {
 	who := os.Getenv("USER")
 	if u, err := user.Current(); who == "" && err == nil {
 		who = u.Username
 	}
 	host, _ := os.Hostname()
 	host, _, _ = strings.Cut(host, ".")
-	keep := func(s string) string {
+	only := func(s string) string {
 		return strings.Map(func(r rune) rune {
-			if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("._-", r) {
+			if keep(r) {
 				return r
 			}
 			return -1
 		}, s)
 	}
-	name := keep(who) + "@" + keep(host)
-	if len(name) > 64 {
-		name = name[:64]
-	}
-	return name
+	return only(who) + "@" + only(host)
 }
 
 const meshHelp = `usage: claudemesh mesh create NAME [--name MEMBER_NAME] [--broker URL]

@@ -248,20 +248,7 @@ func TestBackupWhileRunningRestores(t *testing.T) {
 	root := t.TempDir()
 	m := &mesh{home: filepath.Join(root, "home"), data: filepath.Join(root, "data")}
 	m.broker = startBrokerWith(t, m.home, m.data, "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--pprof")
-	away := m.join(t, "away", uuid.NewString())
-	awayKey := away.waitConnected(t).KeyID
-	awayID := away.whoami(t).SessionID
-	away.stop(t)
-	sender := m.join(t, "sender", uuid.NewString())
-	sender.waitConnected(t)
-	var ids []string
-	for i := range 3 {
-		r := sender.send(t, awayKey, fmt.Sprintf("queued %d", i))
-		if r.Status != "queued" {
-			t.Fatalf("DM to the away session: %s", r.Status)
-		}
-		ids = append(ids, r.ID)
-	}
+	awayID, awayKey, sender, ids := m.queueForAway(t, 3)
 	metrics := metricsOf(t, m.broker)
 	if code, body := httpGet(metrics); code != http.StatusOK || !strings.Contains(body, "\nclaudemesh_queue_dms 3\n") {
 		t.Errorf("metrics: %d\n%s", code, body)

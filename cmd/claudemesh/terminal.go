@@ -16,7 +16,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/user"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
@@ -225,21 +224,7 @@ func (t *terminal) peers(ctx context.Context) ([]wire.Peer, error) {
 
 // defaultTerminalName is "user@host (terminal)".
 func defaultTerminalName() string {
-	who := os.Getenv("USER")
-	if u, err := user.Current(); who == "" && err == nil {
-		who = u.Username
-	}
-	host, _ := os.Hostname()
-	host, _, _ = strings.Cut(host, ".")
-	keep := func(s string) string {
-		return strings.Map(func(r rune) rune {
-			if unicode.IsControl(r) || unicode.IsSpace(r) {
-				return -1
-			}
-			return r
-		}, s)
-	}
-	name := keep(who) + "@" + keep(host)
+	name := userAtHost(func(r rune) bool { return !unicode.IsControl(r) && !unicode.IsSpace(r) })
 	const suffix = " (terminal)"
 	if len(name) > wire.MaxNameLen-len(suffix) {
 		name = strings.ToValidUTF8(name[:wire.MaxNameLen-len(suffix)], "")

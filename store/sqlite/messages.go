@@ -23,52 +23,52 @@ func (s *Store) Enqueue(ctx context.Context, m store.Message) (store.EnqueueResu
 	}
 	var res store.EnqueueResult
 	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		r, err := s.txStmt(ctx, tx, qInsertMessage).ExecContext(ctx,
-			m.ID, m.Mesh, m.From, m.FromName, m.FromSession, m.To, m.SenderKey(), m.Nonce, m.Box, len(m.Box),
-			nanos(m.CreatedAt), nanos(m.ExpiresAt))
-		if err != nil {
-			return fmt.Errorf("insert: %w", err)
-		}
-		n, err := r.RowsAffected()
-		if err != nil {
-			return err
-		}
-		if n == 1 {
-			res = store.Stored
-			return nil
-		}
-		var (
-			mesh                 string
-			from, to, nonce, box []byte
-			acked                bool
-			expires              int64
-		)
-		err = s.txStmt(ctx, tx, qExistingMessage).QueryRowContext(ctx, m.ID).
-			Scan(&mesh, &from, &to, &nonce, &box, &acked, &expires)
-		if err != nil {
-			return fmt.Errorf("read existing: %w", err)
-		}
-		switch {
-		case mesh != m.Mesh || !bytes.Equal(from, m.From) || !bytes.Equal(to, m.To):
-		case acked:
-			res = store.AlreadyAcked
-		case box == nil:
-			res = store.AlreadyExpired // Expire dropped the payload
-		case !bytes.Equal(nonce, m.Nonce) || !bytes.Equal(box, m.Box):
-		case expires <= nanos(m.CreatedAt):
-			res = store.AlreadyExpired
-		default:
-			res = store.AlreadyQueued
-		}
-		return nil
+		var err error
+		res, err = s.enqueueIn(ctx, tx, m)
+		return err
 	})
-	if err == nil && res == 0 {
-		err = store.ErrConflict
-	}
 	if err != nil {
 		return 0, fmt.Errorf("enqueue %s: %w", m.ID, err)
 	}
 	return res, nil
+}
+
+// enqueueIn stores m in tx as Enqueue does. A message whose id is stored
+// for another DM is store.ErrConflict: its write is rolled back alone.
+func (s *Store) enqueueIn(ctx context.Context, tx *sql.Tx, m store.Message) (store.EnqueueResult, error) {
+	r, err := s.txStmt(ctx, tx, qInsertMessage).ExecContext(ctx,
+		m.ID, m.Mesh, m.From, m.FromName, m.FromSession, m.To, m.SenderKey(), m.Nonce, m.Box, len(m.Box),
+		nanos(m.CreatedAt), nanos(m.ExpiresAt))
+	if err != nil {
+		return 0, fmt.Errorf("insert: %w", err)
+	}
+	if n, err := r.RowsAffected(); err != nil || n == 1 {
+		return store.Stored, err
+	}
+	var (
+		mesh                 string
+		from, to, nonce, box []byte
+		acked                bool
+		expires              int64
+	)
+	err = s.txStmt(ctx, tx, qExistingMessage).QueryRowContext(ctx, m.ID).
+		Scan(&mesh, &from, &to, &nonce, &box, &acked, &expires)
+	if err != nil {
+		return 0, fmt.Errorf("read existing: %w", err)
+	}
+	switch {
+	case mesh != m.Mesh || !bytes.Equal(from, m.From) || !bytes.Equal(to, m.To):
+		return 0, store.ErrConflict
+	case acked:
+		return store.AlreadyAcked, nil
+	case box == nil:
+		return store.AlreadyExpired, nil // Expire dropped the payload
+	case !bytes.Equal(nonce, m.Nonce) || !bytes.Equal(box, m.Box):
+		return 0, store.ErrConflict
+	case expires <= nanos(m.CreatedAt):
+		return store.AlreadyExpired, nil
+	}
+	return store.AlreadyQueued, nil
 }
 
 // Pending implements store.Store. An `after` ID unknown for this recipient in

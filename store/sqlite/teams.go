@@ -1,7 +1,6 @@
 package sqlite
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -23,11 +22,11 @@ func (s *Store) EnqueueGroup(ctx context.Context, sendID, group string, msgs []s
 	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		for i, m := range msgs {
 			r, err := s.enqueueIn(ctx, tx, m)
+			if errors.Is(err, store.ErrConflict) {
+				return fmt.Errorf("%s: %w", m.ID, err)
+			}
 			if err != nil {
 				return err
-			}
-			if r == 0 {
-				return fmt.Errorf("%s: %w", m.ID, store.ErrConflict)
 			}
 			res[i] = r
 			if r != store.Stored {
@@ -44,44 +43,6 @@ func (s *Store) EnqueueGroup(ctx context.Context, sendID, group string, msgs []s
 		return nil, fmt.Errorf("enqueue group %s: %w", sendID, err)
 	}
 	return res, nil
-}
-
-// enqueueIn stores m in tx as Enqueue does; 0 for an id used by another
-// message.
-func (s *Store) enqueueIn(ctx context.Context, tx *sql.Tx, m store.Message) (store.EnqueueResult, error) {
-	r, err := s.txStmt(ctx, tx, qInsertMessage).ExecContext(ctx,
-		m.ID, m.Mesh, m.From, m.FromName, m.FromSession, m.To, m.SenderKey(), m.Nonce, m.Box, len(m.Box),
-		nanos(m.CreatedAt), nanos(m.ExpiresAt))
-	if err != nil {
-		return 0, fmt.Errorf("insert: %w", err)
-	}
-	if n, err := r.RowsAffected(); err != nil || n == 1 {
-		return store.Stored, err
-	}
-	var (
-		mesh                 string
-		from, to, nonce, box []byte
-		acked                bool
-		expires              int64
-	)
-	err = s.txStmt(ctx, tx, qExistingMessage).QueryRowContext(ctx, m.ID).
-		Scan(&mesh, &from, &to, &nonce, &box, &acked, &expires)
-	if err != nil {
-		return 0, fmt.Errorf("read existing: %w", err)
-	}
-	switch {
-	case mesh != m.Mesh || !bytes.Equal(from, m.From) || !bytes.Equal(to, m.To):
-		return 0, nil
-	case acked:
-		return store.AlreadyAcked, nil
-	case box == nil:
-		return store.AlreadyExpired, nil
-	case !bytes.Equal(nonce, m.Nonce) || !bytes.Equal(box, m.Box):
-		return 0, nil
-	case expires <= nanos(m.CreatedAt):
-		return store.AlreadyExpired, nil
-	}
-	return store.AlreadyQueued, nil
 }
 
 // GroupStatus implements store.Store.
