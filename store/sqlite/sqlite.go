@@ -33,11 +33,13 @@
 //
 // # Checkpoints
 //
-// A checkpointer goroutine, on a connection of its own, copies the WAL into
-// the database file (a passive checkpoint, which waits for no one) after
-// commits, at most every checkpointEvery. The writer never checkpoints, so
-// no commit waits for the database file's sync: SQLite's own automatic
-// checkpoint would run inside the commit that crosses 1000 pages.
+// With NORMAL, a checkpointer goroutine, on a connection of its own, copies
+// the WAL into the database file (a passive checkpoint, which waits for no
+// one) after commits, at most every checkpointEvery. The writer never
+// checkpoints, so no commit waits for the database file's sync: SQLite's
+// own automatic checkpoint would run inside the commit that crosses 1000
+// pages. With FULL, where every commit syncs the WAL, that automatic
+// checkpoint stays.
 package sqlite
 
 import (
@@ -163,7 +165,7 @@ func open(ctx context.Context, path string, cfg Config) (*Store, error) {
 
 	s.w, err = sql.Open("sqlite", dsn(path, url.Values{
 		"_pragma": {"busy_timeout(5000)", "journal_mode(WAL)", "synchronous(" + mode + ")", "foreign_keys(1)",
-			"wal_autocheckpoint(0)"},
+			fmt.Sprintf("wal_autocheckpoint(%d)", autoCheckpoint[mode])},
 		"_txlock": {"immediate"},
 	}))
 	if err != nil {
@@ -215,7 +217,11 @@ func open(ctx context.Context, path string, cfg Config) (*Store, error) {
 	}
 
 	go s.writeLoop()
-	go s.checkpointLoop()
+	if autoCheckpoint[mode] == 0 {
+		go s.checkpointLoop()
+	} else {
+		close(s.cpDone)
+	}
 	s.log.Info("store opened", "path", path, "synchronous", mode)
 	return s, nil
 }
@@ -335,8 +341,15 @@ func (s *Store) writeLoop() {
 	}
 }
 
-// checkpointEvery is the least time between two checkpoints.
+// checkpointEvery is the least time between two checkpoints of the
+// checkpointer.
 const checkpointEvery = 100 * time.Millisecond
+
+// autoCheckpoint is the WAL size, in pages, at which a commit checkpoints,
+// by synchronous mode; 0 leaves checkpoints to the checkpointer. With FULL
+// every commit syncs the WAL anyway, and a checkpointer's sync of the
+// database file beside it slows commits more than it spares them.
+var autoCheckpoint = map[string]int{"FULL": 1000, "NORMAL": 0}
 
 // checkpointLoop checkpoints the WAL after commits, at most every
 // checkpointEvery, until the store closes. A passive checkpoint copies
