@@ -126,6 +126,9 @@ func (sc *sessionConn) handleGroupSend(ctx context.Context, f wire.Send) {
 		case store.AlreadyAcked:
 			status = wire.StatusDelivered
 		case store.AlreadyExpired:
+		case store.Stored:
+			s.cfg.Metrics.dmStored()
+			fallthrough
 		default:
 			if s.pushNow(ctx, sc, mesh, m.To, nil) {
 				status = wire.StatusDelivered
