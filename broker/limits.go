@@ -2,7 +2,6 @@ package broker
 
 import (
 	"context"
-	"maps"
 	"time"
 
 	"github.com/claudemesh/claudemesh/internal/rate"
@@ -76,68 +75,62 @@ func (s *Server) queueRoom(ctx context.Context, mesh string, to, sender []byte, 
 		{queueKey{keyOf(mesh, to), string(sender)}, sender, s.cfg.MaxQueuedPerSender, s.cfg.MaxQueuedBytesPerSender},
 	}
 	fits := func(l limit, e *queueEstimate) bool {
-		return e != nil && e.n < l.maxN && e.bytes+size <= l.maxBytes
+		return e.n < l.maxN && e.bytes+size <= l.maxBytes
 	}
-	// takeLocked counts the DM in when every estimate is fresh and fits; it
-	// reports the first limit that does not. s.mu must be held.
-	takeLocked := func(fresh func(*queueEstimate) bool) (failed int) {
+	// An estimate is read again from the store when it is missing or
+	// queueRecount old, or when the DM does not fit it and it is
+	// queueCapRecount old: acks may have made room since. Only those are
+	// read: the recipient's whole queue is not counted again for every
+	// sender whose own estimate is stale. A DM that does not fit a younger
+	// estimate is refused without a store read, so that senders pressing
+	// on a full queue do not count it over and over, and one sender at a
+	// time counts a stale estimate. A second look after the reads finds
+	// every estimate fresh (unless a sweep took one meanwhile, hence the
+	// bound).
+	for tries := 0; ; tries++ {
+		var recount []int
+		full := -1
+		s.mu.Lock()
 		for i, l := range limits {
-			if e := s.queues[l.key]; !fresh(e) || !fits(l, e) {
-				return i
+			e := s.queues[l.key]
+			switch {
+			case e == nil:
+				recount = append(recount, i)
+			case now.Sub(e.at) >= queueRecount || !fits(l, e) && now.Sub(e.at) >= queueCapRecount && tries == 0:
+				// This sender counts it; meanwhile the others go on
+				// with the estimate, an upper bound still.
+				e.at = now
+				recount = append(recount, i)
+			case !fits(l, e) && full < 0:
+				full = i
 			}
 		}
-		for _, l := range limits {
-			e := s.queues[l.key]
-			e.n, e.bytes = e.n+1, e.bytes+size
+		if full >= 0 {
+			e := s.queues[limits[full].key]
+			s.mu.Unlock()
+			return &queueFull{perSender: full == 1, n: e.n, bytes: e.bytes}, nil
 		}
-		return -1
-	}
-	// An estimate is read again when it is queueRecount old, or when the
-	// DM does not fit it and it is queueCapRecount old: acks may have made
-	// room since. A DM that does not fit a younger one is refused without
-	// a store read, so that senders pressing on a full queue do not count
-	// it over and over.
-	s.mu.Lock()
-	recount, full := false, -1
-	for i, l := range limits {
-		e := s.queues[l.key]
-		switch {
-		case e == nil || now.Sub(e.at) >= queueRecount:
-			recount = true
-		case !fits(l, e) && now.Sub(e.at) >= queueCapRecount:
-			recount = true
-		case !fits(l, e) && full < 0:
-			full = i
-		}
-	}
-	if !recount {
-		defer s.mu.Unlock()
-		if full < 0 {
-			takeLocked(func(*queueEstimate) bool { return true })
+		if len(recount) == 0 || tries == 2 {
+			for _, l := range limits {
+				if e := s.queues[l.key]; e != nil {
+					e.n, e.bytes = e.n+1, e.bytes+size
+				}
+			}
+			s.mu.Unlock()
 			return nil, nil
 		}
-		e := s.queues[limits[full].key]
-		return &queueFull{perSender: full == 1, n: e.n, bytes: e.bytes}, nil
-	}
-	s.mu.Unlock()
-	// Count again from the store.
-	counted := make(map[queueKey]*queueEstimate, len(limits))
-	for _, l := range limits {
-		n, bytes, err := s.cfg.Store.QueueStats(ctx, mesh, to, l.sender, now)
-		if err != nil {
-			return nil, err
+		s.mu.Unlock()
+		for _, i := range recount {
+			l := limits[i]
+			n, bytes, err := s.cfg.Store.QueueStats(ctx, mesh, to, l.sender, now)
+			if err != nil {
+				return nil, err
+			}
+			s.mu.Lock()
+			s.queues[l.key] = &queueEstimate{n: n, bytes: bytes, at: now}
+			s.mu.Unlock()
 		}
-		counted[l.key] = &queueEstimate{n: n, bytes: bytes, at: now}
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	maps.Copy(s.queues, counted)
-	failed := takeLocked(func(*queueEstimate) bool { return true })
-	if failed < 0 {
-		return nil, nil
-	}
-	e := s.queues[limits[failed].key]
-	return &queueFull{perSender: failed == 1, n: e.n, bytes: e.bytes}, nil
 }
 
 // queueFull says which cap a DM would pass: all that waits for the
