@@ -43,13 +43,14 @@ type conn struct {
 	// for the client is bound. Close calls it when it cuts the socket.
 	cancel context.CancelFunc
 
-	out        chan []byte   // frames for the writer; bounded
-	quit       chan struct{} // closed by shutdown
-	quitOnce   sync.Once
-	final      *wire.Error   // written before the close frame; set before quit is closed
-	writing    atomic.Bool   // a writer runs, or the last one closed the socket
-	pingDue    atomic.Bool   // the pinger asked for a ping
-	writerDone chan struct{} // closed once the socket is closed
+	out         chan []byte   // frames for the writer; bounded
+	quit        chan struct{} // closed by shutdown
+	quitOnce    sync.Once
+	final       *wire.Error   // written before the close frame; set before quit is closed
+	writing     atomic.Bool   // a writer runs, or the last one closed the socket
+	writeFailed bool          // a write failed; the writer's
+	pingDue     atomic.Bool   // the pinger asked for a ping
+	writerDone  chan struct{} // closed once the socket is closed
 }
 
 func newConn(s *Server, ws *websocket.Conn, id uint64, cancel context.CancelFunc) *conn {
@@ -147,6 +148,7 @@ func (c *conn) writer() {
 		if c.pingDue.Swap(false) {
 			if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(cfg.WriteTimeout)); err != nil {
 				c.wlog.Debug("ping failed", "err", err)
+				c.writeFailed = true
 				c.shutdown(nil)
 				continue
 			}
@@ -156,6 +158,7 @@ func (c *conn) writer() {
 			c.ws.SetWriteDeadline(time.Now().Add(cfg.WriteTimeout))
 			if err := c.ws.WriteMessage(websocket.TextMessage, b); err != nil {
 				c.wlog.Debug("write failed", "err", err)
+				c.writeFailed = true
 				c.shutdown(nil)
 			}
 		case <-c.quit:
@@ -171,10 +174,15 @@ func (c *conn) writer() {
 
 // closeSocket says the connection's last frames and closes the socket: the
 // frames queued before it shut down (a welcome, a join's answer), then the
-// error that ended it, if any, then the close.
+// error that ended it, if any, then the close. After a failed write it
+// only closes the socket: a client that stopped reading would hold it for
+// the last frames' deadline.
 func (c *conn) closeSocket() {
 	defer close(c.writerDone)
 	defer c.ws.Close()
+	if c.writeFailed {
+		return
+	}
 	deadline := time.Now().Add(time.Second)
 	code, reason := websocket.CloseNormalClosure, ""
 	c.ws.SetWriteDeadline(deadline)
