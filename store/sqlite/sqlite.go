@@ -343,7 +343,7 @@ func (s *Store) writeLoop() {
 
 // checkpointEvery is the least time between two checkpoints of the
 // checkpointer.
-const checkpointEvery = 100 * time.Millisecond
+const checkpointEvery = time.Second
 
 // autoCheckpoint is the WAL size, in pages, at which a commit checkpoints,
 // by synchronous mode; 0 leaves checkpoints to the checkpointer. With FULL
