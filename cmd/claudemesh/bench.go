@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"time"
@@ -73,6 +74,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	asJSON := c.Bool("json", false, "print the result as JSON")
 	progress := c.Bool("progress", false, "print progress to stderr even when it is not a terminal")
+	cpuProfile := c.String("cpuprofile", "", "write a CPU profile of the run to `FILE` (go tool pprof); with --embedded it holds the broker too")
 
 	var pos []string
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
@@ -137,6 +139,17 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("bench: cpu profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	res, err := bench.Run(ctx, cfg)
 	if err != nil {
 		return err

@@ -3,6 +3,8 @@ package main
 import (
 	"encoding/json"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -75,5 +77,19 @@ func TestBenchFailsWhenDMsAreLost(t *testing.T) {
 	}
 	if res.OK() || !res.TimedOut {
 		t.Errorf("result: %s", out)
+	}
+}
+
+// --cpuprofile writes a profile that go tool pprof reads (it starts with
+// gzip's magic bytes).
+func TestBenchCPUProfile(t *testing.T) {
+	inProcess(t)
+	path := filepath.Join(t.TempDir(), "cpu.prof")
+	if _, errOut, err := runIn(t.Context(), "bench", "latency", "--embedded", "--count", "20", "--json", "--cpuprofile", path); err != nil {
+		t.Fatalf("%v\nstderr: %s", err, errOut)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil || len(b) < 2 || b[0] != 0x1f || b[1] != 0x8b {
+		t.Errorf("profile %s: %d bytes, %v; want a gzipped profile", path, len(b), err)
 	}
 }
