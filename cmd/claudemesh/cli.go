@@ -28,7 +28,7 @@ commands:
   uninstall                   remove what install registered
   doctor [--json]             check what a session here needs: binary, home, broker, registration, hooks
   launch [-- CLAUDE_ARGS]     start claude with a session id claudemesh sees from the start
-  hook session-start|prompt   run a Claude Code hook (Claude Code runs it)
+  hook EVENT                  run a Claude Code hook: session-start, prompt or stop (Claude Code runs it)
   mesh create NAME            create a mesh with members, you its owner (on the broker's machine)
   invite                      print an invite code to your mesh
   invite revoke CODE          cancel an invite code

@@ -61,7 +61,7 @@ func TestHelpGoesToStdout(t *testing.T) {
 		args []string
 		want []string
 	}{
-		{[]string{"-h"}, []string{"usage: claudemesh COMMAND", "invite revoke CODE", "member remove NAME", "hook session-start|prompt", "mesh create NAME", "join BROKER_URL CODE", "help [COMMAND]", "version"}},
+		{[]string{"-h"}, []string{"usage: claudemesh COMMAND", "invite revoke CODE", "member remove NAME", "hook EVENT", "mesh create NAME", "join BROKER_URL CODE", "help [COMMAND]", "version"}},
 		{[]string{"--help"}, []string{"usage: claudemesh COMMAND"}},
 		{[]string{"help"}, []string{"usage: claudemesh COMMAND"}},
 		{[]string{"help", "help"}, []string{"usage: claudemesh COMMAND"}},
