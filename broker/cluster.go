@@ -1,7 +1,6 @@
 package broker
 
 import (
-	"bytes"
 	"context"
 	"time"
 
@@ -126,14 +125,14 @@ func (s *Server) resync(ctx context.Context) {
 func (s *Server) cutLocal(mesh string, member []byte) int {
 	s.mu.Lock()
 	var cut []*conn
-	for sc := range s.sessions {
-		if sc.attached && sc.hello.Mesh == mesh && bytes.Equal(sc.member, member) {
-			sc.removed = true
-			cut = append(cut, sc.conn)
+	if m := s.memberLocked(mesh, member, false); m != nil {
+		for sc := range m.sessions {
+			if sc.attached {
+				sc.removed = true
+				cut = append(cut, sc.conn)
+			}
 		}
-	}
-	for mc := range s.memberConns {
-		if mc.mesh == mesh && bytes.Equal(mc.key, member) {
+		for mc := range m.conns {
 			cut = append(cut, mc.conn)
 		}
 	}

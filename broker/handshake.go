@@ -134,18 +134,65 @@ func (s *Server) verifyHello(ctx context.Context, log *slog.Logger, challenge []
 	return a.Member, nil
 }
 
-// admitSession counts sc among the server's sessions, in one step with
-// counting the connections of its member, so that simultaneous hellos
-// cannot pass the limit together. It reports false, counting nothing,
-// when the member has MaxMemberConns connections already (a session
-// reconnecting over its own key does not count twice).
+// memberLocal is what this node serves of one member: its member
+// connections and the sessions it vouched for.
+type memberLocal struct {
+	conns    map[*memberConn]struct{}
+	sessions map[*sessionConn]struct{}
+}
+
+// memberLocked returns what this node serves of member in mesh, making it
+// when add. s.mu must be held.
+func (s *Server) memberLocked(mesh string, member []byte, add bool) *memberLocal {
+	k := memberKey{mesh, string(member)}
+	m := s.members[k]
+	if m == nil && add {
+		m = &memberLocal{conns: make(map[*memberConn]struct{}), sessions: make(map[*sessionConn]struct{})}
+		s.members[k] = m
+	}
+	return m
+}
+
+// forgetMemberLocked drops m, the local state of member in mesh, once it
+// holds nothing. s.mu must be held.
+func (s *Server) forgetMemberLocked(mesh string, member []byte, m *memberLocal) {
+	if len(m.conns) == 0 && len(m.sessions) == 0 {
+		delete(s.members, memberKey{mesh, string(member)})
+	}
+}
+
+// count is how many connections m holds, leaving out a session of the key
+// replacing (which the new connection replaces).
+func (m *memberLocal) count(replacing *presenceKey) int {
+	n := len(m.conns) + len(m.sessions)
+	if replacing != nil {
+		for o := range m.sessions {
+			if o.pkey == *replacing {
+				n--
+			}
+		}
+	}
+	return n
+}
+
+// admitSession counts sc among the connections of the member that vouched
+// for it, in one step with counting them, so that simultaneous hellos
+// cannot pass the limit together. It reports false, counting nothing, when
+// the member has MaxMemberConns connections already (a session
+// reconnecting over its own key does not count twice). A session without
+// a member is not counted.
 func (s *Server) admitSession(sc *sessionConn) bool {
+	if sc.member == nil {
+		return true
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if sc.member != nil && s.memberConnsLocked(sc.hello.Mesh, sc.member, &sc.pkey) >= s.cfg.MaxMemberConns {
+	m := s.memberLocked(sc.hello.Mesh, sc.member, true)
+	if m.count(&sc.pkey) >= s.cfg.MaxMemberConns {
+		s.forgetMemberLocked(sc.hello.Mesh, sc.member, m)
 		return false
 	}
-	s.sessions[sc] = struct{}{}
+	m.sessions[sc] = struct{}{}
 	return true
 }
 
@@ -154,41 +201,34 @@ func (s *Server) admitSession(sc *sessionConn) bool {
 func (s *Server) admitMember(mc *memberConn) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.memberConnsLocked(mc.mesh, mc.key, nil) >= s.cfg.MaxMemberConns {
+	m := s.memberLocked(mc.mesh, mc.key, true)
+	if m.count(nil) >= s.cfg.MaxMemberConns {
+		s.forgetMemberLocked(mc.mesh, mc.key, m)
 		return false
 	}
-	s.memberConns[mc] = struct{}{}
+	m.conns[mc] = struct{}{}
 	return true
-}
-
-// memberConnsLocked counts the connections of member in mesh: its member
-// connections and the sessions it vouched for, except one of the session
-// key replacing (which the new connection replaces). s.mu must be held.
-func (s *Server) memberConnsLocked(mesh string, member []byte, replacing *presenceKey) int {
-	n := 0
-	for o := range s.memberConns {
-		if o.mesh == mesh && bytes.Equal(o.key, member) {
-			n++
-		}
-	}
-	for o := range s.sessions {
-		if o.hello.Mesh == mesh && bytes.Equal(o.member, member) && (replacing == nil || o.pkey != *replacing) {
-			n++
-		}
-	}
-	return n
 }
 
 // dismissSession stops counting sc, whose connection is over.
 func (s *Server) dismissSession(sc *sessionConn) {
+	if sc.member == nil {
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	delete(s.sessions, sc)
+	if m := s.memberLocked(sc.hello.Mesh, sc.member, false); m != nil {
+		delete(m.sessions, sc)
+		s.forgetMemberLocked(sc.hello.Mesh, sc.member, m)
+	}
 }
 
 // dismissMember stops counting mc, whose connection is over.
 func (s *Server) dismissMember(mc *memberConn) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	delete(s.memberConns, mc)
+	if m := s.memberLocked(mc.mesh, mc.key, false); m != nil {
+		delete(m.conns, mc)
+		s.forgetMemberLocked(mc.mesh, mc.key, m)
+	}
 }

@@ -213,8 +213,7 @@ type Server struct {
 	mu           sync.Mutex
 	closed       bool
 	conns        map[*conn]struct{}           // every accepted connection
-	sessions     map[*sessionConn]struct{}    // connections admitted as sessions
-	memberConns  map[*memberConn]struct{}     // connections admitted as member connections
+	members      map[memberKey]*memberLocal   // each member's connections and the sessions it vouched for, here
 	holders      map[presenceKey]*sessionConn // this node's connection holding each lease
 	nextConn     uint64
 	replacements uint64
@@ -258,10 +257,9 @@ func NewServer(cfg Config) (*Server, error) {
 			ReadBufferSize:  1024,
 			WriteBufferSize: 4096,
 		},
-		conns:       make(map[*conn]struct{}),
-		sessions:    make(map[*sessionConn]struct{}),
-		memberConns: make(map[*memberConn]struct{}),
-		holders:     make(map[presenceKey]*sessionConn),
+		conns:   make(map[*conn]struct{}),
+		members: make(map[memberKey]*memberLocal),
+		holders: make(map[presenceKey]*sessionConn),
 
 		memberRates: make(map[memberKey]*rate.Bucket),
 		queues:      make(map[queueKey]*queueEstimate),
