@@ -10,20 +10,22 @@ import (
 	"time"
 )
 
-// The socket protocol: an auth line when there is a token, then one user
-// message line whose content is the text.
-func TestWriteMessagingSocket(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "s")
+// listenLines listens on a Unix socket in a temporary directory and sends
+// the lines of the first connection it accepts once that connection
+// closes (nil if accepting failed).
+func listenLines(t *testing.T) (path string, lines <-chan []string) {
+	t.Helper()
+	path = filepath.Join(t.TempDir(), "s")
 	ln, err := net.Listen("unix", path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	lines := make(chan []string, 1)
+	t.Cleanup(func() { ln.Close() })
+	ch := make(chan []string, 1)
 	go func() {
 		c, err := ln.Accept()
 		if err != nil {
-			lines <- nil
+			ch <- nil
 			return
 		}
 		defer c.Close()
@@ -32,8 +34,15 @@ func TestWriteMessagingSocket(t *testing.T) {
 		for sc.Scan() {
 			got = append(got, sc.Text())
 		}
-		lines <- got
+		ch <- got
 	}()
+	return path, ch
+}
+
+// The socket protocol: an auth line when there is a token, then one user
+// message line whose content is the text.
+func TestWriteMessagingSocket(t *testing.T) {
+	path, lines := listenLines(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
 	text := "<claudemesh-dm>x &amp; y</claudemesh-dm>"
@@ -60,27 +69,7 @@ func TestWriteMessagingSocket(t *testing.T) {
 // Without a token there is no auth line; an empty message is refused
 // before anything is written, as Claude Code wants a non-empty string.
 func TestWriteMessagingSocketWithoutToken(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "s")
-	ln, err := net.Listen("unix", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	lines := make(chan []string, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			lines <- nil
-			return
-		}
-		defer c.Close()
-		var got []string
-		sc := bufio.NewScanner(c)
-		for sc.Scan() {
-			got = append(got, sc.Text())
-		}
-		lines <- got
-	}()
+	path, lines := listenLines(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
 	if err := WriteMessagingSocket(ctx, path, "", ""); err == nil {

@@ -332,6 +332,18 @@ func (c *Session) WaitConnected(ctx context.Context) error {
 // since the client started or lost its connection does it wait, until an
 // attempt ends or ctx does.
 func (c *Session) Ready(ctx context.Context) error {
+	return c.await(ctx, func() bool { return c.state.Attempts > 0 || c.state.Refused || c.state.Replaced },
+		func() error {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			return c.notConnectedLocked()
+		})
+}
+
+// await waits until the client is connected (nil), closed (ErrClosed),
+// failed reports true, with c.mu held, (why it is not connected), or ctx
+// ends (what expired returns).
+func (c *Session) await(ctx context.Context, failed func() bool, expired func() error) error {
 	for {
 		c.mu.Lock()
 		switch {
@@ -341,7 +353,7 @@ func (c *Session) Ready(ctx context.Context) error {
 		case c.cur != nil:
 			c.mu.Unlock()
 			return nil
-		case c.state.Attempts > 0 || c.state.Refused || c.state.Replaced:
+		case failed():
 			err := c.notConnectedLocked()
 			c.mu.Unlock()
 			return err
@@ -353,10 +365,7 @@ func (c *Session) Ready(ctx context.Context) error {
 		case <-c.quit:
 			return ErrClosed
 		case <-ctx.Done():
-			c.mu.Lock()
-			err := c.notConnectedLocked()
-			c.mu.Unlock()
-			return err
+			return expired()
 		}
 	}
 }
@@ -377,30 +386,8 @@ func (c *Session) TakeOver(ctx context.Context) error {
 	after := c.started
 	c.mu.Unlock()
 	c.Reconnect()
-	for {
-		c.mu.Lock()
-		switch {
-		case c.closed:
-			c.mu.Unlock()
-			return ErrClosed
-		case c.cur != nil:
-			c.mu.Unlock()
-			return nil
-		case c.ended > after:
-			err := c.notConnectedLocked()
-			c.mu.Unlock()
-			return err
-		}
-		changed := c.changed
-		c.mu.Unlock()
-		select {
-		case <-changed:
-		case <-c.quit:
-			return ErrClosed
-		case <-ctx.Done():
-			return fmt.Errorf("take over the session: %w", ctx.Err())
-		}
-	}
+	return c.await(ctx, func() bool { return c.ended > after },
+		func() error { return fmt.Errorf("take over the session: %w", ctx.Err()) })
 }
 
 // Send hands one sealed DM to the broker and waits for the broker's

@@ -156,16 +156,7 @@ func TestClusterNodeKilled(t *testing.T) {
 			t.Errorf("mover listed %d times", rows)
 		}
 	}
-	got := mover.waitInbox(t, total)
-	seen := map[string]int{}
-	for _, m := range got {
-		seen[m.ID]++
-	}
-	for _, id := range ids {
-		if seen[id] != 1 {
-			t.Errorf("DM %s arrived %d times, want once", id, seen[id])
-		}
-	}
+	mover.waitEachOnce(t, ids)
 	if w := mover.whoami(t); w.Broker != survivor.url || w.Connection != "connected" {
 		t.Errorf("mover after the kill: %+v, want connected to another node", w)
 	}
@@ -331,16 +322,7 @@ func TestClusterSurvivesPostgresRestart(t *testing.T) {
 	}
 	<-restarted
 	t.Logf("send_dm outcomes across the restart: %v", outcomes)
-	got := recv.waitInbox(t, len(ids))
-	seen := map[string]int{}
-	for _, m := range got {
-		seen[m.ID]++
-	}
-	for _, id := range ids {
-		if seen[id] != 1 {
-			t.Errorf("DM %s arrived %d times, want once", id, seen[id])
-		}
-	}
+	recv.waitEachOnce(t, ids)
 	// The brokers recover by themselves: sending works again.
 	waitFor(t, 3*waitLong, "a DM accepted after the restart", func() (bool, error) {
 		res, _, isError := call[sendResult](t, sender, "send_dm", map[string]any{"to": recvKey, "message": "after the restart"})

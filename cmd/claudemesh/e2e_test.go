@@ -462,6 +462,21 @@ func (s *session) waitInbox(t *testing.T, n int) []message {
 	return got
 }
 
+// waitEachOnce calls inbox until the DMs ids have come, and checks that
+// each came exactly once.
+func (s *session) waitEachOnce(t *testing.T, ids []string) {
+	t.Helper()
+	seen := map[string]int{}
+	for _, m := range s.waitInbox(t, len(ids)) {
+		seen[m.ID]++
+	}
+	for _, id := range ids {
+		if seen[id] != 1 {
+			t.Errorf("DM %s arrived %d times, want once", id, seen[id])
+		}
+	}
+}
+
 // assertInboxEmpty checks that an inbox call returns nothing.
 func (s *session) assertInboxEmpty(t *testing.T) {
 	t.Helper()

@@ -208,16 +208,7 @@ func TestSIGTERMDrainsToAnotherNode(t *testing.T) {
 		t.Errorf("a did not say it drained:\n%s", a.log)
 	}
 
-	got := recv.waitInbox(t, total)
-	seen := map[string]int{}
-	for _, m := range got {
-		seen[m.ID]++
-	}
-	for _, id := range ids {
-		if seen[id] != 1 {
-			t.Errorf("DM %s arrived %d times, want once", id, seen[id])
-		}
-	}
+	recv.waitEachOnce(t, ids)
 	recv.assertInboxEmpty(t)
 	for _, s := range []*session{sender, recv} {
 		if w := s.waitConnected(t); w.Broker != b.url {
