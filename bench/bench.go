@@ -85,6 +85,10 @@ type Config struct {
 	// what it measures; nil when it cannot be measured (idle).
 	Memory     func() (uint64, error)
 	MemoryWhat string
+	// Settle is how long idle waits, its sessions connected, before it
+	// measures the broker's memory a second time: a broker keeps what the
+	// handshakes allocated until it collects and gives memory back.
+	Settle time.Duration
 }
 
 // Defaults returns cfg with the defaults of its scenario filled in.
@@ -170,6 +174,9 @@ type Result struct {
 	// bytes, as MemoryWhat measures it.
 	MemoryPerSession float64 `json:"memory_per_session_bytes,omitempty"`
 	MemoryWhat       string  `json:"memory_measured,omitempty"`
+	// MemorySettled is the same after Settle, and Settled how long that was.
+	MemorySettled float64 `json:"memory_settled_per_session_bytes,omitempty"`
+	Settled       float64 `json:"settled_s,omitempty"`
 }
 
 // OK reports whether every DM arrived exactly once, intact.

@@ -126,10 +126,25 @@ func (r *run) idle(res *Result) error {
 	if err != nil {
 		return err
 	}
-	if r.cfg.Memory != nil {
-		res.MemoryPerSession = (float64(after) - float64(before)) / float64(len(ss))
-		res.MemoryWhat = r.cfg.MemoryWhat
+	if r.cfg.Memory == nil {
+		return nil
 	}
+	perSession := func(m uint64) float64 { return (float64(m) - float64(before)) / float64(len(ss)) }
+	res.MemoryPerSession, res.MemoryWhat = perSession(after), r.cfg.MemoryWhat
+	if r.cfg.Settle <= 0 {
+		return nil
+	}
+	r.phase.Store("settling")
+	select {
+	case <-time.After(r.cfg.Settle):
+	case <-r.ctx.Done():
+		return r.ctx.Err()
+	}
+	settled, err := r.memory()
+	if err != nil {
+		return err
+	}
+	res.MemorySettled, res.Settled = perSession(settled), r.cfg.Settle.Seconds()
 	return nil
 }
 

@@ -188,7 +188,10 @@ func (res *Result) WriteTable(w io.Writer) error {
 		fmt.Fprintf(tw, "took\t%.2fs\n", res.Seconds)
 	}
 	if res.MemoryWhat != "" {
-		fmt.Fprintf(tw, "memory\t%.1f KiB per session (%s)\n", res.MemoryPerSession/1024, res.MemoryWhat)
+		fmt.Fprintf(tw, "memory\t%.1f KiB per session once connected (%s)\n", res.MemoryPerSession/1024, res.MemoryWhat)
+		if res.Settled > 0 {
+			fmt.Fprintf(tw, "\t%.1f KiB per session %gs later\n", res.MemorySettled/1024, res.Settled)
+		}
 	}
 	rows := []struct {
 		name string

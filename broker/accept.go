@@ -129,15 +129,40 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}()
 }
 
-// serveConn challenges the client and hands the connection to what its
-// first frame, due by helloBy, says it is: a session (hello), a member
-// (member_hello) or a join. It returns when the connection is over and
+// serveConn challenges the client, opens what its first frame, due by
+// helloBy, says it is: a session (hello), a member (member_hello) or a
+// join, then serves its frames. It returns when the connection is over and
 // its goroutines have exited.
+//
+// Opening runs aside: checking a hello and recording it take a deep stack
+// (JSON, signatures, the store's calls), and the runtime gives a
+// goroutine's stack back only while under a quarter of it is in use. This
+// goroutine, which stays as long as the connection, then keeps the small
+// stack that waiting for the next frame needs.
 func (s *Server) serveConn(ctx context.Context, c *conn, helloBy time.Time) {
 	defer c.stop()
+	var p peer
+	aside(func() { p = s.open(ctx, c, helloBy) })
+	if p == nil {
+		return
+	}
+	c.readLoop(ctx, p.handle)
+	p.end(ctx)
+}
+
+// A peer is what a connection's first frame opened: it serves the frames
+// that follow, and end closes it once they are over.
+type peer interface {
+	handle(context.Context, wire.Frame) bool
+	end(context.Context)
+}
+
+// open reads the first frame and opens what it says; nil when there is
+// nothing more to serve (c is then shut down).
+func (s *Server) open(ctx context.Context, c *conn, helloBy time.Time) peer {
 	challenge := newChallenge()
 	if !c.send(wire.Challenge{Version: wire.Version, Nonce: challenge}) {
-		return
+		return nil
 	}
 	c.ws.SetReadDeadline(helloBy)
 	typ, data, err := readMessage(c.ws, s.cfg.MaxFrameSize)
@@ -148,23 +173,38 @@ func (s *Server) serveConn(ctx context.Context, c *conn, helloBy time.Time) {
 		} else {
 			c.readFailed(err)
 		}
-		return
+		return nil
 	}
 	f, e := decodeMessage(typ, data)
 	if e != nil {
 		c.shutdown(e)
-		return
+		return nil
 	}
 	switch f := f.(type) {
 	case wire.Hello:
-		s.serveSession(ctx, c, challenge, f)
+		if sc := s.openSession(ctx, c, challenge, f); sc != nil {
+			return sc
+		}
 	case wire.MemberHello:
-		s.serveMember(ctx, c, challenge, f)
+		if mc := s.openMember(ctx, c, challenge, f); mc != nil {
+			return mc
+		}
 	case wire.Join:
 		s.serveJoin(ctx, c, challenge, f)
 	default:
 		c.shutdown(wire.Errorf(wire.CodeHelloRequired, "the first frame must be a hello, got %s", f.Type()))
 	}
+	return nil
+}
+
+// aside runs f on a goroutine of its own and waits for it.
+func aside(f func()) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f()
+	}()
+	<-done
 }
 
 // newChallenge returns a fresh random nonce for a connection's hello to

@@ -32,19 +32,20 @@ type memberConn struct {
 	operator bool // the hello carried the broker's credential
 }
 
-// serveMember runs the connection c that a member hello opened: the member
-// key signs the challenge; a current member may then list members and, as
-// the owner, create and revoke invites and remove members. The operator
-// (the broker's credential) may create the mesh, with the hello's key as
-// its owner. It returns once the writer has exited.
-func (s *Server) serveMember(ctx context.Context, c *conn, challenge []byte, h wire.MemberHello) {
+// openMember admits the member connection a member hello opened on c and
+// returns it, ready to serve requests; nil when it was refused (c is then
+// shut down). The member key signs the challenge; a current member may
+// then list members and, as the owner, create and revoke invites and
+// remove members. The operator (the broker's credential) may create the
+// mesh, with the hello's key as its owner.
+func (s *Server) openMember(ctx context.Context, c *conn, challenge []byte, h wire.MemberHello) *memberConn {
 	if err := identity.ValidateMesh(h.Mesh); err != nil {
 		c.shutdown(wire.Errorf(wire.CodeBadMesh, "%v", err))
-		return
+		return nil
 	}
 	if !ed25519.Verify(ed25519.PublicKey(h.Key), wire.MemberHelloTranscript(challenge, h), h.Sig) {
 		c.shutdown(wire.Errorf(wire.CodeBadSignature, "member hello signature does not verify for this key and challenge"))
-		return
+		return nil
 	}
 	operator := s.cfg.Token != "" && subtle.ConstantTimeCompare([]byte(h.Token), []byte(s.cfg.Token)) == 1
 	lookCtx, cancel := context.WithTimeout(ctx, storeTimeout)
@@ -55,23 +56,26 @@ func (s *Server) serveMember(ctx context.Context, c *conn, challenge []byte, h w
 	}
 	if e := storeRefusal(c.log, opMemberHello, err, about{mesh: h.Mesh, key: h.Key}); e != nil {
 		c.shutdown(e)
-		return
+		return nil
 	}
 	mc := &memberConn{conn: c, mesh: h.Mesh, key: h.Key, name: h.Name, operator: operator}
 	if !s.admitMember(mc) {
 		c.shutdown(wire.Errorf(wire.CodeTooManyConnections, "this member has %d connections open, the limit", s.cfg.MaxMemberConns))
-		return
+		return nil
 	}
-	defer func() {
-		mc.stop()
-		s.dismissMember(mc)
-	}()
 	mc.log = mc.log.With("mesh", h.Mesh, "member", identity.KeyID(ed25519.PublicKey(h.Key)))
 	if !mc.send(wire.Welcome{Version: wire.Version, KeyID: identity.KeyID(ed25519.PublicKey(h.Key)), ServerTime: s.cfg.Now()}) {
-		return
+		mc.end(ctx)
+		return nil
 	}
 	mc.log.Info("member connected", "name", h.Name, "operator", operator)
-	mc.readLoop(ctx, mc.handle)
+	return mc
+}
+
+// end is the member connection's part once its read loop is over.
+func (mc *memberConn) end(context.Context) {
+	mc.stop()
+	mc.s.dismissMember(mc)
 }
 
 // handle answers one request of the member connection's read loop; false

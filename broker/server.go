@@ -439,6 +439,14 @@ type Stats struct {
 	Replacements uint64
 }
 
+// Accepted returns how many connections the broker has accepted since it
+// started.
+func (s *Server) Accepted() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.nextConn
+}
+
 // Stats returns the broker's counters: presence as this node sees it
 // (in a cluster, the sessions of this node).
 func (s *Server) Stats() Stats {

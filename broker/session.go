@@ -83,38 +83,40 @@ func newSessionConn(c *conn, h wire.Hello, member []byte) *sessionConn {
 	}
 }
 
-// serveSession runs the connection c that a hello opened: it admits the
-// session, takes its lease and serves it until the connection ends; then
-// the lease goes to grace, or away after a bye. It returns once the pump,
-// the recorder and the writer have exited.
-func (s *Server) serveSession(ctx context.Context, c *conn, challenge []byte, h wire.Hello) {
+// openSession admits the session a hello opened on c, takes its lease
+// and returns it, ready to serve frames; nil when it was refused (c is then
+// shut down). end gives the lease to grace, or away after a bye.
+func (s *Server) openSession(ctx context.Context, c *conn, challenge []byte, h wire.Hello) *sessionConn {
 	if h.Check {
 		s.checkHello(ctx, c, challenge, h)
-		return
+		return nil
 	}
 	sc, e := s.acceptHello(ctx, c, challenge, h)
 	if e != nil {
 		c.shutdown(e)
-		return
+		return nil
 	}
-	defer func() {
-		if sc.attached {
-			sc.leave(ctx)
-		}
-		sc.stop()
-		sc.closePump()
-		s.dismissSession(sc)
-	}()
 	if !sc.handshake(ctx) {
-		return
+		sc.end(ctx)
+		return nil
 	}
-
 	sc.openPump(ctx)
 	sc.wake()
-	sc.readLoop(ctx, sc.handle)
-	// What the client acked before it left is recorded before the
-	// session leaves (a forgotten session must have nothing unread).
+	return sc
+}
+
+// end is the session's part once its read loop is over: what the client
+// acked before it left is recorded before the session leaves (a forgotten
+// session must have nothing unread). It returns once the pump and the
+// recorder have exited.
+func (sc *sessionConn) end(ctx context.Context) {
 	sc.recorders.Wait()
+	if sc.attached {
+		sc.leave(ctx)
+	}
+	sc.stop()
+	sc.closePump()
+	sc.s.dismissSession(sc)
 }
 
 // handle serves one frame of the session's read loop; false ends the

@@ -41,7 +41,8 @@ scenarios:
   fanout       throughput from one sender to --recipients (100)
   latency      one pair in lockstep: a DM, its receipt and ack, then the next
   idle         --sessions (1000) connected sessions; with --embedded or
-               --broker-pid, the broker's memory per session
+               --broker-pid, the broker's memory per session (with
+               --broker-pid, once connected and --settle later)
   reconnect    --sessions (1000) sessions, each with one DM queued while it was
                away, reconnect at once: time until all are delivered
 
@@ -58,7 +59,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	choiceVar(c.FlagSet, &syncMode, "sync", "full", []string{"full", "normal"}, "with --embedded: SQLite durability, as the broker's --sync")
 	brokerURL := c.String("broker", "", "`URL` of the broker (default $"+config.EnvBroker+", else the local broker)")
 	var pid int
-	numberVar(c.FlagSet, &pid, "broker-pid", 0, 0, math.MaxInt32, "", "process id of the broker, for idle to read its resident memory from /proc (Linux); start the broker afresh for it: its memory, once grown, is not promptly given back")
+	numberVar(c.FlagSet, &pid, "broker-pid", 0, 0, math.MaxInt32, "", "process id of the broker, for idle to read its resident memory from /proc (Linux), once connected and --settle later; start the broker afresh for it: its memory, once grown, is not promptly given back")
+	durationVar(c.FlagSet, &cfg.Settle, "settle", 5*time.Second, 0, 10*time.Minute, "with --broker-pid: how long idle waits, its sessions connected, before it reads the broker's memory again")
 	numberVar(c.FlagSet, &cfg.Senders, "senders", 0, 1, 100000, "", "sending sessions (default 100; fanout 1)")
 	numberVar(c.FlagSet, &cfg.Recipients, "recipients", 0, 1, 100000, "", "receiving sessions (default 1; fanout 100)")
 	numberVar(c.FlagSet, &cfg.Sessions, "sessions", 0, 1, 100000, "", "sessions of idle and reconnect (default 1000)")
@@ -116,7 +118,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		defer e.Close()
 		cfg.Endpoint = e.Endpoint()
-		cfg.Memory = bench.HeapMemory
+		cfg.Memory, cfg.Settle = bench.HeapMemory, 0 // after a collection: nothing to settle
 		cfg.MemoryWhat = "Go heap and stacks of this process after GC: the broker and the sessions' end of each connection"
 	} else {
 		home, err := config.Home(os.Getenv)
@@ -133,7 +135,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		cfg.Endpoint = client.LocalEndpoint(home, override)
 		cfg.RootCAs, cfg.AllowPlaintext = roots, plaintext
-		if pid != 0 {
+		if pid == 0 {
+			cfg.Settle = 0
+		} else {
 			cfg.Memory = bench.ProcessMemory(pid)
 			cfg.MemoryWhat = fmt.Sprintf("resident memory of process %d", pid)
 		}

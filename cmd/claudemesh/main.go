@@ -326,10 +326,18 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
+	givingBack, stopGivingBack := context.WithCancel(ctx)
+	gaveBack := make(chan struct{})
+	go func() {
+		defer close(gaveBack)
+		giveBackAfterBursts(givingBack, srv.Accepted)
+	}()
 	select {
 	case err = <-errc:
 	case <-ctx.Done():
 	}
+	stopGivingBack()
+	<-gaveBack
 	drain(hs, srv, drainTimeout, log)
 	if err == nil {
 		err = <-errc
