@@ -393,10 +393,12 @@ type receiptJob struct {
 // record is the connection's recorder: it stores the acks and receipts
 // the read loop passes it, in the order they came. The read loop goes on
 // reading (a send, say) while an ack waits for its commit, which it may
-// then share with that send. A DM stays in flight on the connection, so it
-// is not pushed again, until its ack committed; a peers or status request
-// waits until what came before it is recorded (recorded), so that its
-// answer reflects it.
+// then share with that send. What queued up while a commit was waited for
+// is recorded together, in one store call: a recorder behind a busy store
+// catches up instead of holding the read loop, and with it the client. A
+// DM stays in flight on the connection, so it is not pushed again, until
+// its ack committed; a peers or status request waits until what came
+// before it is recorded (recorded), so that its answer reflects it.
 //
 // A recorder runs only while there is something to record: the read loop
 // starts one when it passes a job and none runs, and it returns once the
@@ -405,19 +407,28 @@ type receiptJob struct {
 // before it looks again, and goes on only if no other was started since.
 func (sc *sessionConn) record(ctx context.Context) {
 	defer sc.recorders.Done()
+	var jobs []receiptJob
 	for {
 		select {
 		case j := <-sc.receipts:
-			switch f := j.f.(type) {
-			case wire.Ack:
-				sc.handleAck(ctx, f)
-			case wire.Receipt:
-				sc.handleReceipt(ctx, f)
+			jobs = append(jobs[:0], j)
+		more:
+			for len(jobs) < receiptQueue {
+				select {
+				case j := <-sc.receipts:
+					jobs = append(jobs, j)
+				default:
+					break more
+				}
 			}
-			if j.done != nil {
-				close(j.done)
+			sc.recordJobs(ctx, jobs)
+			for _, j := range jobs {
+				if j.done != nil {
+					close(j.done)
+				}
 			}
-			sc.doneJobs.Add(1)
+			sc.doneJobs.Add(int64(len(jobs)))
+			clear(jobs)
 		default:
 			sc.recording.Store(false)
 			if len(sc.receipts) == 0 || !sc.recording.CompareAndSwap(false, true) {
@@ -449,56 +460,74 @@ func (sc *sessionConn) recorded(ctx context.Context) {
 	<-done
 }
 
-// handleAck records that the session read (or, cleared, dismissed) DMs
-// addressed to it, at the broker's time.
-func (sc *sessionConn) handleAck(ctx context.Context, f wire.Ack) {
-	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
-	defer cancel()
-	n, err := sc.s.cfg.Store.Ack(ctx, sc.hello.Mesh, sc.hello.Key, f.IDs, sc.s.cfg.Now(), f.Cleared)
-	if e := storeRefusal(sc.log, opAck, err, about{}); e != nil {
-		sc.reply(e)
+// recordJobs records the acks (at the broker's time) and receipts (at the
+// client's, when that is not in the broker's future) of jobs in one store
+// call; the store ignores ids addressed to anyone else. Acked DMs are no
+// longer in flight.
+func (sc *sessionConn) recordJobs(ctx context.Context, jobs []receiptJob) {
+	now := sc.s.cfg.Now()
+	rs := make([]store.Record, 0, len(jobs))
+	refusals := make([]func(error) *wire.Error, 0, len(jobs)) // how each record's frame is refused
+	for _, j := range jobs {
+		switch f := j.f.(type) {
+		case wire.Ack:
+			rs = append(rs, store.Record{Ack: true, Cleared: f.Cleared, IDs: f.IDs, At: now})
+			refusals = append(refusals, func(err error) *wire.Error { return storeRefusal(sc.log, opAck, err, about{}) })
+		case wire.Receipt:
+			at := f.At
+			if at.IsZero() || at.After(now) {
+				at = now
+			}
+			rs = append(rs, store.Record{State: receiptStates[f.State], IDs: f.IDs, At: at})
+			refusals = append(refusals, func(err error) *wire.Error {
+				return storeRefusal(sc.log, opReceipt, err, about{state: f.State})
+			})
+		}
+	}
+	if len(rs) == 0 {
 		return
 	}
-	sc.s.cfg.Metrics.dmsAcked(n, f.Cleared)
-	sc.mu.Lock()
-	for _, id := range f.IDs {
-		if _, ok := sc.inflight[id]; ok && sc.reading {
-			if sc.ackedWhileRd == nil {
-				sc.ackedWhileRd = make(map[string]struct{})
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	changed, err := sc.s.cfg.Store.Record(ctx, sc.hello.Mesh, sc.hello.Key, rs)
+	if err != nil {
+		for _, refuse := range refusals { // each frame, as it would have been alone
+			if e := refuse(err); e != nil {
+				sc.reply(e)
 			}
-			sc.ackedWhileRd[id] = struct{}{}
 		}
-		delete(sc.inflight, id)
+		return
 	}
-	sc.mu.Unlock()
+	for i, r := range rs {
+		switch {
+		case r.Ack:
+			sc.s.cfg.Metrics.dmsAcked(changed[i], r.Cleared)
+		case r.State == store.ReceiptReceived:
+			sc.s.cfg.Metrics.dmsDelivered(changed[i])
+		}
+	}
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	for _, r := range rs {
+		if !r.Ack {
+			continue
+		}
+		for _, id := range r.IDs {
+			if _, ok := sc.inflight[id]; ok && sc.reading {
+				if sc.ackedWhileRd == nil {
+					sc.ackedWhileRd = make(map[string]struct{})
+				}
+				sc.ackedWhileRd[id] = struct{}{}
+			}
+			delete(sc.inflight, id)
+		}
+	}
 }
 
 // receiptStates maps receipt states from the wire to the store.
 var receiptStates = map[string]string{
 	wire.ReceiptReceived: store.ReceiptReceived,
 	wire.ReceiptPushed:   store.ReceiptPushed,
-}
-
-// handleReceipt records how far the session got with DMs addressed to it.
-// It dates the receipt with the client's time when that is not in the
-// broker's future; the store ignores ids addressed to anyone else.
-func (sc *sessionConn) handleReceipt(ctx context.Context, f wire.Receipt) {
-	now := sc.s.cfg.Now()
-	at := f.At
-	if at.IsZero() || at.After(now) {
-		at = now
-	}
-	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
-	defer cancel()
-	n, err := sc.s.cfg.Store.Receipt(ctx, sc.hello.Mesh, sc.hello.Key, f.IDs, receiptStates[f.State], at)
-	if e := storeRefusal(sc.log, opReceipt, err, about{state: f.State}); e != nil {
-		sc.reply(e)
-		return
-	}
-	if f.State == wire.ReceiptReceived {
-		sc.s.cfg.Metrics.dmsDelivered(n)
-	}
-	sc.log.Debug("receipt recorded", "state", f.State, "ids", len(f.IDs), "recorded", n)
 }
 
 // statusStates maps the delivery states of the store to the wire.

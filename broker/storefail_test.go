@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -61,11 +62,12 @@ func (s *failingStore) Pending(ctx context.Context, mesh string, to []byte, now 
 	return s.Store.Pending(ctx, mesh, to, now, after, limit)
 }
 
-func (s *failingStore) Ack(ctx context.Context, mesh string, to []byte, ids []string, at time.Time, cleared bool) (int, error) {
-	if s.fails("Ack") {
-		return 0, errBroken
+// Record fails as "Ack" when it records an ack.
+func (s *failingStore) Record(ctx context.Context, mesh string, to []byte, rs []store.Record) ([]int, error) {
+	if s.fails("Ack") && slices.ContainsFunc(rs, func(r store.Record) bool { return r.Ack }) {
+		return nil, errBroken
 	}
-	return s.Store.Ack(ctx, mesh, to, ids, at, cleared)
+	return s.Store.Record(ctx, mesh, to, rs)
 }
 
 func (s *failingStore) Status(ctx context.Context, mesh string, from []byte, ids []string, now time.Time) ([]store.MessageStatus, error) {

@@ -28,6 +28,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -268,6 +269,12 @@ type Store interface {
 	// as its CreatedAt. It returns how many were newly acked.
 	Ack(ctx context.Context, mesh string, to []byte, ids []string, at time.Time, cleared bool) (int, error)
 
+	// Record applies the receipts and acks of the recipient `to` in mesh
+	// in their order, as Receipt and Ack would one after another, all or
+	// none: a failure fails them all. It returns how many messages each
+	// changed, as Receipt and Ack report it.
+	Record(ctx context.Context, mesh string, to []byte, rs []Record) ([]int, error)
+
 	// Status reports, for each of ids in order (repeats included), where
 	// the message with that ID stands at now, as its sender `from` in mesh
 	// may see it: StateUnknown, with only ID set, when no such message is
@@ -311,4 +318,40 @@ type Store interface {
 
 	// Close flushes pending writes and releases resources. It is idempotent.
 	Close() error
+}
+
+// Record is a receipt or an ack for Store.Record.
+type Record struct {
+	Ack     bool   // an ack; else a receipt
+	State   string // a receipt's state: ReceiptReceived or ReceiptPushed
+	Cleared bool   // an ack's: dismissed unread
+	IDs     []string
+	At      time.Time
+}
+
+// Check refuses a receipt of an unknown state or without a time.
+func (r Record) Check() error {
+	if r.Ack {
+		return nil
+	}
+	if r.State != ReceiptReceived && r.State != ReceiptPushed {
+		return fmt.Errorf("receipt: unknown state %q", r.State)
+	}
+	if r.At.IsZero() {
+		return errors.New("receipt: zero time")
+	}
+	return nil
+}
+
+// RecordsName names what rs records, for errors: "ack", "receipt STATE",
+// or "record" for several.
+func RecordsName(rs []Record) string {
+	switch {
+	case len(rs) != 1:
+		return "record"
+	case rs[0].Ack:
+		return "ack"
+	default:
+		return "receipt " + rs[0].State
+	}
 }

@@ -90,30 +90,57 @@ var receiptColumn = map[string]string{
 
 // Receipt implements store.Store.
 func (s *Store) Receipt(ctx context.Context, mesh string, to []byte, ids []string, state string, at time.Time) (int, error) {
-	col, ok := receiptColumn[state]
-	if !ok {
-		return 0, fmt.Errorf("receipt: unknown state %q", state)
-	}
-	if at.IsZero() {
-		return 0, errors.New("receipt: zero time")
-	}
-	tag, err := s.pool.Exec(ctx, `UPDATE messages SET `+col+` = greatest($1, created_at)
-		WHERE id = ANY($2) AND mesh = $3 AND to_key = $4 AND NOT acked AND `+col+` IS NULL`, at, ids, mesh, to)
+	n, err := s.Record(ctx, mesh, to, []store.Record{{State: state, IDs: ids, At: at}})
 	if err != nil {
-		return 0, s.wrap("receipt "+state, err)
+		return 0, err
 	}
-	return int(tag.RowsAffected()), nil
+	return n[0], nil
 }
 
 // Ack implements store.Store.
 func (s *Store) Ack(ctx context.Context, mesh string, to []byte, ids []string, at time.Time, cleared bool) (int, error) {
-	tag, err := s.pool.Exec(ctx, `UPDATE messages SET acked = true, nonce = NULL, box = NULL,
-			read_at = greatest($1, created_at), cleared = $2
-		WHERE id = ANY($3) AND mesh = $4 AND to_key = $5 AND NOT acked`, event(at), cleared, ids, mesh, to)
+	n, err := s.Record(ctx, mesh, to, []store.Record{{Ack: true, Cleared: cleared, IDs: ids, At: at}})
 	if err != nil {
-		return 0, s.wrap("ack", err)
+		return 0, err
 	}
-	return int(tag.RowsAffected()), nil
+	return n[0], nil
+}
+
+const qAck = `UPDATE messages SET acked = true, nonce = NULL, box = NULL,
+		read_at = greatest($1, created_at), cleared = $2
+	WHERE id = ANY($3) AND mesh = $4 AND to_key = $5 AND NOT acked`
+
+// Record implements store.Store: its updates go in one round trip, one
+// implicit transaction.
+func (s *Store) Record(ctx context.Context, mesh string, to []byte, rs []store.Record) ([]int, error) {
+	var b pgx.Batch
+	for _, r := range rs {
+		if err := r.Check(); err != nil {
+			return nil, err
+		}
+		if r.Ack {
+			b.Queue(qAck, event(r.At), r.Cleared, r.IDs, mesh, to)
+			continue
+		}
+		col := receiptColumn[r.State]
+		b.Queue(`UPDATE messages SET `+col+` = greatest($1, created_at)
+			WHERE id = ANY($2) AND mesh = $3 AND to_key = $4 AND NOT acked AND `+col+` IS NULL`, r.At, r.IDs, mesh, to)
+	}
+	what := store.RecordsName(rs)
+	res := s.pool.SendBatch(ctx, &b)
+	changed := make([]int, len(rs))
+	for i := range rs {
+		tag, err := res.Exec()
+		if err != nil {
+			res.Close()
+			return nil, s.wrap(what, err)
+		}
+		changed[i] = int(tag.RowsAffected())
+	}
+	if err := res.Close(); err != nil {
+		return nil, s.wrap(what, err)
+	}
+	return changed, nil
 }
 
 // Status implements store.Store. The recipient's name is the one its session

@@ -121,57 +121,58 @@ var receiptUpdate = map[string]string{
 
 // Receipt implements store.Store.
 func (s *Store) Receipt(ctx context.Context, mesh string, to []byte, ids []string, state string, at time.Time) (int, error) {
-	q, ok := receiptUpdate[state]
-	if !ok {
-		return 0, fmt.Errorf("receipt: unknown state %q", state)
-	}
-	if at.IsZero() {
-		return 0, errors.New("receipt: zero time")
-	}
-	var changed int
-	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		update := s.txStmt(ctx, tx, q)
-		for _, id := range ids {
-			r, err := update.ExecContext(ctx, eventNanos(at), id, mesh, to)
-			if err != nil {
-				return fmt.Errorf("update: %w", err)
-			}
-			n, err := r.RowsAffected()
-			if err != nil {
-				return err
-			}
-			changed += int(n)
-		}
-		return nil
-	})
+	n, err := s.Record(ctx, mesh, to, []store.Record{{State: state, IDs: ids, At: at}})
 	if err != nil {
-		return 0, fmt.Errorf("receipt %s: %w", state, err)
+		return 0, err
 	}
-	return changed, nil
+	return n[0], nil
 }
 
 // Ack implements store.Store.
 func (s *Store) Ack(ctx context.Context, mesh string, to []byte, ids []string, at time.Time, cleared bool) (int, error) {
-	var acked int
-	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		update := s.txStmt(ctx, tx, qAck)
-		for _, id := range ids {
-			r, err := update.ExecContext(ctx, eventNanos(at), cleared, id, mesh, to)
-			if err != nil {
-				return fmt.Errorf("update: %w", err)
+	n, err := s.Record(ctx, mesh, to, []store.Record{{Ack: true, Cleared: cleared, IDs: ids, At: at}})
+	if err != nil {
+		return 0, err
+	}
+	return n[0], nil
+}
+
+// Record implements store.Store. Its write is lazy: a DM stored meanwhile
+// commits with it.
+func (s *Store) Record(ctx context.Context, mesh string, to []byte, rs []store.Record) ([]int, error) {
+	for _, r := range rs {
+		if err := r.Check(); err != nil {
+			return nil, err
+		}
+	}
+	changed := make([]int, len(rs))
+	err := s.writeLazy(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		for i, r := range rs {
+			at := eventNanos(r.At)
+			exec := func(id string) (sql.Result, error) {
+				if r.Ack {
+					return s.txStmt(ctx, tx, qAck).ExecContext(ctx, at, r.Cleared, id, mesh, to)
+				}
+				return s.txStmt(ctx, tx, receiptUpdate[r.State]).ExecContext(ctx, at, id, mesh, to)
 			}
-			n, err := r.RowsAffected()
-			if err != nil {
-				return err
+			for _, id := range r.IDs {
+				res, err := exec(id)
+				if err != nil {
+					return fmt.Errorf("update: %w", err)
+				}
+				n, err := res.RowsAffected()
+				if err != nil {
+					return err
+				}
+				changed[i] += int(n)
 			}
-			acked += int(n)
 		}
 		return nil
 	})
 	if err != nil {
-		return 0, fmt.Errorf("ack: %w", err)
+		return nil, fmt.Errorf("%s: %w", store.RecordsName(rs), err)
 	}
-	return acked, nil
+	return changed, nil
 }
 
 // statusChunk bounds the IDs Status looks up in one query.

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -133,5 +134,69 @@ func TestBackupWhileWriting(t *testing.T) {
 	}
 	if left, _ := filepath.Glob(filepath.Join(dir, ".backup-*")); len(left) != 0 {
 		t.Errorf("temporary files left: %v", left)
+	}
+}
+
+// An ack waits, up to the linger, for a DM to commit with; alone, it
+// commits once the linger is over; a store closed meanwhile commits it.
+func TestAcksShareTheNextCommit(t *testing.T) {
+	var mu sync.Mutex
+	var batches []int
+	const linger = 10 * time.Second // far beyond what the test waits, unless it goes wrong
+	s := openAt(t, filepath.Join(t.TempDir(), "lazy.db"), Config{Synchronous: "NORMAL", Linger: linger,
+		OnCommit: func(n int, _ time.Duration) {
+			mu.Lock()
+			batches = append(batches, n)
+			mu.Unlock()
+		}})
+	to := make([]byte, 32)
+	now := time.Now()
+	m1 := opsMessage(to, now)
+	if _, err := s.Enqueue(t.Context(), m1); err != nil {
+		t.Fatal(err)
+	}
+	acked := make(chan error, 1)
+	start := time.Now()
+	go func() {
+		_, err := s.Ack(t.Context(), "m", to, []string{m1.ID}, now, false)
+		acked <- err
+	}()
+	time.Sleep(50 * time.Millisecond) // the ack waits with the writer
+	select {
+	case err := <-acked:
+		t.Fatalf("an ack alone committed before its linger was over (%v)", err)
+	default:
+	}
+	if _, err := s.Enqueue(t.Context(), opsMessage(to, now)); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-acked; err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took >= linger {
+		t.Fatalf("the ack took %v: it did not commit with the DM", took)
+	}
+	mu.Lock()
+	got := slices.Clone(batches)
+	mu.Unlock()
+	if want := []int{1, 2}; !slices.Equal(got, want) {
+		t.Fatalf("commits of %v writes, want %v: the ack and the DM after it in one", got, want)
+	}
+
+	// Closing the store commits an ack still lingering.
+	go func() {
+		_, err := s.Ack(t.Context(), "m", to, []string{m1.ID}, now, false)
+		acked <- err
+	}()
+	time.Sleep(50 * time.Millisecond)
+	start = time.Now()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-acked; err != nil {
+		t.Fatalf("an ack lingering when the store closed: %v", err)
+	}
+	if took := time.Since(start); took >= linger {
+		t.Fatalf("Close waited %v for the linger", took)
 	}
 }

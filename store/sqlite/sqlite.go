@@ -77,6 +77,9 @@ type Config struct {
 	BatchMax int
 	// OnCommit, when set, is told of every batch committed (or failed).
 	OnCommit store.CommitObserver
+	// Linger is how long receipts and acks may wait for a DM to share its
+	// commit; 0 means 2 ms.
+	Linger time.Duration
 }
 
 // Store is a store.Store backed by one SQLite database file.
@@ -89,6 +92,7 @@ type Store struct {
 	bound    map[string]*sql.Stmt // ws bound to the transaction being committed; commit's alone
 	batchMax int
 	onCommit store.CommitObserver
+	linger   time.Duration
 
 	ops  chan op       // writes waiting for the writer
 	quit chan struct{} // closed by Close: no new writes
@@ -110,6 +114,12 @@ var _ store.Store = (*Store)(nil)
 type op struct {
 	apply func(ctx context.Context, tx *sql.Tx) error
 	done  chan error
+	// lazy: the writer may hold it up to Config.Linger for a write that is
+	// not lazy, to share its commit. Acks and receipts are: a DM stored
+	// just after an ack then waits for no commit of the ack's own, and the
+	// ack, which its client does not wait for, is recorded that much later
+	// at most.
+	lazy bool
 }
 
 // Open opens the database at path, creating it and its directory if needed,
@@ -154,6 +164,7 @@ func open(ctx context.Context, path string, cfg Config) (*Store, error) {
 	s := &Store{
 		log:      cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler)),
 		batchMax: cmp.Or(cfg.BatchMax, 256),
+		linger:   cmp.Or(cfg.Linger, 2*time.Millisecond),
 		onCommit: cfg.OnCommit,
 		bound:    make(map[string]*sql.Stmt, len(writerStmts)),
 		quit:     make(chan struct{}),
@@ -270,13 +281,23 @@ func (s *Store) readErr(what string, err error) error {
 
 // write hands apply to the writer and waits until its batch has committed.
 func (s *Store) write(ctx context.Context, apply func(ctx context.Context, tx *sql.Tx) error) error {
+	return s.submit(ctx, op{apply: apply})
+}
+
+// writeLazy is write for what may commit up to Config.Linger later, with
+// the next write that is not lazy.
+func (s *Store) writeLazy(ctx context.Context, apply func(ctx context.Context, tx *sql.Tx) error) error {
+	return s.submit(ctx, op{apply: apply, lazy: true})
+}
+
+func (s *Store) submit(ctx context.Context, o op) error {
 	if s.closed() {
 		return store.ErrClosed
 	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	o := op{apply: apply, done: make(chan error, 1)}
+	o.done = make(chan error, 1)
 	select {
 	case s.ops <- o:
 	case <-s.quit:
@@ -306,24 +327,50 @@ func (s *Store) write(ctx context.Context, apply func(ctx context.Context, tx *s
 func (s *Store) writeLoop() {
 	defer close(s.done)
 	batch := make([]op, 0, s.batchMax)
+	linger := time.NewTimer(0)
+	defer linger.Stop()
 	for {
 		batch = batch[:0]
-		select {
-		case o := <-s.ops:
+		lazy := true // every op of the batch is lazy
+		take := func(o op) {
 			batch = append(batch, o)
-		case <-s.quit:
+			lazy = lazy && o.lazy
 		}
-	drain:
-		for len(batch) < s.batchMax {
-			select {
-			case o := <-s.ops:
-				batch = append(batch, o)
-			default:
-				break drain
+		// drain takes what is queued, up to a full batch.
+		drain := func() {
+			for len(batch) < s.batchMax {
+				select {
+				case o := <-s.ops:
+					take(o)
+				default:
+					return
+				}
 			}
 		}
+		select {
+		case o := <-s.ops:
+			take(o)
+		case <-s.quit:
+		}
+		drain()
 		if len(batch) == 0 {
 			return // closed and nothing left
+		}
+		if lazy && !s.closed() {
+			linger.Reset(s.linger)
+		wait:
+			for len(batch) < s.batchMax && lazy {
+				select {
+				case o := <-s.ops:
+					take(o)
+				case <-linger.C:
+					break wait
+				case <-s.quit:
+					break wait
+				}
+			}
+			linger.Stop()
+			drain() // what came with the write that ended the wait
 		}
 		start := time.Now()
 		errs := s.commit(batch)

@@ -17,6 +17,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -56,6 +57,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"StatusOnlyForSender", testStatusOnlyForSender},
 		{"ReceiptOnlyByRecipient", testReceiptOnlyByRecipient},
 		{"ReceiptFirstTimeWins", testReceiptFirstTimeWins},
+		{"RecordInOrderAllOrNone", testRecordInOrderAllOrNone},
 		{"ClearedVersusRead", testClearedVersusRead},
 		{"PendingReceiptTimes", testPendingReceiptTimes},
 		{"AckAfterExpiry", testAckAfterExpiry},
@@ -671,6 +673,49 @@ func testReceiptFirstTimeWins(t *testing.T, s store.Store) {
 		t.Error("Receipt at the zero time succeeded")
 	}
 	wantStatus(t, s, meshA, alice, t2, want, wantEarly)
+}
+
+func testRecordInOrderAllOrNone(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	alice, bob := newKey(), newKey()
+	m1, m2 := newMessage(meshA, alice, bob, base), newMessage(meshA, alice, bob, base)
+	enqueue(t, s, m1, store.Stored)
+	enqueue(t, s, m2, store.Stored)
+	t1, t2, t3 := base.Add(time.Second), base.Add(2*time.Second), base.Add(3*time.Second)
+
+	// In order: the pushed receipt of m1 comes after its ack and changes
+	// nothing; m2's applies.
+	got, err := s.Record(ctx, meshA, bob, []store.Record{
+		{State: store.ReceiptReceived, IDs: []string{m1.ID, m2.ID}, At: t1},
+		{Ack: true, IDs: []string{m1.ID}, At: t2},
+		{State: store.ReceiptPushed, IDs: []string{m1.ID}, At: t3},
+		{State: store.ReceiptPushed, IDs: []string{m2.ID, uuid.NewString()}, At: t3},
+	})
+	if err != nil {
+		t.Fatalf("Record: %v", err)
+	}
+	if want := []int{2, 1, 0, 1}; !slices.Equal(got, want) {
+		t.Fatalf("Record changed %v, want %v", got, want)
+	}
+	want1, want2 := status(m1, ""), status(m2, "")
+	want1.State, want1.ReceivedAt, want1.ReadAt = store.StateRead, t1, t2
+	want2.State, want2.ReceivedAt, want2.PushedAt = store.StatePushed, t1, t3
+	wantStatus(t, s, meshA, alice, t3, want1, want2)
+
+	// All or none: a bad record fails the records before it too.
+	for _, bad := range []store.Record{
+		{State: "read", IDs: []string{m2.ID}, At: t3},
+		{State: store.ReceiptReceived, IDs: []string{m2.ID}},
+	} {
+		if _, err := s.Record(ctx, meshA, bob, []store.Record{{Ack: true, IDs: []string{m2.ID}, At: t3}, bad}); err == nil {
+			t.Fatalf("Record with %+v succeeded", bad)
+		}
+	}
+	m2.ReceivedAt, m2.PushedAt = t1, t3
+	wantPending(t, s, meshA, bob, t3, "", 10, m2)
+	if got, err := s.Record(ctx, meshA, bob, nil); err != nil || len(got) != 0 {
+		t.Fatalf("Record of nothing = %v, %v", got, err)
+	}
 }
 
 func testClearedVersusRead(t *testing.T, s store.Store) {
