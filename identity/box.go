@@ -22,6 +22,17 @@ var (
 	ErrOpen = errors.New("box does not open")
 )
 
+// lMinusOne is L-1, -1 as a Scalar; zero is 0.
+var (
+	zero      = edwards25519.NewScalar()
+	lMinusOne = func() *edwards25519.Scalar {
+		var b [32]byte
+		b[0] = 1
+		one, _ := edwards25519.NewScalar().SetCanonicalBytes(b[:]) // 1 < L: cannot fail
+		return edwards25519.NewScalar().Negate(one)
+	}()
+)
+
 // X25519PublicKey converts an ed25519 public key to the X25519 public key of
 // the same keypair, as libsodium's crypto_sign_ed25519_pk_to_curve25519 does.
 // Like libsodium it refuses, with an error matching ErrBadPublicKey, keys that
@@ -42,12 +53,9 @@ func X25519PublicKey(edPub ed25519.PublicKey) (*[32]byte, error) {
 		return nil, fmt.Errorf("convert public key %x: small order: %w", []byte(edPub), ErrBadPublicKey)
 	}
 	// p lies in the prime-order subgroup iff [L]p is the identity. L is 0 as a
-	// Scalar, so check [L-1]p == -p instead.
-	var oneBytes [32]byte
-	oneBytes[0] = 1
-	one, _ := edwards25519.NewScalar().SetCanonicalBytes(oneBytes[:]) // 1 < L: cannot fail
-	lMinusOne := edwards25519.NewScalar().Negate(one)
-	if new(edwards25519.Point).ScalarMult(lMinusOne, p).Equal(new(edwards25519.Point).Negate(p)) != 1 {
+	// Scalar, so check [L-1]p == -p instead, in variable time: the key is
+	// public.
+	if new(edwards25519.Point).VarTimeDoubleScalarBaseMult(lMinusOne, p, zero).Equal(new(edwards25519.Point).Negate(p)) != 1 {
 		return nil, fmt.Errorf("convert public key %x: not in the prime-order subgroup: %w", []byte(edPub), ErrBadPublicKey)
 	}
 	out := new([32]byte)

@@ -296,3 +296,15 @@ func mustPoint(t *testing.T, pub ed25519.PublicKey) *edwards25519.Point {
 	}
 	return p
 }
+
+func BenchmarkX25519PublicKey(b *testing.B) {
+	pub, _, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if _, err := X25519PublicKey(pub); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
