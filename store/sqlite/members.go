@@ -34,7 +34,7 @@ func (s *Store) CreateMesh(ctx context.Context, mesh string, owner store.Member,
 // MeshExists implements store.Members.
 func (s *Store) MeshExists(ctx context.Context, mesh string) (bool, error) {
 	var n int
-	if err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM meshes WHERE name = ?`, mesh).Scan(&n); err != nil {
+	if err := s.rs[qMeshExists].QueryRowContext(ctx, mesh).Scan(&n); err != nil {
 		return false, s.readErr("mesh exists", err)
 	}
 	return n > 0, nil
@@ -52,7 +52,7 @@ func scanMember(row interface{ Scan(...any) error }) (store.Member, error) {
 
 // Member implements store.Members.
 func (s *Store) Member(ctx context.Context, mesh string, key []byte) (store.Member, error) {
-	m, err := scanMember(s.r.QueryRowContext(ctx, `SELECT `+memberColumns+` FROM members WHERE mesh = ? AND key = ?`, mesh, key))
+	m, err := scanMember(s.rs[qMember].QueryRowContext(ctx, mesh, key))
 	if errors.Is(err, sql.ErrNoRows) {
 		err = store.ErrNotFound
 	}

@@ -23,8 +23,8 @@ func (s *Store) UpsertSession(ctx context.Context, sess store.Session) error {
 		if sess.SessionID != "" {
 			// The writer runs one operation at a time: no other key can
 			// register the id between this check and the insert.
-			err := tx.QueryRowContext(ctx, `SELECT 1 FROM sessions WHERE mesh = ? AND session_id = ? AND key <> ?`,
-				sess.Mesh, sess.SessionID, sess.PublicKey).Scan(new(int))
+			err := s.txStmt(ctx, tx, qSessionIDTaken).QueryRowContext(ctx, sess.Mesh, sess.SessionID, sess.PublicKey).
+				Scan(new(int))
 			if err == nil {
 				taken = true
 				return nil
@@ -33,12 +33,8 @@ func (s *Store) UpsertSession(ctx context.Context, sess store.Session) error {
 				return err
 			}
 		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO sessions
-			(mesh, key, session_id, name, project_dir, first_seen, last_seen, member_key, kind) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-			ON CONFLICT (mesh, key) DO UPDATE SET session_id = excluded.session_id, name = excluded.name,
-				project_dir = excluded.project_dir, last_seen = excluded.last_seen,
-				member_key = coalesce(sessions.member_key, excluded.member_key), kind = excluded.kind`,
-			sess.Mesh, sess.PublicKey, sess.SessionID, sess.Name, sess.ProjectDir, nanos(first), nanos(sess.LastSeen), nullBytes(sess.Member), sess.Kind)
+		_, err := s.txStmt(ctx, tx, qUpsertSession).ExecContext(ctx, sess.Mesh, sess.PublicKey, sess.SessionID, sess.Name,
+			sess.ProjectDir, nanos(first), nanos(sess.LastSeen), nullBytes(sess.Member), sess.Kind)
 		return err
 	})
 	if err == nil && taken {

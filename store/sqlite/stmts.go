@@ -7,7 +7,8 @@ import (
 	"fmt"
 )
 
-// The statements of a DM's path, which run for every DM, are prepared once
+// The statements of a DM's path, which run for every DM, and of a hello, which
+// runs for every connection, are prepared once
 // when the store opens instead of parsed on every call: those of the
 // writer on its one connection, those of the reads on the read pool (which
 // prepares them again on each connection it opens, and keeps its
@@ -32,8 +33,20 @@ const (
 		WHERE id = ? AND mesh = ? AND to_key = ? AND acked = 0 AND pushed_at = 0`
 )
 
-// Statements of the reads a DM makes.
+// Statements the writer runs for every hello.
 const (
+	qSessionIDTaken = `SELECT 1 FROM sessions WHERE mesh = ? AND session_id = ? AND key <> ?`
+	qUpsertSession  = `INSERT INTO sessions
+		(mesh, key, session_id, name, project_dir, first_seen, last_seen, member_key, kind) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (mesh, key) DO UPDATE SET session_id = excluded.session_id, name = excluded.name,
+			project_dir = excluded.project_dir, last_seen = excluded.last_seen,
+			member_key = coalesce(sessions.member_key, excluded.member_key), kind = excluded.kind`
+)
+
+// Statements of the reads a DM or a hello makes.
+const (
+	qMeshExists = `SELECT count(*) FROM meshes WHERE name = ?`
+	qMember     = `SELECT ` + memberColumns + ` FROM members WHERE mesh = ? AND key = ?`
 	qPendingSeq = `SELECT seq FROM messages WHERE id = ? AND mesh = ? AND to_key = ?`
 	// A message Expire dropped the payload of is expired whatever now says.
 	qPending = `SELECT id, mesh, from_key, from_name, from_session, to_key, nonce, box,
@@ -47,8 +60,9 @@ const (
 )
 
 var (
-	writerStmts = []string{qSavepoint, qRollbackTo, qRelease, qInsertMessage, qExistingMessage, qAck, qReceiptReceived, qReceiptPushed}
-	readStmts   = []string{qPendingSeq, qPending, qQueueStats, qQueueStatsSender, qSession}
+	writerStmts = []string{qSavepoint, qRollbackTo, qRelease, qInsertMessage, qExistingMessage, qAck, qReceiptReceived, qReceiptPushed,
+		qSessionIDTaken, qUpsertSession}
+	readStmts = []string{qPendingSeq, qPending, qQueueStats, qQueueStatsSender, qSession, qMeshExists, qMember}
 )
 
 // prepare prepares queries on db.
