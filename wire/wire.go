@@ -406,7 +406,9 @@ func Decode(data []byte) (Frame, error) {
 	var env struct {
 		Type string `json:"type"`
 	}
-	if err := json.Unmarshal(data, &env); err != nil {
+	if t, ok := leadingType(data); ok {
+		env.Type = t
+	} else if err := json.Unmarshal(data, &env); err != nil {
 		return nil, &ParseError{CodeBadFrame, fmt.Errorf("not a JSON object: %w", err)}
 	}
 	if env.Type == "" {
@@ -429,6 +431,23 @@ func Decode(data []byte) (Frame, error) {
 		return nil, &ParseError{code, fmt.Errorf("%s frame: %w", env.Type, err)}
 	}
 	return deref(f), nil
+}
+
+// leadingType reads the type of a frame that begins as Encode begins one,
+// {"type":"NAME", and names "type" nowhere else, without parsing the rest:
+// the parse into the frame checks the whole of it. Any other frame is
+// parsed for its type (of several "type" members, the last counts).
+func leadingType(data []byte) (string, bool) {
+	rest, ok := bytes.CutPrefix(data, []byte(`{"type":"`))
+	if !ok {
+		return "", false
+	}
+	end := bytes.IndexByte(rest, '"')
+	if end < 1 || end+1 >= len(rest) || (rest[end+1] != ',' && rest[end+1] != '}') ||
+		bytes.IndexByte(rest[:end], '\\') >= 0 || bytes.Contains(rest[end:], []byte(`"type"`)) {
+		return "", false
+	}
+	return string(rest[:end]), true
 }
 
 // frameTypes makes an empty frame of each type Decode knows.

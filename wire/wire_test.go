@@ -320,3 +320,37 @@ func normalize(f Frame) Frame {
 	}
 	return f
 }
+
+// A frame's type is read the same whether or not it begins as Encode
+// begins one: of several "type" members the last counts, escapes are
+// unescaped, and what follows the type is parsed all the same.
+func TestDecodeType(t *testing.T) {
+	cases := []struct {
+		frame string
+		want  string // the type, or "" for an error
+	}{
+		{`{"type":"ack","ids":["0b5e4b0e-6b8e-4a8a-9d0c-2d3b8a6f1e2c"]}`, TypeAck},
+		{`{"type":"peers"}`, TypePeers},
+		{`{"ids":["0b5e4b0e-6b8e-4a8a-9d0c-2d3b8a6f1e2c"],"type":"ack"}`, TypeAck},
+		{`{"type":"ack","ids":["0b5e4b0e-6b8e-4a8a-9d0c-2d3b8a6f1e2c"],"type":"peers"}`, TypePeers},
+		{`{"type":"peers","req":1,"type":"ack","ids":["0b5e4b0e-6b8e-4a8a-9d0c-2d3b8a6f1e2c"]}`, TypeAck},
+		{`{"type":"\u0061ck","ids":["0b5e4b0e-6b8e-4a8a-9d0c-2d3b8a6f1e2c"]}`, TypeAck},
+		{`{"type":"ack" ,"ids":["0b5e4b0e-6b8e-4a8a-9d0c-2d3b8a6f1e2c"]}`, TypeAck},
+		{`{"type":"ack","ids":["0b5e4b0e-6b8e-4a8a-9d0c-2d3b8a6f1e2c"]`, ""},
+		{`{"type":"ack","ids":["0b5e4b0e-6b8e-4a8a-9d0c-2d3b8a6f1e2c"]} x`, ""},
+		{`{"type":"ack","ids":[}`, ""},
+		{`{"type":"","ids":["0b5e4b0e-6b8e-4a8a-9d0c-2d3b8a6f1e2c"]}`, ""},
+		{`{"type":"nope","ids":["0b5e4b0e-6b8e-4a8a-9d0c-2d3b8a6f1e2c"]}`, ""},
+	}
+	for _, c := range cases {
+		f, err := Decode([]byte(c.frame))
+		switch {
+		case c.want == "" && err == nil:
+			t.Errorf("Decode(%s) = %s frame, want an error", c.frame, f.Type())
+		case c.want != "" && err != nil:
+			t.Errorf("Decode(%s): %v", c.frame, err)
+		case c.want != "" && f.Type() != c.want:
+			t.Errorf("Decode(%s) = %s frame, want %s", c.frame, f.Type(), c.want)
+		}
+	}
+}
