@@ -467,21 +467,16 @@ func (sc *sessionConn) recorded(ctx context.Context) {
 func (sc *sessionConn) recordJobs(ctx context.Context, jobs []receiptJob) {
 	now := sc.s.cfg.Now()
 	rs := make([]store.Record, 0, len(jobs))
-	refusals := make([]func(error) *wire.Error, 0, len(jobs)) // how each record's frame is refused
 	for _, j := range jobs {
 		switch f := j.f.(type) {
 		case wire.Ack:
 			rs = append(rs, store.Record{Ack: true, Cleared: f.Cleared, IDs: f.IDs, At: now})
-			refusals = append(refusals, func(err error) *wire.Error { return storeRefusal(sc.log, opAck, err, about{}) })
 		case wire.Receipt:
 			at := f.At
 			if at.IsZero() || at.After(now) {
 				at = now
 			}
 			rs = append(rs, store.Record{State: receiptStates[f.State], IDs: f.IDs, At: at})
-			refusals = append(refusals, func(err error) *wire.Error {
-				return storeRefusal(sc.log, opReceipt, err, about{state: f.State})
-			})
 		}
 	}
 	if len(rs) == 0 {
@@ -491,8 +486,15 @@ func (sc *sessionConn) recordJobs(ctx context.Context, jobs []receiptJob) {
 	defer cancel()
 	changed, err := sc.s.cfg.Store.Record(ctx, sc.hello.Mesh, sc.hello.Key, rs)
 	if err != nil {
-		for _, refuse := range refusals { // each frame, as it would have been alone
-			if e := refuse(err); e != nil {
+		for _, j := range jobs { // each frame refused as it would have been alone
+			var e *wire.Error
+			switch f := j.f.(type) {
+			case wire.Ack:
+				e = storeRefusal(sc.log, opAck, err, about{})
+			case wire.Receipt:
+				e = storeRefusal(sc.log, opReceipt, err, about{state: f.State})
+			}
+			if e != nil {
 				sc.reply(e)
 			}
 		}

@@ -137,8 +137,8 @@ func TestBackupWhileWriting(t *testing.T) {
 	}
 }
 
-// An ack waits, up to the linger, for a DM to commit with; alone, it
-// commits once the linger is over; a store closed meanwhile commits it.
+// An ack waits, up to the linger, for a DM to commit with, and commits with
+// it; a store closed while an ack waits commits it at once.
 func TestAcksShareTheNextCommit(t *testing.T) {
 	var mu sync.Mutex
 	var batches []int
