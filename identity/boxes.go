@@ -1,12 +1,14 @@
 package identity
 
 import (
+	"crypto/ecdh"
 	"crypto/ed25519"
 	"crypto/rand"
 	"fmt"
 	"sync"
 
 	"golang.org/x/crypto/nacl/box"
+	"golang.org/x/crypto/salsa20/salsa"
 )
 
 // Boxes seals and opens DMs between one key and its peers as Seal and Open
@@ -16,7 +18,7 @@ import (
 // most max peers and then starts over. It is safe for concurrent use.
 type Boxes struct {
 	mu     sync.Mutex
-	priv   *[32]byte
+	priv   *ecdh.PrivateKey // made once: making one computes its public key
 	max    int
 	shared map[[ed25519.PublicKeySize]byte]*[32]byte
 }
@@ -24,7 +26,11 @@ type Boxes struct {
 // NewBoxes returns the Boxes of the key me, remembering up to most peers
 // (at least 1). It panics if me is not 64 bytes long, like ed25519.Sign.
 func NewBoxes(me ed25519.PrivateKey, most int) *Boxes {
-	return &Boxes{priv: X25519PrivateKey(me), max: max(most, 1), shared: make(map[[ed25519.PublicKeySize]byte]*[32]byte)}
+	priv, err := ecdh.X25519().NewPrivateKey(X25519PrivateKey(me)[:])
+	if err != nil {
+		panic(err) // 32 bytes: cannot fail
+	}
+	return &Boxes{priv: priv, max: max(most, 1), shared: make(map[[ed25519.PublicKeySize]byte]*[32]byte)}
 }
 
 // sharedKey returns the precomputed key with peer, or an error matching
@@ -44,8 +50,10 @@ func (b *Boxes) sharedKey(peer ed25519.PublicKey) (*[32]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	s = new([32]byte)
-	box.Precompute(s, pub, b.priv)
+	s, err = precompute(b.priv, pub)
+	if err != nil {
+		return nil, err
+	}
 	b.mu.Lock()
 	if len(b.shared) >= b.max {
 		clear(b.shared)
@@ -76,4 +84,22 @@ func (b *Boxes) Open(sealed []byte, nonce [24]byte, from ed25519.PublicKey) ([]b
 		return nil, fmt.Errorf("open box from %s: %w", KeyID(from), ErrOpen)
 	}
 	return plaintext, nil
+}
+
+// precompute is box.Precompute with the private key made once: the X25519
+// of priv and pub, then HSalsa20 of it, as NaCl derives a box's key.
+func precompute(priv *ecdh.PrivateKey, pub *[32]byte) (*[32]byte, error) {
+	p, err := ecdh.X25519().NewPublicKey(pub[:])
+	if err != nil {
+		return nil, fmt.Errorf("peer key: %w", ErrBadPublicKey)
+	}
+	dh, err := priv.ECDH(p)
+	if err != nil { // a point of small order, which X25519PublicKey refuses first
+		return nil, fmt.Errorf("peer key: %v: %w", err, ErrBadPublicKey)
+	}
+	var in, key [32]byte
+	copy(in[:], dh)
+	var zeros [16]byte
+	salsa.HSalsa20(&key, &zeros, &in, &salsa.Sigma)
+	return &key, nil
 }
