@@ -111,7 +111,7 @@ const qAck = `UPDATE messages SET acked = true, nonce = NULL, box = NULL,
 	WHERE id = ANY($3) AND mesh = $4 AND to_key = $5 AND NOT acked`
 
 // Record implements store.Store: its updates go in one round trip, one
-// implicit transaction.
+// implicit transaction (a pipelined batch when there are several).
 func (s *Store) Record(ctx context.Context, mesh string, to []byte, rs []store.Record) ([]int, error) {
 	var b pgx.Batch
 	for _, r := range rs {
@@ -127,8 +127,17 @@ func (s *Store) Record(ctx context.Context, mesh string, to []byte, rs []store.R
 			WHERE id = ANY($2) AND mesh = $3 AND to_key = $4 AND NOT acked AND `+col+` IS NULL`, r.At, r.IDs, mesh, to)
 	}
 	what := store.RecordsName(rs)
-	res := s.pool.SendBatch(ctx, &b)
 	changed := make([]int, len(rs))
+	if len(rs) == 1 {
+		q := b.QueuedQueries[0]
+		tag, err := s.pool.Exec(ctx, q.SQL, q.Arguments...)
+		if err != nil {
+			return nil, s.wrap(what, err)
+		}
+		changed[0] = int(tag.RowsAffected())
+		return changed, nil
+	}
+	res := s.pool.SendBatch(ctx, &b)
 	for i := range rs {
 		tag, err := res.Exec()
 		if err != nil {
