@@ -234,7 +234,7 @@ func TestToolsOfferedInFirstRequest(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Run("project .mcp.json", func(t *testing.T) {
-		first := firstRequest(t, repoConfig)
+		first := firstRequest(t, repoConfig, slowStart)
 		for _, name := range meshTools {
 			if !first.HasTool(name) {
 				t.Errorf("first request does not offer %s; tools: %v", name, first.Tools)
@@ -257,7 +257,7 @@ func TestToolsOfferedInFirstRequest(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		first := firstRequest(t, b)
+		first := firstRequest(t, b, slowerThanClaude)
 		for _, name := range meshTools {
 			if first.HasTool(name) {
 				t.Errorf("first request offers %s although the server was not loaded yet: the slow start no longer shows what alwaysLoad does", name)
@@ -266,15 +266,20 @@ func TestToolsOfferedInFirstRequest(t *testing.T) {
 	})
 }
 
-// slowStart is how long the server takes to start in
-// TestToolsOfferedInFirstRequest: longer than Claude Code takes to send its
-// first request, shorter than it waits for an "alwaysLoad" server.
-const slowStart = "2"
+// How long the server takes to start in TestToolsOfferedInFirstRequest: with
+// "alwaysLoad", well within the 5 s Claude Code waits for such a server; in
+// the control without it, well beyond the time Claude Code takes to send its
+// first request (over 2 s seen on a loaded machine). One delay for both left
+// a second of margin on each side, which a loaded machine took.
+const (
+	slowStart        = "2"
+	slowerThanClaude = "6"
+)
 
 // firstRequest runs a one-shot prompt in a project with mcpJSON as its
-// .mcp.json, the "claudemesh" on PATH starting slowly, and returns the
-// first request Claude Code sent to the model.
-func firstRequest(t *testing.T, mcpJSON []byte) fakemodel.Request {
+// .mcp.json, the "claudemesh" on PATH starting after delay seconds, and
+// returns the first request Claude Code sent to the model.
+func firstRequest(t *testing.T, mcpJSON []byte, delay string) fakemodel.Request {
 	t.Helper()
 	h := newHarness(t)
 	s := h.newSeat("carol")
@@ -282,7 +287,7 @@ func firstRequest(t *testing.T, mcpJSON []byte) fakemodel.Request {
 	s.mcpArgs = nil // the project's .mcp.json, which names "claudemesh" on PATH
 	s.binDir = filepath.Join(t.TempDir(), "bin")
 	writeFile(t, filepath.Join(s.binDir, "claudemesh"),
-		"#!/bin/sh\nsleep "+slowStart+"\nexec "+claudemeshBin+` "$@"`+"\n")
+		"#!/bin/sh\nsleep "+delay+"\nexec "+claudemeshBin+` "$@"`+"\n")
 	if err := os.Chmod(filepath.Join(s.binDir, "claudemesh"), 0o700); err != nil {
 		t.Fatal(err)
 	}
