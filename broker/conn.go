@@ -156,7 +156,7 @@ func (c *conn) writer() {
 		select {
 		case b := <-c.out:
 			c.ws.SetWriteDeadline(time.Now().Add(cfg.WriteTimeout))
-			if err := c.ws.WriteMessage(websocket.TextMessage, b); err != nil {
+			if err := c.writeQueued(b); err != nil {
 				c.wlog.Debug("write failed", "err", err)
 				c.writeFailed = true
 				c.shutdown(nil)
@@ -170,6 +170,30 @@ func (c *conn) writer() {
 			}
 		}
 	}
+}
+
+// writeQueued writes b and the frames queued behind it, at once when the
+// connection is a batchConn.
+func (c *conn) writeQueued(b []byte) error {
+	bc, _ := c.ws.NetConn().(*batchConn)
+	if bc == nil {
+		return c.ws.WriteMessage(websocket.TextMessage, b)
+	}
+	bc.hold()
+	err := c.ws.WriteMessage(websocket.TextMessage, b)
+	for err == nil && !bc.full() {
+		select {
+		case b = <-c.out:
+			err = c.ws.WriteMessage(websocket.TextMessage, b)
+			continue
+		default:
+		}
+		break
+	}
+	if rerr := bc.release(); err == nil {
+		err = rerr
+	}
+	return err
 }
 
 // closeSocket says the connection's last frames and closes the socket: the
