@@ -26,6 +26,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -354,4 +355,34 @@ func RecordsName(rs []Record) string {
 	default:
 		return "receipt " + rs[0].State
 	}
+}
+
+// Resent says what Enqueue reports for m when its id is stored already, as
+// was (with acked, whether it was acknowledged; an acknowledged or expired
+// DM keeps no nonce or box): ErrConflict when the id names another DM,
+// else AlreadyAcked, AlreadyExpired (its payload dropped, or m sent after
+// its ExpiresAt) or AlreadyQueued. Every store answers a resend by it.
+func Resent(m, was Message, acked bool) (EnqueueResult, error) {
+	switch {
+	case was.Mesh != m.Mesh || !bytes.Equal(was.From, m.From) || !bytes.Equal(was.To, m.To):
+		return 0, ErrConflict
+	case acked:
+		return AlreadyAcked, nil
+	case was.Box == nil:
+		return AlreadyExpired, nil // Expire dropped the payload
+	case !bytes.Equal(was.Nonce, m.Nonce) || !bytes.Equal(was.Box, m.Box):
+		return 0, ErrConflict
+	case !was.ExpiresAt.After(m.CreatedAt):
+		return AlreadyExpired, nil
+	}
+	return AlreadyQueued, nil
+}
+
+// Check refuses a message Enqueue cannot store: one without an id, a
+// sender, a recipient or a box.
+func (m Message) Check() error {
+	if m.ID == "" || len(m.From) == 0 || len(m.To) == 0 || len(m.Box) == 0 {
+		return errors.New("message needs an id, a sender, a recipient and a box")
+	}
+	return nil
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -71,8 +70,8 @@ func queueOrder(a, b store.Message) int {
 // context bounds how long it waits, not what happens: a DM handed to a
 // committer may still be stored after the caller gave up.
 func (s *Store) Enqueue(ctx context.Context, m store.Message) (store.EnqueueResult, error) {
-	if m.ID == "" || len(m.From) == 0 || len(m.To) == 0 || len(m.Box) == 0 {
-		return 0, errors.New("enqueue: message needs an id, a sender, a recipient and a box")
+	if err := m.Check(); err != nil {
+		return 0, fmt.Errorf("enqueue: %w", err)
 	}
 	op := enqueueOp{m: m, done: make(chan enqueued, 1)}
 	var d enqueued

@@ -1,7 +1,6 @@
 package postgres
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -17,30 +16,18 @@ import (
 // longer at all), else the result Enqueue reports for the resend.
 func existing(ctx context.Context, tx querier, m store.Message) (store.EnqueueResult, error) {
 	var (
-		mesh                 string
-		from, to, nonce, box []byte
-		acked                bool
-		expires              time.Time
+		was   store.Message
+		acked bool
 	)
 	err := tx.QueryRow(ctx, `SELECT mesh, from_key, to_key, nonce, box, acked, expires_at FROM messages WHERE id = $1`, m.ID).
-		Scan(&mesh, &from, &to, &nonce, &box, &acked, &expires)
+		Scan(&was.Mesh, &was.From, &was.To, &was.Nonce, &was.Box, &acked, &was.ExpiresAt)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		return 0, store.ErrConflict
 	case err != nil:
 		return 0, fmt.Errorf("read existing: %w", err)
-	case mesh != m.Mesh || !bytes.Equal(from, m.From) || !bytes.Equal(to, m.To):
-		return 0, store.ErrConflict
-	case acked:
-		return store.AlreadyAcked, nil
-	case box == nil:
-		return store.AlreadyExpired, nil // Expire dropped the payload
-	case !bytes.Equal(nonce, m.Nonce) || !bytes.Equal(box, m.Box):
-		return 0, store.ErrConflict
-	case !expires.After(m.CreatedAt):
-		return store.AlreadyExpired, nil
 	}
-	return store.AlreadyQueued, nil
+	return store.Resent(m, was, acked)
 }
 
 // Pending implements store.Store. An `after` ID unknown for this recipient in

@@ -18,8 +18,8 @@ import (
 // each other in a cycle.
 func (s *Store) EnqueueGroup(ctx context.Context, sendID, group string, msgs []store.Message) ([]store.EnqueueResult, error) {
 	for _, m := range msgs {
-		if m.ID == "" || len(m.From) == 0 || len(m.To) == 0 || len(m.Box) == 0 {
-			return nil, errors.New("enqueue group: each message needs an id, a sender, a recipient and a box")
+		if err := m.Check(); err != nil {
+			return nil, fmt.Errorf("enqueue group: %w", err)
 		}
 	}
 	order := make([]int, len(msgs))

@@ -64,23 +64,8 @@ func (s *Store) Member(ctx context.Context, mesh string, key []byte) (store.Memb
 
 // MemberList implements store.Members.
 func (s *Store) MemberList(ctx context.Context, mesh string) ([]store.Member, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT `+memberColumns+` FROM members WHERE mesh = ? ORDER BY name`, mesh)
-	if err != nil {
-		return nil, s.readErr("members", err)
-	}
-	defer rows.Close()
-	var out []store.Member
-	for rows.Next() {
-		m, err := scanMember(rows)
-		if err != nil {
-			return nil, s.readErr("members", err)
-		}
-		out = append(out, m)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, s.readErr("members", err)
-	}
-	return out, nil
+	return readAll(ctx, s, "members", func(r *sql.Rows) (store.Member, error) { return scanMember(r) },
+		`SELECT `+memberColumns+` FROM members WHERE mesh = ? ORDER BY name`, mesh)
 }
 
 // RemoveMember implements store.Members.

@@ -1,7 +1,6 @@
 package sqlite
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -18,8 +17,8 @@ import (
 // box. A resend after the stored ExpiresAt (judged by m.CreatedAt) reports
 // store.AlreadyExpired even before Expire dropped the payload.
 func (s *Store) Enqueue(ctx context.Context, m store.Message) (store.EnqueueResult, error) {
-	if m.ID == "" || len(m.From) == 0 || len(m.To) == 0 || len(m.Box) == 0 {
-		return 0, errors.New("enqueue: message needs an id, a sender, a recipient and a box")
+	if err := m.Check(); err != nil {
+		return 0, fmt.Errorf("enqueue: %w", err)
 	}
 	var res store.EnqueueResult
 	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
@@ -46,29 +45,17 @@ func (s *Store) enqueueIn(ctx context.Context, tx *sql.Tx, m store.Message) (sto
 		return store.Stored, err
 	}
 	var (
-		mesh                 string
-		from, to, nonce, box []byte
-		acked                bool
-		expires              int64
+		was     store.Message
+		acked   bool
+		expires int64
 	)
 	err = s.txStmt(ctx, tx, qExistingMessage).QueryRowContext(ctx, m.ID).
-		Scan(&mesh, &from, &to, &nonce, &box, &acked, &expires)
+		Scan(&was.Mesh, &was.From, &was.To, &was.Nonce, &was.Box, &acked, &expires)
 	if err != nil {
 		return 0, fmt.Errorf("read existing: %w", err)
 	}
-	switch {
-	case mesh != m.Mesh || !bytes.Equal(from, m.From) || !bytes.Equal(to, m.To):
-		return 0, store.ErrConflict
-	case acked:
-		return store.AlreadyAcked, nil
-	case box == nil:
-		return store.AlreadyExpired, nil // Expire dropped the payload
-	case !bytes.Equal(nonce, m.Nonce) || !bytes.Equal(box, m.Box):
-		return 0, store.ErrConflict
-	case expires <= nanos(m.CreatedAt):
-		return store.AlreadyExpired, nil
-	}
-	return store.AlreadyQueued, nil
+	was.ExpiresAt = fromNanos(expires)
+	return store.Resent(m, was, acked)
 }
 
 // Pending implements store.Store. An `after` ID unknown for this recipient in

@@ -105,22 +105,7 @@ func (s *Store) Session(ctx context.Context, mesh string, key []byte) (store.Ses
 // Sessions implements store.Store. Sessions seen at the same instant come in
 // key order.
 func (s *Store) Sessions(ctx context.Context, mesh string, since time.Time) ([]store.Session, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT `+sessionColumns+` FROM sessions
-		WHERE mesh = ? AND last_seen >= ? ORDER BY last_seen DESC, key`, mesh, nanos(since))
-	if err != nil {
-		return nil, s.readErr("sessions", err)
-	}
-	defer rows.Close()
-	var out []store.Session
-	for rows.Next() {
-		sess, err := scanSession(rows)
-		if err != nil {
-			return nil, s.readErr("sessions", err)
-		}
-		out = append(out, sess)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, s.readErr("sessions", err)
-	}
-	return out, nil
+	return readAll(ctx, s, "sessions", func(r *sql.Rows) (store.Session, error) { return scanSession(r) },
+		`SELECT `+sessionColumns+` FROM sessions WHERE mesh = ? AND last_seen >= ? ORDER BY last_seen DESC, key`,
+		mesh, nanos(since))
 }

@@ -270,6 +270,28 @@ func (s *Store) closed() bool {
 	}
 }
 
+// readAll runs the read query on the read pool and scans each row of it
+// with scan; what names the read in errors.
+func readAll[T any](ctx context.Context, s *Store, what string, scan func(*sql.Rows) (T, error), query string, args ...any) ([]T, error) {
+	rows, err := s.r.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, s.readErr(what, err)
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, s.readErr(what, err)
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.readErr(what, err)
+	}
+	return out, nil
+}
+
 // readErr wraps the error of a read; a read that failed because the store was
 // closed under it reports store.ErrClosed.
 func (s *Store) readErr(what string, err error) error {

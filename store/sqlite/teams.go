@@ -14,8 +14,8 @@ import (
 // write operation, so that a conflict rolls all of them back.
 func (s *Store) EnqueueGroup(ctx context.Context, sendID, group string, msgs []store.Message) ([]store.EnqueueResult, error) {
 	for _, m := range msgs {
-		if m.ID == "" || len(m.From) == 0 || len(m.To) == 0 || len(m.Box) == 0 {
-			return nil, errors.New("enqueue group: each message needs an id, a sender, a recipient and a box")
+		if err := m.Check(); err != nil {
+			return nil, fmt.Errorf("enqueue group: %w", err)
 		}
 	}
 	res := make([]store.EnqueueResult, len(msgs))
@@ -123,52 +123,28 @@ func (s *Store) LeaveGroup(ctx context.Context, mesh, group string, key []byte) 
 
 // GroupMembers implements store.Store.
 func (s *Store) GroupMembers(ctx context.Context, mesh, group string) ([][]byte, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT g.key FROM group_members g
+	return readAll(ctx, s, "group members", func(r *sql.Rows) ([]byte, error) {
+		var k []byte
+		err := r.Scan(&k)
+		return k, err
+	}, `SELECT g.key FROM group_members g
 		JOIN sessions s ON s.mesh = g.mesh AND s.key = g.key
 		WHERE g.mesh = ? AND g.grp = ? ORDER BY g.key`, mesh, group)
-	if err != nil {
-		return nil, s.readErr("group members", err)
-	}
-	defer rows.Close()
-	var out [][]byte
-	for rows.Next() {
-		var k []byte
-		if err := rows.Scan(&k); err != nil {
-			return nil, s.readErr("group members", err)
-		}
-		out = append(out, k)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, s.readErr("group members", err)
-	}
-	return out, nil
 }
 
 // Memberships implements store.Store.
 func (s *Store) Memberships(ctx context.Context, mesh string) ([]store.Membership, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT g.grp, g.key, g.joined_at FROM group_members g
-		JOIN sessions s ON s.mesh = g.mesh AND s.key = g.key
-		WHERE g.mesh = ? ORDER BY g.grp, g.key`, mesh)
-	if err != nil {
-		return nil, s.readErr("memberships", err)
-	}
-	defer rows.Close()
-	var out []store.Membership
-	for rows.Next() {
+	return readAll(ctx, s, "memberships", func(r *sql.Rows) (store.Membership, error) {
 		var (
 			m      store.Membership
 			joined int64
 		)
-		if err := rows.Scan(&m.Group, &m.Key, &joined); err != nil {
-			return nil, s.readErr("memberships", err)
-		}
+		err := r.Scan(&m.Group, &m.Key, &joined)
 		m.JoinedAt = fromNanos(joined)
-		out = append(out, m)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, s.readErr("memberships", err)
-	}
-	return out, nil
+		return m, err
+	}, `SELECT g.grp, g.key, g.joined_at FROM group_members g
+		JOIN sessions s ON s.mesh = g.mesh AND s.key = g.key
+		WHERE g.mesh = ? ORDER BY g.grp, g.key`, mesh)
 }
 
 // SetPresence implements store.Store.
@@ -216,23 +192,8 @@ func (s *Store) Presence(ctx context.Context, mesh string, key []byte) (store.Pr
 
 // Presences implements store.Store.
 func (s *Store) Presences(ctx context.Context, mesh string) ([]store.Presence, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT `+presenceColumns+` FROM session_status WHERE mesh = ? ORDER BY key`, mesh)
-	if err != nil {
-		return nil, s.readErr("presences", err)
-	}
-	defer rows.Close()
-	var out []store.Presence
-	for rows.Next() {
-		p, err := scanPresence(rows.Scan)
-		if err != nil {
-			return nil, s.readErr("presences", err)
-		}
-		out = append(out, p)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, s.readErr("presences", err)
-	}
-	return out, nil
+	return readAll(ctx, s, "presences", func(r *sql.Rows) (store.Presence, error) { return scanPresence(r.Scan) },
+		`SELECT `+presenceColumns+` FROM session_status WHERE mesh = ? ORDER BY key`, mesh)
 }
 
 // forgetTeams deletes the memberships and presence of sessions the store
